@@ -1,0 +1,243 @@
+//! Destinations: one file per channel, each building its payload from the
+//! rendered templates (wrapping text, enforcing the platform's limits) and
+//! classifying the platform's answer. Nothing outside this folder knows a
+//! platform's quirks.
+
+mod console;
+mod discord;
+mod email;
+mod http;
+mod slack;
+mod webhook;
+
+use crate::config::{DestinationConfig, DestinationKind, RetryPolicy};
+use crate::problems::{Problem, Problems};
+use crate::render::{Escape, RenderError, Template};
+use crate::retry::Outcome;
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub use discord::versioned_url as discord_versioned_url;
+pub use http::redact_url;
+
+/// A message ready to send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// A JSON body (Slack, Discord, JSON webhooks).
+    Json(Value),
+    /// A text body (text webhooks).
+    Text(String),
+    Email(EmailPayload),
+    /// Printed by a console destination.
+    Console(String),
+}
+
+/// A rendered e-mail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailPayload {
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+impl Payload {
+    /// The payload as it is sent, for people: pretty JSON, or the text.
+    pub fn display(&self) -> String {
+        match self {
+            Payload::Json(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+            Payload::Text(t) | Payload::Console(t) => t.clone(),
+            Payload::Email(e) => {
+                let mut out = format!("Subject: {}\n\n{}", e.subject, e.text);
+                if let Some(html) = &e.html {
+                    out.push_str("\n\n--- text/html ---\n");
+                    out.push_str(html);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// The result of one attempt, with what the receiver said.
+#[derive(Debug, Clone)]
+pub struct AttemptReport {
+    pub outcome: Outcome,
+    /// HTTP status or SMTP reply code.
+    pub status: Option<u16>,
+    /// The start of the receiver's answer.
+    pub response: Option<String>,
+    pub latency: Duration,
+}
+
+impl AttemptReport {
+    fn new(outcome: Outcome, status: Option<u16>, response: Option<String>, started: Instant) -> Self {
+        AttemptReport { outcome, status, response, latency: started.elapsed() }
+    }
+}
+
+/// The rendered templates of one destination for one event.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub body: String,
+    pub json: bool,
+    pub html: Option<String>,
+    pub subject: Option<String>,
+}
+
+enum Channel {
+    Slack(slack::Slack),
+    Discord(discord::Discord),
+    Email(email::Email),
+    Webhook(webhook::Webhook),
+    Console(console::Console),
+}
+
+/// A configured destination: its templates and its channel.
+pub struct Destination {
+    pub name: String,
+    pub kind: DestinationKind,
+    body: Template,
+    html: Option<Template>,
+    subject: Option<Template>,
+    channel: Channel,
+    /// Scheme and host only: safe for logs.
+    pub redacted_url: Option<String>,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination").field("name", &self.name).field("kind", &self.kind).finish()
+    }
+}
+
+/// The escaping for values a template inserts, by channel and template type.
+fn escape_for(kind: DestinationKind, json: bool) -> Escape {
+    match (kind, json) {
+        (DestinationKind::Slack, false) => Escape::SlackMrkdwn,
+        (DestinationKind::Slack, true) => Escape::SlackMrkdwnJson,
+        (_, true) => Escape::Json,
+        (_, false) => Escape::None,
+    }
+}
+
+impl Destination {
+    /// Compiles the destination's templates and sets up its channel.
+    pub fn build(
+        cfg: &DestinationConfig,
+        config_file: &Path,
+        templates_dir: &Path,
+        retry: &RetryPolicy,
+        http: &reqwest::Client,
+    ) -> Result<Destination, Problems> {
+        let mut problems = Problems::default();
+        let at = |key: &str, message: String| {
+            Problem::new(config_file, message).at_line(cfg.line).with_key(format!("destinations.{}.{key}", cfg.name))
+        };
+        let kind = cfg.kind;
+        let body = Template::load(templates_dir, &cfg.template, |json| escape_for(kind, json))
+            .map_err(|p| problems.push(p))
+            .ok();
+        let html = cfg.html_template.as_deref().and_then(|t| {
+            Template::load(templates_dir, t, |_| Escape::Html).map_err(|p| problems.push(p)).ok()
+        });
+        let subject = match (kind, &cfg.subject) {
+            (DestinationKind::Email, subject) => {
+                let source = subject.as_deref().unwrap_or(email::DEFAULT_SUBJECT);
+                let key = format!("destinations.{}.subject", cfg.name);
+                Template::inline(&key, source, Escape::None, config_file).map_err(|p| problems.push(p)).ok()
+            }
+            _ => None,
+        };
+        let url = cfg.url.clone().unwrap_or_default();
+        let channel = match kind {
+            DestinationKind::Slack => slack::Slack::new(&url, http.clone()).map(Channel::Slack),
+            DestinationKind::Discord => discord::Discord::new(&url, cfg, http.clone()).map(Channel::Discord),
+            DestinationKind::Email => email::Email::new(&url, cfg, retry.attempt_timeout).map(Channel::Email),
+            DestinationKind::Webhook => webhook::Webhook::new(&url, cfg, http.clone()).map(Channel::Webhook),
+            DestinationKind::Console => Ok(Channel::Console(console::Console)),
+        };
+        let channel = channel.map_err(|(key, msg)| problems.push(at(key, format!("destination \"{}\": {msg}", cfg.name)))).ok();
+        match (body, channel) {
+            (Some(body), Some(channel)) if problems.is_empty() => Ok(Destination {
+                name: cfg.name.clone(),
+                kind,
+                body,
+                html,
+                subject,
+                channel,
+                redacted_url: cfg.url.as_deref().map(redact_url),
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// The template files this destination uses.
+    pub fn templates(&self) -> impl Iterator<Item = &Template> {
+        std::iter::once(&self.body).chain(self.html.as_ref()).chain(self.subject.as_ref())
+    }
+
+    /// Renders the templates for `event`. Pure.
+    pub fn render_templates(&self, event: &Value) -> Result<Rendered, RenderError> {
+        Ok(Rendered {
+            body: self.body.render(event)?,
+            json: self.body.json,
+            html: self.html.as_ref().map(|t| t.render(event)).transpose()?,
+            subject: self.subject.as_ref().map(|t| t.render(event)).transpose()?,
+        })
+    }
+
+    /// Renders `event` into the payload this destination sends: templates,
+    /// wrapping and platform limits. Pure.
+    pub fn payload(&self, event: &Value) -> Result<Payload, RenderError> {
+        let rendered = self.render_templates(event)?;
+        let template = self.body.name.clone();
+        let invalid = |reason: String| RenderError { template: template.clone(), reason };
+        match &self.channel {
+            Channel::Slack(_) => slack::payload(rendered).map_err(invalid),
+            Channel::Discord(d) => d.payload(rendered).map_err(invalid),
+            Channel::Email(_) => Ok(email::payload(rendered)),
+            Channel::Webhook(_) => webhook::payload(rendered).map_err(invalid),
+            Channel::Console(_) => Ok(console::payload(rendered)),
+        }
+    }
+
+    /// Sends one payload, once. Never panics; every failure is an outcome.
+    pub async fn send(&self, payload: &Payload, timeout: Duration) -> AttemptReport {
+        let started = Instant::now();
+        match (&self.channel, payload) {
+            (Channel::Slack(s), Payload::Json(body)) => s.send(body, timeout).await,
+            (Channel::Discord(d), Payload::Json(body)) => d.send(body, timeout).await,
+            (Channel::Email(e), Payload::Email(mail)) => e.send(mail, timeout).await,
+            (Channel::Webhook(w), payload) => w.send(payload, timeout).await,
+            (Channel::Console(c), Payload::Console(text)) => c.send(&self.name, text, started),
+            _ => AttemptReport::new(
+                Outcome::Permanent { reason: "payload does not fit the destination kind".into() },
+                None,
+                None,
+                started,
+            ),
+        }
+    }
+}
+
+/// Text to send when a template rendered nothing: platforms reject empty
+/// messages, and a blank notice beats a lost one.
+fn empty_fallback(template: &str) -> String {
+    format!("(template \"{template}\" rendered an empty message)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_follows_channel_and_template_type() {
+        assert_eq!(escape_for(DestinationKind::Slack, false), Escape::SlackMrkdwn);
+        assert_eq!(escape_for(DestinationKind::Slack, true), Escape::SlackMrkdwnJson);
+        assert_eq!(escape_for(DestinationKind::Discord, false), Escape::None);
+        assert_eq!(escape_for(DestinationKind::Discord, true), Escape::Json);
+        assert_eq!(escape_for(DestinationKind::Webhook, true), Escape::Json);
+        assert_eq!(escape_for(DestinationKind::Email, false), Escape::None);
+    }
+}

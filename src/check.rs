@@ -1,0 +1,59 @@
+//! `check`: load everything, then render every destination against every
+//! sample event, so template mistakes surface before an event does.
+
+use crate::event::Event;
+use crate::problems::{Problem, Problems};
+use crate::runtime::Runtime;
+use crate::samples::SAMPLE_EVENTS;
+use std::path::Path;
+
+/// What a successful check covered.
+#[derive(Debug)]
+pub struct CheckReport {
+    pub destinations: usize,
+    pub routes: usize,
+    pub renders: usize,
+    /// Things that work but look unintended.
+    pub warnings: Vec<String>,
+}
+
+/// Checks the config at `path`.
+pub fn check(path: &Path) -> Result<CheckReport, Problems> {
+    let runtime = Runtime::load(path)?;
+    check_runtime(&runtime)
+}
+
+pub fn check_runtime(runtime: &Runtime) -> Result<CheckReport, Problems> {
+    let mut problems = Problems::default();
+    let mut renders = 0;
+    for dest in runtime.destinations() {
+        for (sample, json) in SAMPLE_EVENTS {
+            let event = Event::parse(json.as_bytes()).expect("shipped samples are events");
+            match dest.payload(&event.raw) {
+                Ok(_) => renders += 1,
+                Err(e) => {
+                    let file = dest
+                        .templates()
+                        .find(|t| t.name == e.template)
+                        .map(|t| t.file.clone())
+                        .unwrap_or_else(|| runtime.config.path.clone());
+                    problems.push(Problem::new(
+                        file,
+                        format!("destination \"{}\", sample event {sample}: {}", dest.name, e.reason),
+                    ));
+                }
+            }
+        }
+    }
+    let warnings = runtime
+        .destinations()
+        .filter(|d| !runtime.config.routes.iter().any(|r| r.to.contains(&d.name)))
+        .map(|d| format!("destination \"{}\" is not used by any route", d.name))
+        .collect();
+    problems.into_result(CheckReport {
+        destinations: runtime.destinations().count(),
+        routes: runtime.config.routes.len(),
+        renders,
+        warnings,
+    })
+}

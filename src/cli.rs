@@ -1,0 +1,221 @@
+//! The command line: `serve`, `check`, `render` and `send-test`, each
+//! working from the same config file.
+
+use crate::check::check;
+use crate::event::Event;
+use crate::routing::RouteReport;
+use crate::rules::Verdict;
+use crate::runtime::Runtime;
+use crate::telemetry::LogFormat;
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "raaft-relay", version, about = "Turns Raaft cancellation-flow webhooks into Slack, Discord and e-mail notifications")]
+pub struct Cli {
+    /// The config file.
+    #[arg(long, global = true, default_value = "config/relay.toml", env = "RAAFT_RELAY_CONFIG")]
+    pub config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive Raaft webhooks and deliver notifications.
+    Serve,
+    /// Check the config and render every template against the sample events.
+    Check,
+    /// Show how an event is routed and the exact payloads; sends nothing.
+    Render {
+        /// A Raaft event as JSON.
+        #[arg(long)]
+        event: PathBuf,
+        /// Only this destination (shown even when no route reaches it).
+        #[arg(long)]
+        destination: Option<String>,
+    },
+    /// Send one real message to a destination.
+    SendTest {
+        #[arg(long)]
+        destination: String,
+        /// A Raaft event as JSON (default: a sample cancellation).
+        #[arg(long)]
+        event: Option<PathBuf>,
+    },
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match &cli.command {
+        Command::Serve => serve(&cli.config).await,
+        Command::Check => run_check(&cli.config),
+        Command::Render { event, destination } => render(&cli.config, event, destination.as_deref()),
+        Command::SendTest { destination, event } => send_test(&cli.config, destination, event.as_deref()).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Runtime> {
+    Runtime::load(path).map_err(|problems| anyhow::anyhow!("invalid configuration:\n{problems}"))
+}
+
+async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+    let runtime = load(path)?;
+    let destinations = runtime.destinations().count();
+    let routes = runtime.config.routes.len();
+    let app = crate::Application::build(runtime).await?;
+    tracing::info!(port = app.port(), destinations, routes, config = %path.display(), "raaft-relay listening");
+    app.run_until_stopped(shutdown_signal()).await?;
+    tracing::info!("raaft-relay stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn run_check(path: &Path) -> anyhow::Result<ExitCode> {
+    match check(path) {
+        Ok(report) => {
+            for w in &report.warnings {
+                println!("warning: {w}");
+            }
+            println!(
+                "{}: ok ({} destinations, {} routes, {} sample renders)",
+                path.display(),
+                report.destinations,
+                report.routes,
+                report.renders
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            eprintln!("{problems}");
+            eprintln!("{}: {} problem(s) found", path.display(), problems.len());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn read_event(path: &Path) -> anyhow::Result<Event> {
+    let body = std::fs::read(path).with_context(|| format!("cannot read event file \"{}\"", path.display()))?;
+    Event::parse(&body).with_context(|| format!("event file \"{}\"", path.display()))
+}
+
+fn render(config: &Path, event_path: &Path, only: Option<&str>) -> anyhow::Result<ExitCode> {
+    let runtime = load(config)?;
+    let event = read_event(event_path)?;
+    let (targets, reports) = runtime.router.explain(&event.raw);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "event: outcome {}", event.outcome())?;
+    for report in &reports {
+        writeln!(out, "{}", describe_route(report, &runtime))?;
+    }
+    if targets.is_empty() {
+        writeln!(out, "no route matched: the relay answers 200 and sends nothing")?;
+    }
+    let chosen: Vec<(String, Vec<String>)> = match only {
+        Some(name) => {
+            if runtime.destination(name).is_none() {
+                bail!("unknown destination \"{name}\"");
+            }
+            let routes = targets.iter().find(|t| t.destination == name).map(|t| t.routes.clone()).unwrap_or_default();
+            vec![(name.to_owned(), routes)]
+        }
+        None => targets.into_iter().map(|t| (t.destination, t.routes)).collect(),
+    };
+    let mut failed = false;
+    for (name, routes) in chosen {
+        let dest = runtime.destination(&name).expect("routes name configured destinations");
+        let via = if routes.is_empty() { "no route reaches it".to_owned() } else { format!("via {}", routes.join(", ")) };
+        writeln!(out, "\n== destination \"{name}\" ({}, {via})", dest.kind.as_str())?;
+        match dest.payload(&event.raw) {
+            Ok(payload) => writeln!(out, "{}", payload.display())?,
+            Err(e) => {
+                writeln!(out, "cannot render: {e}")?;
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn describe_route(report: &RouteReport, runtime: &Runtime) -> String {
+    let to = runtime
+        .config
+        .routes
+        .iter()
+        .find(|r| r.name == report.route)
+        .map(|r| r.to.join(", "))
+        .unwrap_or_default();
+    if report.skipped {
+        return format!("route \"{}\": skipped (an earlier matching route has stop = true)", report.route);
+    }
+    match &report.verdict {
+        Verdict::Matched => format!("route \"{}\": matched → {to}", report.route),
+        Verdict::NotMatched { condition, saw } => {
+            format!("route \"{}\": not matched: `{condition}` did not hold (saw {saw})", report.route)
+        }
+    }
+}
+
+async fn send_test(config: &Path, name: &str, event_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let runtime = load(config)?;
+    let Some(dest) = runtime.destination(name) else {
+        bail!("unknown destination \"{name}\"");
+    };
+    let event = match event_path {
+        Some(p) => read_event(p)?,
+        None => Event::parse(crate::samples::DEFAULT_TEST_EVENT.as_bytes()).expect("the sample is an event"),
+    };
+    let payload = dest.payload(&event.raw).map_err(|e| anyhow::anyhow!("cannot render: {e}"))?;
+    let report = dest.send(&payload, runtime.config.retry.attempt_timeout).await;
+    let status = report.status.map(|s| format!(" ({s})")).unwrap_or_default();
+    let response = report.response.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+    match &report.outcome {
+        crate::retry::Outcome::Delivered => {
+            println!("delivered to \"{name}\"{status} in {} ms", report.latency.as_millis());
+            Ok(ExitCode::SUCCESS)
+        }
+        crate::retry::Outcome::Retry { reason, .. } => {
+            eprintln!("not delivered to \"{name}\" (transient, the relay would retry){status}: {reason}{response}");
+            Ok(ExitCode::FAILURE)
+        }
+        crate::retry::Outcome::Permanent { reason } => {
+            eprintln!("not delivered to \"{name}\" (permanent){status}: {reason}{response}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,601 @@
+//! The relay's configuration: the TOML file users write, loaded with
+//! environment and secret-file interpolation and checked all at once, so
+//! every mistake is reported with its file, line and key at start-up
+//! instead of at 3 a.m. when the first event arrives.
+
+mod interpolate;
+mod spans;
+
+pub use interpolate::{interpolate, InterpolateError};
+pub use spans::KeyLines;
+
+use crate::problems::{Problem, Problems};
+use crate::rules::Condition;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the relay listens and what it accepts.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Raaft events are a few kilobytes; the cap keeps a hostile client
+    /// from making the relay buffer megabytes.
+    pub max_body_bytes: u64,
+}
+
+/// How failed deliveries are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub attempt_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(600),
+            attempt_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The kinds of destination the relay can deliver to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestinationKind {
+    Slack,
+    Discord,
+    Email,
+    Webhook,
+    Console,
+}
+
+impl DestinationKind {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "slack" => Self::Slack,
+            "discord" => Self::Discord,
+            "email" => Self::Email,
+            "webhook" => Self::Webhook,
+            "console" => Self::Console,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Slack => "slack",
+            Self::Discord => "discord",
+            Self::Email => "email",
+            Self::Webhook => "webhook",
+            Self::Console => "console",
+        }
+    }
+
+    /// Keys a destination of this kind may carry besides `kind`.
+    fn allowed_keys(self) -> &'static [&'static str] {
+        match self {
+            Self::Slack => &["url", "template"],
+            Self::Discord => &["url", "template", "username", "avatar_url"],
+            Self::Email => &["url", "template", "html_template", "subject", "from", "to"],
+            Self::Webhook => &["url", "template", "headers"],
+            Self::Console => &["template"],
+        }
+    }
+}
+
+/// One place messages go, as configured.
+#[derive(Debug, Clone)]
+pub struct DestinationConfig {
+    pub name: String,
+    pub kind: DestinationKind,
+    pub url: Option<String>,
+    /// Path under `templates_dir`.
+    pub template: String,
+    pub html_template: Option<String>,
+    pub subject: Option<String>,
+    pub from: Option<String>,
+    pub to: Vec<String>,
+    pub username: Option<String>,
+    pub avatar_url: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    /// The line of `[destinations.NAME]`, for error messages.
+    pub line: Option<usize>,
+}
+
+/// One routing rule.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub when: Condition,
+    pub to: Vec<String>,
+    pub stop: bool,
+    pub line: Option<usize>,
+}
+
+/// A loaded, interpolated and validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file itself.
+    pub path: PathBuf,
+    pub templates_dir: PathBuf,
+    pub server: ServerConfig,
+    pub tokens: Vec<String>,
+    pub retry: RetryPolicy,
+    pub destinations: BTreeMap<String, DestinationConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawConfig {
+    templates_dir: Option<String>,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    raaft: RawRaaft,
+    #[serde(default)]
+    retry: RawRetry,
+    #[serde(default)]
+    destinations: BTreeMap<String, RawDestination>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawServer {
+    listen: Option<String>,
+    max_body_bytes: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawRaaft {
+    #[serde(default)]
+    tokens: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawRetry {
+    max_attempts: Option<u32>,
+    initial_backoff: Option<String>,
+    max_backoff: Option<String>,
+    attempt_timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawDestination {
+    kind: Option<String>,
+    url: Option<String>,
+    template: Option<String>,
+    html_template: Option<String>,
+    subject: Option<String>,
+    from: Option<String>,
+    to: Option<Vec<String>>,
+    username: Option<String>,
+    avatar_url: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+}
+
+impl RawDestination {
+    fn present_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let pairs: [(&'static str, bool); 9] = [
+            ("url", self.url.is_some()),
+            ("template", self.template.is_some()),
+            ("html_template", self.html_template.is_some()),
+            ("subject", self.subject.is_some()),
+            ("from", self.from.is_some()),
+            ("to", self.to.is_some()),
+            ("username", self.username.is_some()),
+            ("avatar_url", self.avatar_url.is_some()),
+            ("headers", self.headers.is_some()),
+        ];
+        for (key, present) in pairs {
+            if present {
+                keys.push(key);
+            }
+        }
+        keys
+    }
+}
+
+#[derive(Deserialize)]
+struct RawRoute {
+    name: Option<String>,
+    when: Option<toml::Value>,
+    #[serde(default)]
+    to: Vec<String>,
+    #[serde(default)]
+    stop: bool,
+}
+
+impl Config {
+    /// Reads, interpolates from the process environment and validates the
+    /// config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, Problems> {
+        Self::load_with_env(path, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::load`], with variables looked up through `env`.
+    pub fn load_with_env(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Problems> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problems::one(Problem::new(path, format!("cannot read config file: {e}")))
+        })?;
+        Self::parse(path, &text, env)
+    }
+
+    /// Parses config `text` as if it had been read from `path`.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Problems> {
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
+        let mut value: toml::Value = match text.parse::<toml::Table>() {
+            Ok(table) => toml::Value::Table(table),
+            Err(e) => {
+                let line = e.span().map(|s| 1 + text[..s.start].matches('\n').count());
+                let message = e.message().trim().to_owned();
+                return Err(Problems::one(Problem::new(path, format!("invalid TOML: {message}")).at_line(line)));
+            }
+        };
+        let lines = KeyLines::parse(text);
+        let mut problems = Problems::default();
+
+        interpolate_value(&mut value, "", &base_dir, env, path, &lines, &mut problems);
+
+        let mut unknown = Vec::new();
+        let mut track = serde_path_to_error::Track::new();
+        let raw: Result<RawConfig, _> = {
+            let de = serde_path_to_error::Deserializer::new(value, &mut track);
+            serde_ignored::deserialize(de, |p| unknown.push(p.to_string()))
+        };
+        for key in unknown {
+            problems.push(
+                Problem::new(path, "unknown key".to_owned())
+                    .at_line(lines.line_of(&key))
+                    .with_key(key),
+            );
+        }
+        let raw = match raw {
+            Ok(raw) => raw,
+            Err(e) => {
+                let key = track.path().to_string();
+                let message = e.to_string();
+                problems.push(Problem::new(path, message).at_line(lines.line_of(&key)).with_key(key));
+                return Err(problems);
+            }
+        };
+
+        let config = build(path, &base_dir, raw, &lines, &mut problems);
+        problems.into_result(config)
+    }
+}
+
+fn interpolate_value(
+    value: &mut toml::Value,
+    key: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &Path,
+    lines: &KeyLines,
+    problems: &mut Problems,
+) {
+    match value {
+        toml::Value::String(s) => match interpolate(s, base_dir, env) {
+            Ok(new) => *s = new,
+            Err(e) => problems.push(
+                Problem::new(file, e.to_string()).at_line(lines.line_of(key)).with_key(key),
+            ),
+        },
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let key = format!("{key}[{i}]");
+                interpolate_value(item, &key, base_dir, env, file, lines, problems);
+            }
+        }
+        toml::Value::Table(table) => {
+            for (k, item) in table.iter_mut() {
+                let key = if key.is_empty() { k.clone() } else { format!("{key}.{k}") };
+                interpolate_value(item, &key, base_dir, env, file, lines, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Parses "500ms", "10s", "5m", "14d".
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration \"{s}\": {e} (write e.g. \"500ms\", \"10s\", \"5m\")"))
+}
+
+fn build(
+    path: &Path,
+    base_dir: &Path,
+    raw: RawConfig,
+    lines: &KeyLines,
+    problems: &mut Problems,
+) -> Config {
+    let problem = |key: &str, message: String| {
+        Problem::new(path, message).at_line(lines.line_of(key)).with_key(key)
+    };
+
+    let templates_dir = base_dir.join(raw.templates_dir.as_deref().unwrap_or("../templates"));
+    if !templates_dir.is_dir() {
+        problems.push(problem(
+            "templates_dir",
+            format!("templates directory \"{}\" does not exist", templates_dir.display()),
+        ));
+    }
+
+    let listen = raw.server.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let server = ServerConfig {
+        listen,
+        max_body_bytes: raw.server.max_body_bytes.unwrap_or(256 * 1024),
+    };
+    if server.max_body_bytes == 0 {
+        problems.push(problem("server.max_body_bytes", "must be greater than 0".into()));
+    }
+
+    if raw.raaft.tokens.is_empty() {
+        problems.push(problem(
+            "raaft.tokens",
+            "at least one token is required (tokens = [\"${RAAFT_TOKEN}\"])".into(),
+        ));
+    }
+    for (i, token) in raw.raaft.tokens.iter().enumerate() {
+        if token.trim().is_empty() {
+            problems.push(problem(&format!("raaft.tokens[{i}]"), "token is empty".into()));
+        }
+    }
+
+    let mut retry = RetryPolicy::default();
+    if let Some(n) = raw.retry.max_attempts {
+        if n == 0 {
+            problems.push(problem("retry.max_attempts", "must be at least 1".into()));
+        }
+        retry.max_attempts = n.max(1);
+    }
+    let durations = [
+        ("retry.initial_backoff", &raw.retry.initial_backoff, &mut retry.initial_backoff),
+        ("retry.max_backoff", &raw.retry.max_backoff, &mut retry.max_backoff),
+        ("retry.attempt_timeout", &raw.retry.attempt_timeout, &mut retry.attempt_timeout),
+    ];
+    for (key, raw, slot) in durations {
+        if let Some(s) = raw {
+            match parse_duration(s) {
+                Ok(d) => *slot = d,
+                Err(e) => problems.push(problem(key, e)),
+            }
+        }
+    }
+    if retry.attempt_timeout.is_zero() {
+        problems.push(problem("retry.attempt_timeout", "must be greater than 0".into()));
+    }
+
+    let mut destinations = BTreeMap::new();
+    for (name, d) in raw.destinations {
+        let key = format!("destinations.{name}");
+        if let Some(dest) = build_destination(&name, d, &key, &problem, problems) {
+            destinations.insert(name, DestinationConfig { line: lines.line_of(&key), ..dest });
+        }
+    }
+
+    let mut routes = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, r) in raw.routes.into_iter().enumerate() {
+        let key = format!("routes[{i}]");
+        let name = r.name.unwrap_or_else(|| format!("route-{}", i + 1));
+        if !names.insert(name.clone()) {
+            problems.push(problem(&format!("{key}.name"), format!("route \"{name}\" is defined twice")));
+        }
+        if r.to.is_empty() {
+            problems.push(problem(&format!("{key}.to"), format!("route \"{name}\": `to` names no destination")));
+        }
+        for (j, dest) in r.to.iter().enumerate() {
+            if !destinations.contains_key(dest) {
+                problems.push(problem(
+                    &format!("{key}.to[{j}]"),
+                    format!("route \"{name}\": unknown destination \"{dest}\""),
+                ));
+            }
+        }
+        let when = match &r.when {
+            None => Ok(Condition::Always),
+            Some(toml::Value::String(expr)) => Condition::cel(expr),
+            Some(toml::Value::Table(table)) => Condition::table(table),
+            Some(other) => Err(format!(
+                "`when` must be a table of field = value or a CEL expression string, not {}",
+                other.type_str()
+            )),
+        };
+        match when {
+            Ok(when) => routes.push(RouteConfig {
+                name,
+                when,
+                to: r.to,
+                stop: r.stop,
+                line: lines.line_of(&key),
+            }),
+            Err(e) => problems.push(problem(&format!("{key}.when"), format!("route \"{name}\": {e}"))),
+        }
+    }
+
+    Config {
+        path: path.to_path_buf(),
+        templates_dir,
+        server,
+        tokens: raw.raaft.tokens,
+        retry,
+        destinations,
+        routes,
+    }
+}
+
+fn build_destination(
+    name: &str,
+    d: RawDestination,
+    key: &str,
+    problem: &dyn Fn(&str, String) -> Problem,
+    problems: &mut Problems,
+) -> Option<DestinationConfig> {
+    let Some(kind_str) = d.kind.as_deref() else {
+        problems.push(problem(
+            key,
+            format!("destination \"{name}\": missing `kind` (slack, discord, email, webhook or console)"),
+        ));
+        return None;
+    };
+    let Some(kind) = DestinationKind::parse(kind_str) else {
+        problems.push(problem(
+            &format!("{key}.kind"),
+            format!("destination \"{name}\": unknown kind \"{kind_str}\" (slack, discord, email, webhook or console)"),
+        ));
+        return None;
+    };
+    let mut ok = true;
+    for k in d.present_keys() {
+        if !kind.allowed_keys().contains(&k) {
+            problems.push(problem(
+                &format!("{key}.{k}"),
+                format!("destination \"{name}\": `{k}` is not a setting of {} destinations", kind.as_str()),
+            ));
+            ok = false;
+        }
+    }
+    let Some(template) = d.template.clone() else {
+        problems.push(problem(key, format!("destination \"{name}\": missing `template`")));
+        return None;
+    };
+    if kind != DestinationKind::Console && d.url.as_deref().map_or(true, |u| u.trim().is_empty()) {
+        problems.push(problem(&format!("{key}.url"), format!("destination \"{name}\": missing `url`")));
+        ok = false;
+    }
+    if kind == DestinationKind::Email {
+        if d.from.is_none() {
+            problems.push(problem(key, format!("destination \"{name}\": missing `from`")));
+            ok = false;
+        }
+        if d.to.as_ref().map_or(true, Vec::is_empty) {
+            problems.push(problem(&format!("{key}.to"), format!("destination \"{name}\": `to` lists no address")));
+            ok = false;
+        }
+        if template.ends_with(".json.hbs") {
+            problems.push(problem(
+                &format!("{key}.template"),
+                format!("destination \"{name}\": an e-mail body template cannot be a .json.hbs template"),
+            ));
+            ok = false;
+        }
+    }
+    ok.then(|| DestinationConfig {
+        name: name.to_owned(),
+        kind,
+        url: d.url.map(|u| u.trim().to_owned()),
+        template,
+        html_template: d.html_template,
+        subject: d.subject,
+        from: d.from,
+        to: d.to.unwrap_or_default(),
+        username: d.username,
+        avatar_url: d.avatar_url,
+        headers: d.headers.unwrap_or_default(),
+        line: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, Problems> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        let path = dir.path().join("relay.toml");
+        let env = |name: &str| match name {
+            "RAAFT_TOKEN" => Some("tok".to_owned()),
+            _ => None,
+        };
+        let text = format!("templates_dir = \"templates\"\n{text}");
+        Config::parse(&path, &text, &env)
+    }
+
+    const MINIMAL: &str = "[raaft]\ntokens = [\"${RAAFT_TOKEN}\"]\n[destinations.out]\nkind = \"console\"\ntemplate = \"x.hbs\"\n[[routes]]\nname = \"all\"\nto = [\"out\"]\n";
+
+    #[test]
+    fn minimal_config_loads_with_defaults() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.tokens, vec!["tok"]);
+        assert_eq!(config.server.listen, "127.0.0.1:8080");
+        assert_eq!(config.server.max_body_bytes, 262_144);
+        assert_eq!(config.retry, RetryPolicy::default());
+        assert_eq!(config.routes[0].to, vec!["out"]);
+    }
+
+    #[test]
+    fn durations_parse() {
+        let text = format!("{MINIMAL}[retry]\ninitial_backoff = \"500ms\"\nmax_backoff = \"5m\"\nattempt_timeout = \"10s\"\nmax_attempts = 3\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.retry.initial_backoff, Duration::from_millis(500));
+        assert_eq!(config.retry.max_backoff, Duration::from_secs(300));
+        assert_eq!(config.retry.max_attempts, 3);
+    }
+
+    #[test]
+    fn missing_variable_names_variable_key_and_line() {
+        let text = format!("{MINIMAL}[destinations.churn]\nkind = \"slack\"\nurl = \"${{SLACK_CHURN_URL}}\"\ntemplate = \"s.hbs\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("SLACK_CHURN_URL"), "{err}");
+        assert!(err.contains("destinations.churn.url"), "{err}");
+        assert!(err.contains("relay.toml:12:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let text = format!("{MINIMAL}[server]\nlisten = \"127.0.0.1:0\"\nmax_body = 5\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("server.max_body"), "{err}");
+        assert!(err.contains("unknown key"), "{err}");
+        assert!(err.contains("relay.toml:12:"), "{err}");
+    }
+
+    #[test]
+    fn settings_of_another_kind_are_rejected() {
+        let text = format!("{MINIMAL}[destinations.s]\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/x\"\ntemplate = \"s.hbs\"\nusername = \"bot\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("destinations.s.username"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = "[raaft]\ntokens = []\n[retry]\nmax_backoff = \"soon\"\n[[routes]]\nname = \"r\"\nto = [\"nowhere\"]\nwhen = 'outcome == '\n";
+        let err = parse(text).unwrap_err();
+        let all = err.to_string();
+        assert!(err.len() >= 4, "{all}");
+        assert!(all.contains("raaft.tokens"), "{all}");
+        assert!(all.contains("invalid duration \"soon\""), "{all}");
+        assert!(all.contains("unknown destination \"nowhere\""), "{all}");
+        assert!(all.contains("route \"r\""), "{all}");
+    }
+
+    #[test]
+    fn toml_syntax_errors_carry_the_line() {
+        let err = parse("[raaft\ntokens = 1\n").unwrap_err().to_string();
+        assert!(err.contains("relay.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let err = parse("[server]\nmax_body_bytes = \"big\"\n").unwrap_err().to_string();
+        assert!(err.contains("server.max_body_bytes"), "{err}");
+    }
+}

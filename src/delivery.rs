@@ -1,0 +1,160 @@
+//! The dispatcher: claims due deliveries from the store and attempts each
+//! on its own task, at most `max_in_flight` at once, so one slow or failing
+//! destination never delays ingest or the others. Every attempt is
+//! recorded with its outcome and, for retries, the time of the next one.
+
+use crate::channels::AttemptReport;
+use crate::retry::{next_step, NextStep, Outcome};
+use crate::runtime::Runtime;
+use crate::store::{AttemptRecord, Job, JobState, Store};
+use arc_swap::ArcSwap;
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn, Instrument};
+
+/// How many attempts run at once by default.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+/// How often the store is polled even without a wake-up, so work written
+/// by another replica or due by the clock is picked up.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long shutdown waits for attempts already under way.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+pub struct Dispatcher {
+    pub store: Arc<dyn Store>,
+    pub runtime: Arc<ArcSwap<Runtime>>,
+    /// Notified by ingest after each enqueue.
+    pub wake: Arc<Notify>,
+    pub max_in_flight: usize,
+}
+
+impl Dispatcher {
+    /// Runs until `shutdown` turns true, then lets attempts under way
+    /// finish (up to [`DRAIN_DEADLINE`]).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.max_in_flight.max(1)));
+        let mut tasks = JoinSet::new();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            while tasks.try_join_next().is_some() {}
+            let free = permits.available_permits();
+            let mut claimed = 0;
+            if free > 0 {
+                match self.store.claim_due(free).await {
+                    Ok(jobs) => {
+                        claimed = jobs.len();
+                        for job in jobs {
+                            let permit = permits.clone().acquire_owned().await.expect("semaphore never closes");
+                            let store = self.store.clone();
+                            let runtime = self.runtime.load_full();
+                            tasks.spawn(async move {
+                                attempt(store.as_ref(), &runtime, job).await;
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "cannot claim deliveries"),
+                }
+            }
+            if claimed > 0 && claimed == free {
+                continue;
+            }
+            let wait = match self.store.next_due().await {
+                Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(POLL_INTERVAL),
+                _ => POLL_INTERVAL,
+            };
+            let wait = if claimed == 0 && wait.is_zero() && permits.available_permits() == 0 {
+                POLL_INTERVAL
+            } else {
+                wait
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        if !tasks.is_empty() {
+            info!(in_flight = tasks.len(), "waiting for deliveries under way");
+            let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                warn!(abandoned = tasks.len(), "shutdown deadline passed with deliveries under way");
+            }
+        }
+    }
+}
+
+/// Makes one attempt of `job` with the destination as configured now, and
+/// records it.
+pub async fn attempt(store: &dyn Store, runtime: &Runtime, job: Job) {
+    let number = job.attempts + 1;
+    let span = tracing::info_span!("attempt", event = %job.event_key, destination = %job.destination, attempt = number);
+    async move {
+        let started = Instant::now();
+        let policy = &runtime.config.retry;
+        let (report, payload) = match runtime.destination(&job.destination) {
+            None => (
+                failed(format!("destination \"{}\" is no longer configured", job.destination), started),
+                None,
+            ),
+            Some(dest) => match dest.payload(&job.event) {
+                Ok(payload) => (dest.send(&payload, policy.attempt_timeout).await, Some(payload.display())),
+                Err(e) => (failed(e.to_string(), started), None),
+            },
+        };
+        let step = next_step(policy, &report.outcome, number, rand::random::<f64>());
+        let latency_ms = report.latency.as_millis() as u64;
+        let status = report.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+        let state = match &step {
+            NextStep::Delivered => {
+                info!(%status, latency_ms, "delivered");
+                JobState::Delivered
+            }
+            NextStep::RetryIn(delay) => {
+                let reason = reason(&report.outcome);
+                warn!(%status, latency_ms, %reason, retry_in_ms = delay.as_millis() as u64, "attempt failed, will retry");
+                JobState::RetryAt(Utc::now() + chrono::Duration::from_std(*delay).unwrap_or(chrono::Duration::MAX))
+            }
+            NextStep::Dead { reason } => {
+                error!(%status, latency_ms, %reason, response = report.response.as_deref().unwrap_or(""), "delivery failed for good");
+                JobState::Dead { reason: reason.clone() }
+            }
+        };
+        let record = AttemptRecord {
+            at: Utc::now(),
+            status: report.status,
+            latency: report.latency,
+            response: report.response.clone(),
+            error: match &report.outcome {
+                Outcome::Delivered => None,
+                other => Some(reason(other)),
+            },
+            payload,
+        };
+        if let Err(e) = store.finish_attempt(&job, record, state).await {
+            error!(error = %e, "cannot record the attempt");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn failed(reason: String, started: Instant) -> AttemptReport {
+    AttemptReport { outcome: Outcome::Permanent { reason }, status: None, response: None, latency: started.elapsed() }
+}
+
+fn reason(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Delivered => "delivered".into(),
+        Outcome::Retry { reason, .. } | Outcome::Permanent { reason } => reason.clone(),
+    }
+}

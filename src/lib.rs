@@ -1,0 +1,29 @@
+//! raaft-relay: receives Raaft cancellation-flow webhooks, routes each
+//! event by rules from a config file, renders Handlebars templates and
+//! delivers the messages to Slack, Discord, e-mail, webhooks or the console,
+//! retrying with backoff.
+//!
+//! The path of an event: [`startup`] (HTTP ingest) → [`routing`] (which
+//! destinations, by [`rules`]) → [`store`] (the delivery queue) →
+//! [`delivery`] (attempts and retries) → [`channels`] (render and send).
+
+pub mod channels;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod event;
+pub mod problems;
+pub mod render;
+pub mod retry;
+pub mod routing;
+pub mod rules;
+pub mod runtime;
+pub mod samples;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod text;
+
+pub use runtime::Runtime;
+pub use startup::Application;

@@ -1,0 +1,181 @@
+//! Rendering: Handlebars templates kept as files under `templates_dir`,
+//! compiled once per load, with escaping chosen by where the text lands.
+//! A template whose name ends in `.json.hbs` produces a whole JSON payload;
+//! any other produces text the destination wraps. Pure: no I/O after load.
+
+mod escape;
+pub mod helpers;
+
+pub use escape::{json_string, slack_mrkdwn, Escape};
+
+use crate::problems::Problem;
+use handlebars::Handlebars;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Whether a template file produces a JSON payload.
+pub fn is_json_template(name: &str) -> bool {
+    name.ends_with(".json.hbs")
+}
+
+/// Why rendering failed at run time (an unknown helper or partial: things
+/// `check` reports before they reach production).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("template \"{template}\": {reason}")]
+pub struct RenderError {
+    pub template: String,
+    pub reason: String,
+}
+
+/// One compiled template.
+pub struct Template {
+    /// The name users know it by: its path under `templates_dir`, or the
+    /// config key of an inline template.
+    pub name: String,
+    /// The file it came from (the config file for inline templates).
+    pub file: PathBuf,
+    pub json: bool,
+    registry: Handlebars<'static>,
+}
+
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Template").field("name", &self.name).field("json", &self.json).finish()
+    }
+}
+
+impl Template {
+    /// Loads `templates_dir/rel`, escaping inserted values with
+    /// `escape(json)`. Partials are every `*.hbs` under
+    /// `templates_dir/partials/`, named by their file stem.
+    pub fn load(templates_dir: &Path, rel: &str, escape: impl Fn(bool) -> Escape) -> Result<Template, Problem> {
+        let file = templates_dir.join(rel);
+        let source = std::fs::read_to_string(&file)
+            .map_err(|e| Problem::new(&file, format!("cannot read template: {e}")))?;
+        let json = is_json_template(rel);
+        Self::compile(rel.to_owned(), file, &source, escape(json), json, Some(templates_dir))
+    }
+
+    /// Compiles an inline template (such as an e-mail `subject`) that was
+    /// written in `file`.
+    pub fn inline(name: &str, source: &str, escape: Escape, file: &Path) -> Result<Template, Problem> {
+        Self::compile(name.to_owned(), file.to_path_buf(), source, escape, false, None)
+    }
+
+    fn compile(
+        name: String,
+        file: PathBuf,
+        source: &str,
+        escape: Escape,
+        json: bool,
+        templates_dir: Option<&Path>,
+    ) -> Result<Template, Problem> {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(false);
+        registry.register_escape_fn(move |s| escape.apply(s));
+        helpers::register(&mut registry);
+        if let Some(dir) = templates_dir {
+            register_partials(&mut registry, &dir.join("partials"))?;
+        }
+        registry.register_template_string("t", source).map_err(|e| {
+            let reason = e.reason().to_string();
+            let (line, col) = e.pos().unzip();
+            let at = col.map(|c| format!(" (column {c})")).unwrap_or_default();
+            let problem = Problem::new(&file, format!("invalid template: {reason}{at}")).at_line(line);
+            if file.extension().is_some_and(|e| e == "toml") {
+                problem.with_key(name.clone())
+            } else {
+                problem
+            }
+        })?;
+        Ok(Template { name, file, json, registry })
+    }
+
+    /// Renders with `event` as the root context. A missing field renders
+    /// empty.
+    pub fn render(&self, event: &Value) -> Result<String, RenderError> {
+        self.registry.render("t", event).map_err(|e| RenderError {
+            template: self.name.clone(),
+            reason: e.reason().to_string(),
+        })
+    }
+}
+
+fn register_partials(registry: &mut Handlebars<'static>, dir: &Path) -> Result<(), Problem> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(stem) = file_name.strip_suffix(".hbs") else { continue };
+        let source = std::fs::read_to_string(&path)
+            .map_err(|e| Problem::new(&path, format!("cannot read partial: {e}")))?;
+        registry.register_partial(stem, source).map_err(|e| {
+            Problem::new(&path, format!("invalid partial: {}", e.reason())).at_line(e.pos().map(|p| p.0))
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn inline(src: &str, escape: Escape) -> Template {
+        Template::inline("test", src, escape, Path::new("relay.toml")).unwrap()
+    }
+
+    #[test]
+    fn missing_fields_render_empty() {
+        let t = inline("Hi {{customer.name}}! Plan: {{subscription.plan.name}}.", Escape::None);
+        assert_eq!(t.render(&json!({"customer": {"name": "Ana"}})).unwrap(), "Hi Ana! Plan: .");
+        assert_eq!(t.render(&json!({})).unwrap(), "Hi ! Plan: .");
+        let t = inline("{{money subscription.plan.amount subscription.plan.currency}}|{{date createdAt}}", Escape::None);
+        assert_eq!(t.render(&json!({})).unwrap(), "|");
+    }
+
+    #[test]
+    fn escaping_applies_to_values_not_template_text() {
+        let t = inline("<b>{{customer.name}}</b>", Escape::SlackMrkdwn);
+        assert_eq!(t.render(&json!({"customer": {"name": "<!channel> & co"}})).unwrap(), "<b>&lt;!channel&gt; &amp; co</b>");
+        let t = inline("{\"text\": \"{{feedback}}\"}", Escape::SlackMrkdwnJson);
+        let out = t.render(&json!({"feedback": "say \"hi\"\n<@U1>"})).unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["text"], "say \"hi\"\n&lt;@U1&gt;");
+    }
+
+    #[test]
+    fn helpers_and_comparisons_are_available() {
+        let t = inline(
+            "{{#if (eq outcome \"saved\")}}saved{{else}}lost{{/if}} {{#if (gte subscription.plan.amount 100)}}big{{/if}} {{default motivator \"no reason\"}} {{truncate feedback 4}}",
+            Escape::None,
+        );
+        let out = t.render(&json!({"outcome": "saved", "subscription": {"plan": {"amount": 120}}, "feedback": "abcdefgh"})).unwrap();
+        assert_eq!(out, "saved big no reason abc…");
+    }
+
+    #[test]
+    fn syntax_errors_carry_the_line() {
+        let err = Template::inline("subject", "ok\n{{#if x}}never closed", Escape::None, Path::new("relay.toml")).unwrap_err();
+        assert!(err.line.is_some(), "{err}");
+        assert!(err.to_string().contains("invalid template"), "{err}");
+    }
+
+    #[test]
+    fn unknown_helpers_fail_at_render_with_the_template_name() {
+        let t = inline("{{nope customer}}", Escape::None);
+        let err = t.render(&json!({"customer": 1})).unwrap_err();
+        assert_eq!(err.template, "test");
+    }
+
+    #[test]
+    fn partials_come_from_the_partials_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("partials")).unwrap();
+        std::fs::write(dir.path().join("partials/who.hbs"), "{{customer.name}}").unwrap();
+        std::fs::write(dir.path().join("main.hbs"), "by {{> who}}").unwrap();
+        let t = Template::load(dir.path(), "main.hbs", |_| Escape::None).unwrap();
+        assert_eq!(t.render(&json!({"customer": {"name": "Ana"}})).unwrap(), "by Ana");
+        assert!(!t.json);
+    }
+}

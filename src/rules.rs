@@ -1,0 +1,404 @@
+//! Route conditions: a table of `path = value` equalities, or a CEL
+//! expression over the event. Evaluation is pure and total: a missing field
+//! makes a condition false, never an error.
+
+use serde_json::Value;
+use std::fmt;
+use std::sync::Arc;
+
+/// A compiled route condition.
+#[derive(Clone)]
+pub enum Condition {
+    /// No `when`: the route matches every event.
+    Always,
+    /// Every path equals its value (an array value means "any of these").
+    Table(Vec<Equality>),
+    Cel(Arc<CelCondition>),
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Condition::Always => write!(f, "Always"),
+            Condition::Table(eqs) => f.debug_list().entries(eqs.iter().map(|e| &e.path)).finish(),
+            Condition::Cel(c) => write!(f, "Cel({:?})", c.source),
+        }
+    }
+}
+
+/// One `path = value` line of a table condition.
+#[derive(Debug, Clone)]
+pub struct Equality {
+    pub path: String,
+    segments: Vec<String>,
+    pub expected: Value,
+}
+
+/// A CEL expression, with its top-level `&&` parts compiled on their own
+/// so `render` can say which part did not hold.
+pub struct CelCondition {
+    pub source: String,
+    program: cel::Program,
+    parts: Vec<CelPart>,
+}
+
+struct CelPart {
+    source: String,
+    program: cel::Program,
+    /// The left operand of a comparison, evaluated to show the value seen.
+    operand: Option<(String, cel::Program)>,
+}
+
+/// Why a condition did or did not hold, for `render`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Matched,
+    /// The first part that did not hold and the value it saw.
+    NotMatched { condition: String, saw: String },
+}
+
+impl Condition {
+    /// Compiles the table form. Nested tables (TOML's dotted keys) flatten
+    /// into dotted paths, so `subscription.plan.interval = "month"` works
+    /// quoted or not.
+    pub fn table(table: &toml::Table) -> Result<Condition, String> {
+        let mut eqs = Vec::new();
+        flatten(table, "", &mut eqs)?;
+        if eqs.is_empty() {
+            return Err("`when` table is empty".into());
+        }
+        Ok(Condition::Table(eqs))
+    }
+
+    /// Compiles a CEL expression.
+    pub fn cel(source: &str) -> Result<Condition, String> {
+        let program = compile(source)?;
+        let parts = split_top_level(source, "&&")
+            .into_iter()
+            .filter_map(|part| {
+                let program = cel::Program::compile(part).ok()?;
+                let operand = left_operand(part)
+                    .and_then(|op| cel::Program::compile(op).ok().map(|p| (op.to_owned(), p)));
+                Some(CelPart { source: part.to_owned(), program, operand })
+            })
+            .collect();
+        Ok(Condition::Cel(Arc::new(CelCondition { source: source.to_owned(), program, parts })))
+    }
+
+    /// Whether the condition holds for `event`.
+    pub fn matches(&self, event: &Value, ctx: &mut EvalContext) -> bool {
+        match self {
+            Condition::Always => true,
+            Condition::Table(eqs) => eqs.iter().all(|eq| eq.holds(event)),
+            Condition::Cel(c) => ctx.run(&c.program, event) == Some(cel::Value::Bool(true)),
+        }
+    }
+
+    /// As [`Condition::matches`], saying what did not hold.
+    pub fn explain(&self, event: &Value, ctx: &mut EvalContext) -> Verdict {
+        if self.matches(event, ctx) {
+            return Verdict::Matched;
+        }
+        match self {
+            Condition::Always => Verdict::Matched,
+            Condition::Table(eqs) => {
+                let eq = eqs.iter().find(|eq| !eq.holds(event)).expect("a failing table has a failing line");
+                Verdict::NotMatched {
+                    condition: format!("{} = {}", eq.path, eq.expected),
+                    saw: describe(lookup(event, &eq.segments)),
+                }
+            }
+            Condition::Cel(c) => {
+                for part in &c.parts {
+                    let result = ctx.run_result(&part.program, event);
+                    if matches!(result, Ok(cel::Value::Bool(true))) {
+                        continue;
+                    }
+                    let saw = match (&part.operand, result) {
+                        (Some((op, program)), _) => match ctx.run_result(program, event) {
+                            Ok(v) => format!("{op} = {}", describe_cel(&v)),
+                            Err(_) => format!("{op} is missing"),
+                        },
+                        (None, Ok(v)) => describe_cel(&v),
+                        (None, Err(e)) => format!("error: {e}"),
+                    };
+                    return Verdict::NotMatched { condition: part.source.clone(), saw };
+                }
+                Verdict::NotMatched { condition: c.source.clone(), saw: "false".into() }
+            }
+        }
+    }
+}
+
+fn compile(source: &str) -> Result<cel::Program, String> {
+    if source.trim().is_empty() {
+        return Err("empty CEL expression".into());
+    }
+    cel::Program::compile(source).map_err(|e| {
+        let msg = e.to_string();
+        let msg = msg.trim();
+        format!("invalid CEL condition \"{source}\": {msg}")
+    })
+}
+
+fn flatten(table: &toml::Table, prefix: &str, out: &mut Vec<Equality>) -> Result<(), String> {
+    for (key, value) in table {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match value {
+            toml::Value::Table(inner) => flatten(inner, &path, out)?,
+            other => {
+                let expected = serde_json::to_value(other).map_err(|e| format!("{path}: {e}"))?;
+                out.push(Equality { segments: parse_path(&path), path, expected });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Splits `path[1].selectedChoice.text` or `path.1.selectedChoice.text`
+/// into its segments.
+pub fn parse_path(path: &str) -> Vec<String> {
+    path.replace('[', ".")
+        .replace(']', "")
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The value at `segments`, if any. Array indexes are segments of digits.
+pub fn lookup<'a>(value: &'a Value, segments: &[String]) -> Option<&'a Value> {
+    segments.iter().try_fold(value, |v, seg| match v {
+        Value::Object(map) => map.get(seg),
+        Value::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
+}
+
+impl Equality {
+    fn holds(&self, event: &Value) -> bool {
+        let Some(actual) = lookup(event, &self.segments) else { return false };
+        match &self.expected {
+            Value::Array(options) if !actual.is_array() => options.iter().any(|o| json_eq(actual, o)),
+            expected => json_eq(actual, expected),
+        }
+    }
+}
+
+/// Equality where 10 and 10.0 are the same number.
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x == y,
+        },
+        _ => a == b,
+    }
+}
+
+fn describe(v: Option<&Value>) -> String {
+    match v {
+        None => "missing".into(),
+        Some(v) => v.to_string(),
+    }
+}
+
+fn describe_cel(v: &cel::Value) -> String {
+    match v {
+        cel::Value::String(s) => format!("{:?}", s.as_str()),
+        cel::Value::Int(i) => i.to_string(),
+        cel::Value::UInt(u) => u.to_string(),
+        cel::Value::Float(f) => f.to_string(),
+        cel::Value::Bool(b) => b.to_string(),
+        cel::Value::Null => "null".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Splits `source` at every top-level occurrence of `op` (outside
+/// parentheses, brackets and string literals).
+fn split_top_level<'a>(source: &'a str, op: &str) -> Vec<&'a str> {
+    let bytes = source.as_bytes();
+    let mut parts = Vec::new();
+    let (mut depth, mut quote, mut start, mut i) = (0i32, None::<u8>, 0, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) => {
+                if b == b'\\' {
+                    i += 1;
+                } else if b == q {
+                    quote = None;
+                }
+            }
+            None => match b {
+                b'"' | b'\'' => quote = Some(b),
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' => depth -= 1,
+                _ if depth == 0 && source[i..].starts_with(op) => {
+                    parts.push(source[start..i].trim());
+                    i += op.len();
+                    start = i;
+                    continue;
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    parts.push(source[start..].trim());
+    parts.retain(|p| !p.is_empty());
+    parts
+}
+
+/// The left side of a top-level comparison, e.g. `subscription.plan.amount`
+/// in `subscription.plan.amount >= 100`.
+fn left_operand(part: &str) -> Option<&str> {
+    for op in ["==", "!=", ">=", "<=", " in ", ">", "<"] {
+        let pieces = split_top_level(part, op);
+        if pieces.len() == 2 {
+            return Some(pieces[0]);
+        }
+    }
+    None
+}
+
+/// Per-event evaluation state: the event converted to CEL values once,
+/// shared by every route's condition.
+#[derive(Default)]
+pub struct EvalContext {
+    ctx: Option<cel::Context<'static>>,
+}
+
+impl EvalContext {
+    fn context(&mut self, event: &Value) -> &cel::Context<'static> {
+        self.ctx.get_or_insert_with(|| {
+            let mut ctx = cel::Context::default();
+            if let Value::Object(map) = event {
+                for (k, v) in map {
+                    if let Ok(v) = cel::to_value(v) {
+                        ctx.add_variable_from_value(k.clone(), v);
+                    }
+                }
+            }
+            if let Ok(v) = cel::to_value(event) {
+                ctx.add_variable_from_value("event", v);
+            }
+            ctx
+        })
+    }
+
+    fn run_result(&mut self, program: &cel::Program, event: &Value) -> Result<cel::Value, String> {
+        let ctx = self.context(event);
+        // The CEL interpreter is third-party code: a panic inside it must
+        // cost one condition, not the relay.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(ctx))) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the CEL interpreter failed on this event".into()),
+        }
+    }
+
+    fn run(&mut self, program: &cel::Program, event: &Value) -> Option<cel::Value> {
+        self.run_result(program, event).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn canceled() -> Value {
+        serde_json::from_str(include_str!("../config/events/canceled.json")).unwrap()
+    }
+
+    fn table(src: &str) -> Condition {
+        let t: toml::Table = toml::from_str(&format!("when = {src}")).unwrap();
+        Condition::table(t["when"].as_table().unwrap()).unwrap()
+    }
+
+    fn holds(c: &Condition, event: &Value) -> bool {
+        c.matches(event, &mut EvalContext::default())
+    }
+
+    #[test]
+    fn table_form_compares_every_path() {
+        let e = canceled();
+        assert!(holds(&table(r#"{ outcome = "canceled" }"#), &e));
+        assert!(!holds(&table(r#"{ outcome = "saved" }"#), &e));
+        assert!(holds(&table(r#"{ outcome = "canceled", "subscription.plan.interval" = "month" }"#), &e));
+        assert!(holds(&table(r#"{ subscription.plan.amount = 49 }"#), &e));
+        assert!(holds(&table(r#"{ subscription.plan.amount = 49.0 }"#), &e));
+        assert!(holds(&table(r#"{ "path[1].selectedChoice.text" = "Missing features or integrations" }"#), &e));
+        assert!(holds(&table(r#"{ outcome = ["saved", "canceled"] }"#), &e));
+        assert!(!holds(&table(r#"{ outcome = "canceled", "customer.name" = "Bob" }"#), &e));
+    }
+
+    #[test]
+    fn missing_fields_make_conditions_false() {
+        let e = json!({"outcome": "canceled", "subscription": null});
+        assert!(!holds(&table(r#"{ "subscription.plan.amount" = 10 }"#), &e));
+        let cel = Condition::cel("subscription.plan.amount >= 100").unwrap();
+        assert!(!holds(&cel, &e));
+        let cel = Condition::cel("customer.name == 'x'").unwrap();
+        assert!(!holds(&cel, &e));
+        assert!(!holds(&Condition::cel("path[3].stepType == 'offer'").unwrap(), &json!({"path": []})));
+    }
+
+    #[test]
+    fn cel_sees_event_fields_with_mixed_numbers() {
+        let e = canceled();
+        let c = Condition::cel(r#"outcome == "canceled" && subscription.plan.amount >= 49"#).unwrap();
+        assert!(holds(&c, &e));
+        let c = Condition::cel(r#"outcome == "canceled" && subscription.plan.amount >= 100"#).unwrap();
+        assert!(!holds(&c, &e));
+        assert!(holds(&Condition::cel("subscription.plan.amount > 48.5").unwrap(), &e));
+        assert!(holds(&Condition::cel(r#"path[1].selectedChoice.text == "Missing features or integrations""#).unwrap(), &e));
+        assert!(holds(&Condition::cel(r#"event.outcome == "canceled""#).unwrap(), &e));
+        assert!(holds(&Condition::cel(r#"outcome in ["canceled", "aborted"]"#).unwrap(), &e));
+        assert!(holds(&Condition::cel(r#"size(feedback) > 10"#).unwrap(), &e));
+    }
+
+    #[test]
+    fn non_boolean_results_do_not_match() {
+        assert!(!holds(&Condition::cel("outcome").unwrap(), &canceled()));
+    }
+
+    #[test]
+    fn invalid_cel_is_a_compile_error() {
+        let err = Condition::cel("outcome == ").unwrap_err();
+        assert!(err.contains("invalid CEL condition \"outcome == \""), "{err}");
+        assert!(Condition::cel("  ").is_err());
+    }
+
+    #[test]
+    fn explain_names_the_first_failing_part_and_the_value_seen() {
+        let e = canceled();
+        let c = Condition::cel(r#"outcome == "canceled" && subscription.plan.amount >= 100"#).unwrap();
+        let v = c.explain(&e, &mut EvalContext::default());
+        assert_eq!(
+            v,
+            Verdict::NotMatched {
+                condition: "subscription.plan.amount >= 100".into(),
+                saw: "subscription.plan.amount = 49".into()
+            }
+        );
+        let t = table(r#"{ outcome = "saved" }"#);
+        assert_eq!(
+            t.explain(&e, &mut EvalContext::default()),
+            Verdict::NotMatched { condition: "outcome = \"saved\"".into(), saw: "\"canceled\"".into() }
+        );
+        let missing = Condition::cel("customer.name == 'x'").unwrap();
+        match missing.explain(&json!({}), &mut EvalContext::default()) {
+            Verdict::NotMatched { saw, .. } => assert_eq!(saw, "customer.name is missing"),
+            v => panic!("{v:?}"),
+        }
+        assert_eq!(c.explain(&json!({"outcome":"canceled","subscription":{"plan":{"amount":120}}}), &mut EvalContext::default()), Verdict::Matched);
+    }
+
+    #[test]
+    fn split_respects_strings_and_parentheses() {
+        assert_eq!(split_top_level(r#"a == "x && y" && (b || c && d)"#, "&&"), vec![r#"a == "x && y""#, "(b || c && d)"]);
+    }
+}

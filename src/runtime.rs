@@ -1,0 +1,62 @@
+//! The running set: a validated config with its routes and compiled
+//! destinations. Built whole or not at all, so the relay only ever runs a
+//! set that passed every check.
+
+use crate::channels::Destination;
+use crate::config::Config;
+use crate::problems::Problems;
+use crate::routing::Router;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub struct Runtime {
+    pub config: Config,
+    pub router: Router,
+    destinations: BTreeMap<String, Destination>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("config", &self.config.path).finish()
+    }
+}
+
+/// The HTTP client every channel shares: rustls, a recognisable agent.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("raaft-relay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the HTTP client builds with static settings")
+}
+
+impl Runtime {
+    /// Loads the config at `path` and everything it names.
+    pub fn load(path: &Path) -> Result<Runtime, Problems> {
+        Self::from_config(Config::load(path)?)
+    }
+
+    /// Compiles the destinations of an already loaded config.
+    pub fn from_config(config: Config) -> Result<Runtime, Problems> {
+        let http = http_client();
+        let mut problems = Problems::default();
+        let mut destinations = BTreeMap::new();
+        for (name, cfg) in &config.destinations {
+            match Destination::build(cfg, &config.path, &config.templates_dir, &config.retry, &http) {
+                Ok(d) => {
+                    destinations.insert(name.clone(), d);
+                }
+                Err(p) => problems.extend(p),
+            }
+        }
+        let router = Router::new(config.routes.clone());
+        problems.into_result(Runtime { config, router, destinations })
+    }
+
+    pub fn destination(&self, name: &str) -> Option<&Destination> {
+        self.destinations.get(name)
+    }
+
+    pub fn destinations(&self) -> impl Iterator<Item = &Destination> {
+        self.destinations.values()
+    }
+}

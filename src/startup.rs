@@ -1,0 +1,254 @@
+//! The HTTP side: `Application::build` binds, wires the store and the
+//! dispatcher and returns something with `port()` and
+//! `run_until_stopped()`; `main` and the tests call the same function.
+
+use crate::delivery::{Dispatcher, DEFAULT_MAX_IN_FLIGHT};
+use crate::event::Event;
+use crate::runtime::Runtime;
+use crate::store::{Enqueued, MemoryStore, NewDelivery, NewEvent, Store};
+use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde_json::json;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn, Instrument};
+use warp::http::StatusCode;
+use warp::{Buf, Filter, Rejection, Reply};
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub runtime: Arc<ArcSwap<Runtime>>,
+    pub store: Arc<dyn Store>,
+    pub wake: Arc<Notify>,
+    /// Events that matched no route.
+    pub unrouted: Arc<AtomicU64>,
+}
+
+impl AppState {
+    /// Compares `presented` with every configured token in constant time,
+    /// without stopping at the first match.
+    fn token_ok(&self, presented: &[u8]) -> bool {
+        let runtime = self.runtime.load();
+        let mut ok = subtle::Choice::from(0);
+        for token in &runtime.config.tokens {
+            ok |= token.as_bytes().ct_eq(presented);
+        }
+        bool::from(ok)
+    }
+}
+
+/// A built relay, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    state: AppState,
+    max_in_flight: usize,
+}
+
+impl Application {
+    /// Binds `server.listen` of the runtime's config, with an in-process
+    /// store.
+    pub async fn build(runtime: Runtime) -> anyhow::Result<Self> {
+        Self::build_with_store(runtime, Arc::new(MemoryStore::new())).await
+    }
+
+    pub async fn build_with_store(runtime: Runtime, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let listen = runtime.config.server.listen.clone();
+        let listener = TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on \"{listen}\""))?;
+        let port = listener.local_addr()?.port();
+        let state = AppState {
+            runtime: Arc::new(ArcSwap::from_pointee(runtime)),
+            store,
+            wake: Arc::new(Notify::new()),
+            unrouted: Arc::new(AtomicU64::new(0)),
+        };
+        Ok(Application { listener, port, state, max_in_flight: DEFAULT_MAX_IN_FLIGHT })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes: stops accepting, lets deliveries
+    /// under way finish, then returns.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let dispatcher = Dispatcher {
+            store: self.state.store.clone(),
+            runtime: self.state.runtime.clone(),
+            wake: self.state.wake.clone(),
+            max_in_flight: self.max_in_flight,
+        };
+        let dispatcher = tokio::spawn(dispatcher.run(stop_rx));
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
+        let server = warp::serve(routes(self.state.clone())).serve_incoming_with_graceful_shutdown(incoming, shutdown);
+        server.await;
+        info!("stopped accepting events");
+        let _ = stop_tx.send(true);
+        dispatcher.await?;
+        Ok(())
+    }
+}
+
+/// Every endpoint, with rejections turned into JSON errors.
+pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let limit = state.runtime.load().config.server.max_body_bytes;
+    let ingest = warp::path!("webhooks" / "raaft")
+        .and(warp::post())
+        .and(authorized(state.clone()))
+        .and(body_limited(limit))
+        .and_then(ingest);
+    let healthz = warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&json!({"status": "ok"})));
+    ingest.or(healthz).recover(handle_rejection)
+}
+
+#[derive(Debug)]
+enum ApiError {
+    Unauthorized,
+    TooLarge(u64),
+    BadRequest(String),
+    Unavailable(String),
+}
+
+impl warp::reject::Reject for ApiError {}
+
+/// Lets the request through only with a valid `x-raaft-token`; the body is
+/// not read otherwise.
+fn authorized(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("x-raaft-token")
+        .or(warp::any().map(|| None))
+        .unify()
+        .and(warp::addr::remote())
+        .and_then(move |token: Option<String>, remote: Option<SocketAddr>| {
+            let state = state.clone();
+            async move {
+                match token {
+                    Some(t) if state.token_ok(t.as_bytes()) => Ok(state),
+                    presented => {
+                        let client = remote.map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
+                        let why = if presented.is_some() { "wrong token" } else { "missing token" };
+                        warn!(%client, reason = why, "rejected webhook: {why}");
+                        Err(warp::reject::custom(ApiError::Unauthorized))
+                    }
+                }
+            }
+        })
+}
+
+/// Reads the body up to `limit` bytes; larger bodies are refused with 413
+/// without buffering them, whether or not they declare a length.
+fn body_limited(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |declared: Option<u64>, stream| read_limited(declared, stream, limit))
+}
+
+async fn read_limited<S, B>(declared: Option<u64>, stream: S, limit: u64) -> Result<Bytes, Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    if declared.is_some_and(|len| len > limit) {
+        return Err(warp::reject::custom(ApiError::TooLarge(limit)));
+    }
+    futures_util::pin_mut!(stream);
+    let mut body = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|e| warp::reject::custom(ApiError::BadRequest(format!("cannot read body: {e}"))))?;
+        if body.len() as u64 + chunk.remaining() as u64 > limit {
+            return Err(warp::reject::custom(ApiError::TooLarge(limit)));
+        }
+        while chunk.has_remaining() {
+            let bytes = chunk.chunk();
+            body.extend_from_slice(bytes);
+            let n = bytes.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(body.freeze())
+}
+
+async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, Rejection> {
+    let event = Event::parse(&body).map_err(|e| warp::reject::custom(ApiError::BadRequest(e.to_string())))?;
+    let key = event.idempotency_key();
+    let span = tracing::info_span!("event", event = %key, outcome = %event.outcome());
+    async move {
+        let runtime = state.runtime.load();
+        let targets = runtime.router.route(&event.raw);
+        if targets.is_empty() {
+            state.unrouted.fetch_add(1, Ordering::Relaxed);
+            info!("event matched no route");
+            return Ok(accepted(0));
+        }
+        let deliveries: Vec<NewDelivery> =
+            targets.into_iter().map(|t| NewDelivery { destination: t.destination, routes: t.routes }).collect();
+        let new_event = NewEvent {
+            key,
+            raw: event.raw.clone(),
+            outcome: event.typed.outcome.clone(),
+            customer: event.typed.customer.as_ref().and_then(|c| c.id.clone()),
+            received_at: chrono::Utc::now(),
+        };
+        match state.store.enqueue(new_event, deliveries).await {
+            Ok(Enqueued::Accepted { deliveries }) => {
+                state.wake.notify_one();
+                info!(deliveries = deliveries.len(), "event accepted");
+                Ok(accepted(deliveries.len()))
+            }
+            Ok(Enqueued::Duplicate) => {
+                info!("duplicate event ignored");
+                Ok(accepted(0))
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot store event");
+                Err(warp::reject::custom(ApiError::Unavailable("store unavailable, retry later".into())))
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn accepted(deliveries: usize) -> warp::reply::Response {
+    warp::reply::json(&json!({"status": "accepted", "deliveries": deliveries})).into_response()
+}
+
+fn error_reply(status: StatusCode, message: &str) -> warp::reply::Response {
+    warp::reply::with_status(warp::reply::json(&json!({"error": message})), status).into_response()
+}
+
+async fn handle_rejection(err: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let reply = if let Some(e) = err.find::<ApiError>() {
+        match e {
+            ApiError::Unauthorized => error_reply(StatusCode::UNAUTHORIZED, "missing or invalid x-raaft-token"),
+            ApiError::TooLarge(limit) => {
+                error_reply(StatusCode::PAYLOAD_TOO_LARGE, &format!("body exceeds {limit} bytes"))
+            }
+            ApiError::BadRequest(reason) => error_reply(StatusCode::BAD_REQUEST, reason),
+            ApiError::Unavailable(reason) => error_reply(StatusCode::SERVICE_UNAVAILABLE, reason),
+        }
+    } else if err.is_not_found() {
+        error_reply(StatusCode::NOT_FOUND, "not found")
+    } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
+        error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+    } else if let Some(e) = err.find::<warp::reject::InvalidHeader>() {
+        error_reply(StatusCode::BAD_REQUEST, &e.to_string())
+    } else {
+        warn!(rejection = ?err, "unhandled rejection");
+        error_reply(StatusCode::BAD_REQUEST, "bad request")
+    };
+    Ok(reply)
+}

@@ -1,0 +1,81 @@
+//! Character-safe text limits: platforms count characters (Unicode code
+//! points), and a cut must never split one, nor an HTML entity that Slack
+//! escaping produced.
+
+/// The ellipsis that marks a cut.
+pub const ELLIPSIS: char = '…';
+
+/// `s` cut to at most `max` characters, the last being an ellipsis when
+/// anything was cut.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    truncate_with(s, max, |_| false)
+}
+
+/// As [`truncate_chars`], never leaving half of a Slack entity (`&amp;`,
+/// `&lt;`, `&gt;`) at the end.
+pub fn truncate_escaped(s: &str, max: usize) -> String {
+    truncate_with(s, max, |kept| {
+        kept.rfind('&').is_some_and(|amp| {
+            let tail = &kept[amp + 1..];
+            ["amp;", "lt;", "gt;"].iter().any(|e| e.starts_with(tail) && e.len() > tail.len())
+        })
+    })
+}
+
+fn truncate_with(s: &str, max: usize, splits_entity: impl Fn(&str) -> bool) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let cut = s.char_indices().nth(max - 1).map(|(i, _)| i).unwrap_or(s.len());
+    let mut kept = &s[..cut];
+    if splits_entity(kept) {
+        kept = &kept[..kept.rfind('&').unwrap_or(0)];
+    }
+    let mut out = String::with_capacity(kept.len() + 3);
+    out.push_str(kept);
+    out.push(ELLIPSIS);
+    out
+}
+
+/// Removes CR and LF, which must never reach an e-mail header.
+pub fn single_line(s: &str) -> String {
+    s.split(['\r', '\n']).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_is_untouched() {
+        assert_eq!(truncate_chars("héllo", 5), "héllo");
+    }
+
+    #[test]
+    fn cuts_on_character_boundaries_with_an_ellipsis() {
+        assert_eq!(truncate_chars("héllo wörld", 5), "héll…");
+        let emoji = "😀".repeat(10);
+        let cut = truncate_chars(&emoji, 4);
+        assert_eq!(cut, "😀😀😀…");
+        assert_eq!(cut.chars().count(), 4);
+        assert_eq!(truncate_chars("abc", 0), "");
+    }
+
+    #[test]
+    fn escaped_cut_never_leaves_half_an_entity() {
+        let s = "ab&amp;cd";
+        assert_eq!(truncate_escaped(s, 5), "ab…");
+        assert_eq!(truncate_escaped(s, 8), "ab&amp;…");
+        assert_eq!(truncate_escaped("a & b and more", 5), "a & …");
+        assert_eq!(truncate_escaped("x &lt;y", 5), "x …");
+        assert_eq!(truncate_escaped("Q&A session", 4), "Q&A…");
+    }
+
+    #[test]
+    fn single_line_drops_cr_and_lf() {
+        assert_eq!(single_line("a\r\nBcc: x@y\nz"), "a Bcc: x@y z");
+    }
+}
