@@ -60,6 +60,11 @@ impl Problems {
         self.0.extend(other.0);
     }
 
+    /// Orders problems by file, then line (problems without a line last).
+    pub fn sort(&mut self) {
+        self.0.sort_by(|a, b| (&a.file, a.line.unwrap_or(usize::MAX)).cmp(&(&b.file, b.line.unwrap_or(usize::MAX))));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -135,9 +135,13 @@ fn compile(source: &str) -> Result<cel::Program, String> {
         return Err("empty CEL expression".into());
     }
     cel::Program::compile(source).map_err(|e| {
+        // The parser's message is "ERROR: <input>:1:53: Syntax error: ..."
+        // followed by a drawing of the expression; keep one line.
         let msg = e.to_string();
-        let msg = msg.trim();
-        format!("invalid CEL condition \"{source}\": {msg}")
+        let first = msg.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("syntax error");
+        let first = first.trim_start_matches("ERROR:").trim();
+        let first = first.strip_prefix("<input>:").map(|rest| format!("at {rest}")).unwrap_or_else(|| first.to_owned());
+        format!("invalid CEL condition \"{source}\": {first}")
     })
 }
 
@@ -368,7 +372,8 @@ mod tests {
     #[test]
     fn invalid_cel_is_a_compile_error() {
         let err = Condition::cel("outcome == ").unwrap_err();
-        assert!(err.contains("invalid CEL condition \"outcome == \""), "{err}");
+        assert!(err.contains("invalid CEL condition \"outcome == \": at 1:"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
         assert!(Condition::cel("  ").is_err());
     }
 

@@ -30,15 +30,23 @@ pub fn http_client() -> reqwest::Client {
 }
 
 impl Runtime {
-    /// Loads the config at `path` and everything it names.
+    /// Loads the config at `path` and everything it names, reporting
+    /// every problem of the config and its templates at once.
     pub fn load(path: &Path) -> Result<Runtime, Problems> {
-        Self::from_config(Config::load(path)?)
+        let (config, problems) = Config::load_partial(path);
+        match config {
+            Some(config) => Self::build(config, problems),
+            None => Err(problems),
+        }
     }
 
     /// Compiles the destinations of an already loaded config.
     pub fn from_config(config: Config) -> Result<Runtime, Problems> {
+        Self::build(config, Problems::default())
+    }
+
+    fn build(config: Config, mut problems: Problems) -> Result<Runtime, Problems> {
         let http = http_client();
-        let mut problems = Problems::default();
         let mut destinations = BTreeMap::new();
         for (name, cfg) in &config.destinations {
             match Destination::build(cfg, &config.path, &config.templates_dir, &config.retry, &http) {
@@ -49,6 +57,7 @@ impl Runtime {
             }
         }
         let router = Router::new(config.routes.clone());
+        problems.sort();
         problems.into_result(Runtime { config, router, destinations })
     }
 

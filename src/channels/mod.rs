@@ -135,6 +135,15 @@ impl Destination {
             Problem::new(config_file, message).at_line(cfg.line).with_key(format!("destinations.{}.{key}", cfg.name))
         };
         let kind = cfg.kind;
+        let named = [Some(("template", &cfg.template)), cfg.html_template.as_ref().map(|t| ("html_template", t))];
+        for (key, rel) in named.into_iter().flatten() {
+            if !templates_dir.join(rel).is_file() {
+                problems.push(at(key, format!("template \"{rel}\" not found in \"{}\"", templates_dir.display())));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         let body = Template::load(templates_dir, &cfg.template, |json| escape_for(kind, json))
             .map_err(|p| problems.push(p))
             .ok();

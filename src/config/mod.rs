@@ -237,6 +237,27 @@ impl Config {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, Problems> {
+        match Self::parse_partial(path, text, env) {
+            (Some(config), problems) => problems.into_result(config),
+            (None, problems) => Err(problems),
+        }
+    }
+
+    /// Reads and interpolates the file at `path`, keeping what is valid:
+    /// the config (when its structure could be read) and every problem, so
+    /// later stages can report theirs too.
+    pub fn load_partial(path: &Path) -> (Option<Config>, Problems) {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse_partial(path, &text, &|name| std::env::var(name).ok()),
+            Err(e) => (None, Problems::one(Problem::new(path, format!("cannot read config file: {e}")))),
+        }
+    }
+
+    fn parse_partial(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> (Option<Config>, Problems) {
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
         let mut value: toml::Value = match text.parse::<toml::Table>() {
@@ -244,7 +265,7 @@ impl Config {
             Err(e) => {
                 let line = e.span().map(|s| 1 + text[..s.start].matches('\n').count());
                 let message = e.message().trim().to_owned();
-                return Err(Problems::one(Problem::new(path, format!("invalid TOML: {message}")).at_line(line)));
+                return (None, Problems::one(Problem::new(path, format!("invalid TOML: {message}")).at_line(line)));
             }
         };
         let lines = KeyLines::parse(text);
@@ -271,12 +292,12 @@ impl Config {
                 let key = track.path().to_string();
                 let message = e.to_string();
                 problems.push(Problem::new(path, message).at_line(lines.line_of(&key)).with_key(key));
-                return Err(problems);
+                return (None, problems);
             }
         };
 
         let config = build(path, &base_dir, raw, &lines, &mut problems);
-        problems.into_result(config)
+        (Some(config), problems)
     }
 }
 

@@ -1,5 +1,5 @@
-//! Template helpers: money, monthly, date, html_to_text, truncate, default
-//! and json.
+//! Template helpers: money, monthly, interval, date, html_to_text,
+//! truncate, default and json.
 //! Comparisons (`eq`, `ne`, `gt`, `gte`, `lt`, `lte`, `and`, `or`, `not`,
 //! `len`) are Handlebars built-ins. Every helper is total: a missing or
 //! odd argument gives an empty or unchanged value, never an error, because
@@ -12,6 +12,7 @@ use serde_json::Value;
 pub fn register(registry: &mut Handlebars<'static>) {
     registry.register_helper("money", Box::new(ValueHelper(money_helper)));
     registry.register_helper("monthly", Box::new(ValueHelper(monthly_helper)));
+    registry.register_helper("interval", Box::new(ValueHelper(interval_helper)));
     registry.register_helper("date", Box::new(ValueHelper(date_helper)));
     registry.register_helper("html_to_text", Box::new(ValueHelper(html_to_text_helper)));
     registry.register_helper("truncate", Box::new(ValueHelper(truncate_helper)));
@@ -137,6 +138,22 @@ pub fn monthly(amount: f64, interval: &str) -> Option<f64> {
     Some(amount * per_month)
 }
 
+fn interval_helper(args: &[&Value]) -> Value {
+    Value::String(as_text(arg(args, 0)).map(|i| interval(&i)).unwrap_or_default())
+}
+
+/// A billing interval as one word: Raaft writes both "month" and "months".
+pub fn interval(raw: &str) -> String {
+    let lower = raw.trim().to_ascii_lowercase();
+    match lower.as_str() {
+        "months" | "monthly" => "month".into(),
+        "years" | "yearly" | "annual" | "annually" => "year".into(),
+        "weeks" | "weekly" => "week".into(),
+        "days" | "daily" => "day".into(),
+        _ => lower,
+    }
+}
+
 fn date_helper(args: &[&Value]) -> Value {
     let Some(input) = as_text(arg(args, 0)) else {
         return Value::String(String::new());
@@ -242,6 +259,15 @@ mod tests {
         assert_eq!(monthly_helper(&[&json!(1200), &json!("year")]), json!(100.0));
         assert_eq!(monthly_helper(&[&Value::Null, &json!("year")]), Value::Null);
         assert_eq!(money_helper(&[&monthly_helper(&[&json!(1200), &json!("year")]), &json!("USD")]), json!("$100.00"));
+    }
+
+    #[test]
+    fn intervals_read_as_one_word() {
+        assert_eq!(interval("months"), "month");
+        assert_eq!(interval("Month"), "month");
+        assert_eq!(interval("annual"), "year");
+        assert_eq!(interval("quarter"), "quarter");
+        assert_eq!(interval_helper(&[&Value::Null]), json!(""));
     }
 
     #[test]

@@ -1,0 +1,263 @@
+//! The binary: `check`, `render`, `send-test` and `serve` as users run them.
+
+use crate::helpers::*;
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn relay() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_raaft-relay"));
+    cmd.current_dir(repo_path("")).env_remove("RAAFT_TOKEN").env_remove("RUST_LOG").env_remove("RAAFT_RELAY_CONFIG");
+    cmd
+}
+
+fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn check_passes_on_the_shipped_config_with_only_the_token_set() {
+    let out = relay().env("RAAFT_TOKEN", "t").arg("check").output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("config/relay.toml: ok"), "{stdout}");
+}
+
+#[test]
+fn check_names_the_missing_variable_and_its_key() {
+    let out = relay().arg("check").output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("RAAFT_TOKEN") && stderr.contains("`raaft.tokens[0]`"), "{stderr}");
+    assert!(stderr.contains("config/relay.toml:18:"), "{stderr}");
+}
+
+#[test]
+fn check_validates_every_example_config() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo_path("config/examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let out = relay()
+            .args(["--config", path.to_str().unwrap(), "check"])
+            .env("RAAFT_TOKEN", "t")
+            .env("SLACK_CHURN_URL", "https://hooks.slack.com/services/T0/B0/x")
+            .env("SLACK_URL", "https://hooks.slack.com/services/T0/B0/y")
+            .env("DISCORD_WINS_URL", "https://discord.com/api/webhooks/1/x")
+            .env("SMTP_PASSWORD", "secret")
+            .env("CRM_URL", "https://crm.example.com/hooks/raaft")
+            .env("CRM_API_KEY", "k")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{}: {stdout}{stderr}", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} examples");
+}
+
+#[test]
+fn check_lists_every_problem_with_file_and_line() {
+    let cfg = ConfigDir::new(
+        r#"
+[destinations.churn]
+kind = "slack"
+url = "https://hooks.slack.com/services/x"
+template = "missing.hbs"
+colour = "red"
+[destinations.mail]
+kind = "email"
+url = "smtp://127.0.0.1:25"
+from = "not an address"
+to = ["a@example.com"]
+template = "bad-syntax.hbs"
+[destinations.json]
+kind = "discord"
+url = "https://discord.com/api/webhooks/1/x"
+template = "bad-output.json.hbs"
+[[routes]]
+name = "big-accounts"
+when = 'outcome == "canceled" && subscription.plan.amount >='
+to = ["churn"]
+[[routes]]
+name = "typo"
+to = ["chrun"]
+"#,
+    );
+    cfg.write_template("bad-syntax.hbs", "line one\n{{#if outcome}}\nnever closed\n");
+    cfg.write_template("bad-output.json.hbs", "{\"content\": {{customer.name}}}");
+    let out = relay().args(["--config", cfg.path().to_str().unwrap(), "check"]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let expectations = [
+        "`destinations.churn.colour`: unknown key",
+        "route \"big-accounts\": invalid CEL condition",
+        "route \"typo\": unknown destination \"chrun\"",
+    ];
+    for e in expectations {
+        assert!(stderr.contains(e), "missing {e:?} in:\n{stderr}");
+    }
+    assert!(stderr.lines().any(|l| l.contains("relay.toml:11:") && l.contains("colour")), "{stderr}");
+    // The unknown key stops semantic checks of that file's values? No: the
+    // remaining problems are reported too, once the keys are fixed.
+    let fixed = std::fs::read_to_string(cfg.path()).unwrap().replace("colour = \"red\"\n", "");
+    std::fs::write(cfg.path(), fixed).unwrap();
+    let out = relay().args(["--config", cfg.path().to_str().unwrap(), "check"]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    for e in [
+        "route \"big-accounts\": invalid CEL condition",
+        "route \"typo\": unknown destination \"chrun\"",
+        "`destinations.churn.template`: template \"missing.hbs\" not found",
+        "invalid address \"not an address\"",
+        "bad-syntax.hbs",
+    ] {
+        assert!(stderr.contains(e), "missing {e:?} in:\n{stderr}");
+    }
+    assert!(stderr.lines().filter(|l| l.contains("problem(s) found")).count() == 1);
+}
+
+#[test]
+fn check_renders_templates_against_the_sample_events() {
+    let cfg = ConfigDir::new(
+        "[destinations.json]\nkind = \"discord\"\nurl = \"https://discord.com/api/webhooks/1/x\"\ntemplate = \"bad-output.json.hbs\"\n[[routes]]\nname = \"all\"\nto = [\"json\"]\n",
+    );
+    cfg.write_template("bad-output.json.hbs", "{\"content\": {{customer.name}}}");
+    let out = relay().args(["--config", cfg.path().to_str().unwrap(), "check"]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("bad-output.json.hbs") && stderr.contains("sample event canceled.json") && stderr.contains("not valid JSON"), "{stderr}");
+}
+
+#[tokio::test]
+async fn render_explains_routing_and_prints_payloads_without_sending() {
+    let slack = Receiver::slack().await;
+    let cfg = ConfigDir::new(&format!(
+        r#"
+[destinations.churn]
+kind = "slack"
+url = "{}"
+template = "slack/canceled.json.hbs"
+[destinations.founders]
+kind = "console"
+template = "console/event.hbs"
+[[routes]]
+name = "cancellations"
+when = {{ outcome = "canceled" }}
+to = ["churn"]
+[[routes]]
+name = "big-accounts"
+when = 'outcome == "canceled" && subscription.plan.amount >= 100'
+to = ["founders"]
+"#,
+        slack.url("/services/x")
+    ));
+    let event = repo_path("config/events/canceled.json");
+    let out = relay().args(["--config", cfg.path().to_str().unwrap(), "render", "--event", event.to_str().unwrap()]).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("route \"cancellations\": matched → churn"), "{stdout}");
+    assert!(stdout.contains("route \"big-accounts\": not matched: `subscription.plan.amount >= 100` did not hold (saw subscription.plan.amount = 49)"), "{stdout}");
+    assert!(stdout.contains("== destination \"churn\" (slack, via cancellations)"), "{stdout}");
+    assert!(stdout.contains("\"text\": \"Ana Lima canceled Pro ($49.00/month)\""), "{stdout}");
+    assert!(!stdout.contains("destination \"founders\""));
+
+    let out = relay()
+        .args(["--config", cfg.path().to_str().unwrap(), "render", "--event", event.to_str().unwrap(), "--destination", "founders"])
+        .output()
+        .unwrap();
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("== destination \"founders\" (console, no route reaches it)"), "{stdout}");
+    assert!(stdout.contains("Raaft canceled: Ana Lima"), "{stdout}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(slack.count(), 0, "render sends nothing");
+}
+
+#[tokio::test]
+async fn send_test_sends_one_real_message_and_reports_failures() {
+    let slack = Receiver::slack().await;
+    slack.then(Answer::new(404, "channel_not_found"));
+    let cfg = ConfigDir::new(&format!(
+        "[destinations.churn]\nkind = \"slack\"\nurl = \"{}\"\ntemplate = \"slack/canceled.json.hbs\"\n[[routes]]\nname = \"all\"\nto = [\"churn\"]\n",
+        slack.url("/services/T/B/secret")
+    ));
+    let config = cfg.path();
+    let run = move |extra: &[&str]| {
+        let mut args = vec!["--config", config.to_str().unwrap(), "send-test", "--destination", "churn"];
+        args.extend_from_slice(extra);
+        relay().args(args).output().unwrap()
+    };
+    let out = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(&[])
+    })
+    .await
+    .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("permanent") && stderr.contains("channel_not_found"), "{stderr}");
+    let saved = repo_path("config/events/saved-switch-plan.json");
+    let out = tokio::task::spawn_blocking(move || run(&["--event", saved.to_str().unwrap()])).await.unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("delivered to \"churn\" (200)"), "{stdout}");
+    let got = slack.received();
+    assert_eq!(got.len(), 2);
+    assert!(got[1].json()["text"].as_str().unwrap().contains("Customer Name"));
+}
+
+fn collect(mut from: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
+}
+
+#[tokio::test]
+async fn serve_runs_the_shipped_config_prints_events_and_stops_on_sigterm() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = relay()
+        .arg("serve")
+        .env("RAAFT_TOKEN", "sh1pped-t0ken")
+        .env("RAAFT_RELAY_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    let url = format!("http://127.0.0.1:{port}/webhooks/raaft");
+    let client = reqwest::Client::new();
+    let mut accepted = false;
+    for _ in 0..200 {
+        if let Ok(r) = client.post(&url).header("x-raaft-token", "sh1pped-t0ken").body(sample("canceled.json")).send().await {
+            assert_eq!(r.status(), 200);
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(accepted, "the relay never answered: {}", stderr.lock().unwrap());
+    let r = client.post(&url).header("x-raaft-token", "guessed-s3cret").body("{}").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    wait_until(Duration::from_secs(5), "the console message", || stdout.lock().unwrap().contains("Raaft canceled: Ana Lima")).await;
+    wait_until(Duration::from_secs(5), "the rejection warning", || stderr.lock().unwrap().contains("rejected webhook")).await;
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(exit.success(), "exit {exit:?}");
+    let logs = stderr.lock().unwrap().clone();
+    assert!(!logs.contains("guessed-s3cret") && !logs.contains("sh1pped-t0ken"), "tokens leaked into logs:\n{logs}");
+    assert!(stdout.lock().unwrap().contains("Missing features or integrations"));
+}

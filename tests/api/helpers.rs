@@ -1,0 +1,363 @@
+//! Shared test machinery: the real relay on port 0 with a fresh store,
+//! HTTP receivers that answer like Slack and Discord from a script, and a
+//! real SMTP server.
+
+use bytes::Bytes;
+use raaft_relay::store::{MemoryStats, MemoryStore};
+use raaft_relay::{Application, Runtime};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use warp::http::HeaderMap;
+use warp::Filter;
+
+pub const TOKEN: &str = "test-token-7f3a";
+
+/// Waits until `cond` holds, polling, and panics with `what` after the
+/// deadline.
+pub async fn wait_until(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The repository's own files.
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+pub fn sample(name: &str) -> String {
+    std::fs::read_to_string(repo_path(&format!("config/events/{name}"))).unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A config folder of its own: `relay.toml` plus a copy of the shipped
+/// templates that a test may add to.
+pub struct ConfigDir {
+    pub dir: TempDir,
+}
+
+impl ConfigDir {
+    /// `body` is appended to a header with the test token, port 0 and
+    /// millisecond retries.
+    pub fn new(body: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo_path("templates"), &dir.path().join("templates"));
+        let text = format!(
+            "templates_dir = \"templates\"\n[server]\nlisten = \"127.0.0.1:0\"\n[raaft]\ntokens = [\"{TOKEN}\", \"second-token\"]\n{body}"
+        );
+        let text = if body.contains("[retry]") {
+            text
+        } else {
+            format!("{text}\n[retry]\nmax_attempts = 4\ninitial_backoff = \"10ms\"\nmax_backoff = \"50ms\"\nattempt_timeout = \"2s\"\n")
+        };
+        std::fs::write(dir.path().join("relay.toml"), text).unwrap();
+        ConfigDir { dir }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("relay.toml")
+    }
+
+    pub fn write_template(&self, rel: &str, source: &str) {
+        let path = self.dir.path().join("templates").join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, source).unwrap();
+    }
+}
+
+/// The relay, running.
+pub struct TestApp {
+    pub address: String,
+    pub store: Arc<MemoryStore>,
+    /// Events that matched no route.
+    pub unrouted: Arc<std::sync::atomic::AtomicU64>,
+    /// Keeps the config folder alive while the relay runs.
+    _config: ConfigDir,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn spawn_app(config: ConfigDir) -> TestApp {
+    // Relay logs go to the test's captured output, shown when it fails.
+    let _ = tracing_subscriber::fmt().with_env_filter("raaft_relay=debug").with_test_writer().try_init();
+    let runtime = Runtime::load(&config.path()).unwrap_or_else(|p| panic!("config does not load:\n{p}"));
+    let store = Arc::new(MemoryStore::new());
+    let app = Application::build_with_store(runtime, store.clone()).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let unrouted = app.state().unrouted.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    TestApp { address, store, unrouted, _config: config, client: reqwest::Client::new(), stop: Some(stop), handle: Some(handle) }
+}
+
+impl TestApp {
+    pub async fn post_event(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.post_with_token(body, Some(TOKEN)).await
+    }
+
+    pub async fn post_with_token(&self, body: impl Into<reqwest::Body>, token: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}/webhooks/raaft", self.address))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.header("x-raaft-token", token);
+        }
+        request.send().await.expect("the relay answers")
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn stats(&self) -> MemoryStats {
+        self.store.stats()
+    }
+
+    /// Waits until no delivery is pending or in flight.
+    pub async fn wait_settled(&self, deadline: Duration) -> MemoryStats {
+        wait_until(deadline, "every delivery to finish", || {
+            let s = self.stats();
+            s.pending == 0 && s.in_flight == 0
+        })
+        .await;
+        self.stats()
+    }
+
+    /// Stops the relay and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Answer {
+    pub fn new(status: u16, body: &str) -> Self {
+        Answer { status, headers: Vec::new(), body: body.into(), delay: Duration::ZERO }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+/// A request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// A real HTTP server on port 0 that records every request and answers
+/// from a script, then with its default answer.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
+}
+
+impl Receiver {
+    pub async fn start(default: Answer) -> Receiver {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(VecDeque::<Answer>::new()));
+        let (rec, scr) = (received.clone(), script.clone());
+        let route = warp::path::full()
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(warp::header::headers_cloned())
+            .and(warp::body::bytes())
+            .and_then(move |path: warp::path::FullPath, query: String, headers: HeaderMap, body: Bytes| {
+                let (rec, scr, default) = (rec.clone(), scr.clone(), default.clone());
+                async move {
+                    rec.lock().unwrap().push(Received { path: path.as_str().to_owned(), query, headers, body, at: Instant::now() });
+                    let answer = scr.lock().unwrap().pop_front().unwrap_or(default);
+                    if !answer.delay.is_zero() {
+                        tokio::time::sleep(answer.delay).await;
+                    }
+                    let mut response = warp::http::Response::builder().status(answer.status);
+                    for (k, v) in &answer.headers {
+                        response = response.header(k, v);
+                    }
+                    Ok::<_, std::convert::Infallible>(response.body(answer.body).unwrap())
+                }
+            });
+        let (addr, server) = warp::serve(route).bind_ephemeral(([127, 0, 0, 1], 0));
+        tokio::spawn(server);
+        Receiver { addr, received, script }
+    }
+
+    /// Answers like a Slack incoming webhook: 200 `ok`.
+    pub async fn slack() -> Receiver {
+        Self::start(Answer::new(200, "ok").header("content-type", "text/plain")).await
+    }
+
+    /// Answers like a Discord webhook: 204 No Content.
+    pub async fn discord() -> Receiver {
+        Self::start(Answer::new(204, "")).await
+    }
+
+    pub fn then(&self, answer: Answer) -> &Self {
+        self.script.lock().unwrap().push_back(answer);
+        self
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
+    pub async fn wait_for(&self, n: usize, deadline: Duration) -> Vec<Received> {
+        wait_until(deadline, &format!("{n} request(s) at {}", self.addr), || self.count() >= n).await;
+        self.received()
+    }
+}
+
+/// A message the SMTP server accepted.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+#[derive(Clone)]
+struct SmtpHandler {
+    mails: Arc<Mutex<Vec<Mail>>>,
+    /// Answers to RCPT TO, in order, then 250.
+    script: Arc<Mutex<VecDeque<(u16, String)>>>,
+    attempts: Arc<Mutex<usize>>,
+    current: Option<Mail>,
+}
+
+impl mailin_embedded::Handler for SmtpHandler {
+    fn mail(&mut self, _ip: std::net::IpAddr, _domain: &str, _from: &str) -> mailin_embedded::Response {
+        *self.attempts.lock().unwrap() += 1;
+        mailin_embedded::response::OK
+    }
+
+    fn rcpt(&mut self, _to: &str) -> mailin_embedded::Response {
+        match self.script.lock().unwrap().pop_front() {
+            Some((code, text)) => mailin_embedded::Response::custom(code, text),
+            None => mailin_embedded::response::OK,
+        }
+    }
+
+    fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> mailin_embedded::Response {
+        self.current = Some(Mail { from: from.into(), to: to.to_vec(), data: String::new() });
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if let Some(m) = &mut self.current {
+            m.data.push_str(&String::from_utf8_lossy(buf));
+        }
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        if let Some(m) = self.current.take() {
+            self.mails.lock().unwrap().push(m);
+        }
+        mailin_embedded::response::OK
+    }
+}
+
+/// A real SMTP server (mailin-embedded) on port 0.
+pub struct SmtpServer {
+    pub port: u16,
+    handler: SmtpHandler,
+}
+
+impl SmtpServer {
+    pub fn start() -> SmtpServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handler = SmtpHandler {
+            mails: Arc::default(),
+            script: Arc::default(),
+            attempts: Arc::default(),
+            current: None,
+        };
+        let mut server = mailin_embedded::Server::new(handler.clone());
+        server.with_name("smtp.test").with_tcp_listener(listener);
+        std::thread::spawn(move || {
+            let _ = server.serve();
+        });
+        SmtpServer { port, handler }
+    }
+
+    /// Answers the next RCPT TO with `code` instead of 250 (a 550 for an
+    /// unknown mailbox, a 451 for greylisting).
+    pub fn then(&self, code: u16, text: &str) -> &Self {
+        self.handler.script.lock().unwrap().push_back((code, text.into()));
+        self
+    }
+
+    pub fn mails(&self) -> Vec<Mail> {
+        self.handler.mails.lock().unwrap().clone()
+    }
+
+    /// Mail transactions started (MAIL FROM commands).
+    pub fn attempts(&self) -> usize {
+        *self.handler.attempts.lock().unwrap()
+    }
+}
