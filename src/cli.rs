@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "raaft-relay", version, about = "Turns Raaft cancellation-flow webhooks into Slack, Discord and e-mail notifications")]
+#[command(
+    name = "raaft-relay",
+    version,
+    about = "Turns Raaft cancellation-flow webhooks into Slack, Discord and e-mail notifications"
+)]
 pub struct Cli {
     /// The config file.
     #[arg(long, global = true, default_value = "config/relay.toml", env = "RAAFT_RELAY_CONFIG")]
@@ -159,7 +163,8 @@ fn render(config: &Path, event_path: &Path, only: Option<&str>) -> anyhow::Resul
     let mut failed = false;
     for (name, routes) in chosen {
         let dest = runtime.destination(&name).expect("routes name configured destinations");
-        let via = if routes.is_empty() { "no route reaches it".to_owned() } else { format!("via {}", routes.join(", ")) };
+        let via =
+            if routes.is_empty() { "no route reaches it".to_owned() } else { format!("via {}", routes.join(", ")) };
         writeln!(out, "\n== destination \"{name}\" ({}, {via})", dest.kind.as_str())?;
         match dest.payload(&event.raw) {
             Ok(payload) => writeln!(out, "{}", payload.display())?,
@@ -173,13 +178,7 @@ fn render(config: &Path, event_path: &Path, only: Option<&str>) -> anyhow::Resul
 }
 
 fn describe_route(report: &RouteReport, runtime: &Runtime) -> String {
-    let to = runtime
-        .config
-        .routes
-        .iter()
-        .find(|r| r.name == report.route)
-        .map(|r| r.to.join(", "))
-        .unwrap_or_default();
+    let to = runtime.config.routes.iter().find(|r| r.name == report.route).map(|r| r.to.join(", ")).unwrap_or_default();
     if report.skipped {
         return format!("route \"{}\": skipped (an earlier matching route has stop = true)", report.route);
     }

@@ -10,9 +10,14 @@ pub enum Outcome {
     Delivered,
     /// Worth trying again: a timeout, a connection error, 408, 425, 429,
     /// 5xx, an SMTP 4yz. `after` is the receiver's own Retry-After.
-    Retry { after: Option<Duration>, reason: String },
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
     /// Trying again cannot help: other 4xx, an SMTP 5yz, a broken template.
-    Permanent { reason: String },
+    Permanent {
+        reason: String,
+    },
 }
 
 /// What happens to a delivery after an attempt.
@@ -62,11 +67,8 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// ("Exponential Backoff And Jitter", AWS Architecture Blog).
 pub fn backoff(policy: &RetryPolicy, failures: u32, unit: f64) -> Duration {
     let exp = failures.saturating_sub(1).min(32);
-    let ceiling = policy
-        .initial_backoff
-        .checked_mul(1u32 << exp.min(31))
-        .unwrap_or(policy.max_backoff)
-        .min(policy.max_backoff);
+    let ceiling =
+        policy.initial_backoff.checked_mul(1u32 << exp.min(31)).unwrap_or(policy.max_backoff).min(policy.max_backoff);
     ceiling.mul_f64(unit.clamp(0.0, 1.0))
 }
 
@@ -76,9 +78,9 @@ pub fn next_step(policy: &RetryPolicy, outcome: &Outcome, attempts: u32, unit: f
     match outcome {
         Outcome::Delivered => NextStep::Delivered,
         Outcome::Permanent { reason } => NextStep::Dead { reason: reason.clone() },
-        Outcome::Retry { reason, .. } if attempts >= policy.max_attempts => NextStep::Dead {
-            reason: format!("gave up after {attempts} attempts: {reason}"),
-        },
+        Outcome::Retry { reason, .. } if attempts >= policy.max_attempts => {
+            NextStep::Dead { reason: format!("gave up after {attempts} attempts: {reason}") }
+        }
         Outcome::Retry { after: Some(after), .. } => NextStep::RetryIn(*after),
         Outcome::Retry { after: None, .. } => NextStep::RetryIn(backoff(policy, attempts, unit)),
     }

@@ -54,7 +54,10 @@ struct CelPart {
 pub enum Verdict {
     Matched,
     /// The first part that did not hold and the value it saw.
-    NotMatched { condition: String, saw: String },
+    NotMatched {
+        condition: String,
+        saw: String,
+    },
 }
 
 impl Condition {
@@ -77,8 +80,8 @@ impl Condition {
             .into_iter()
             .filter_map(|part| {
                 let program = cel::Program::compile(part).ok()?;
-                let operand = left_operand(part)
-                    .and_then(|op| cel::Program::compile(op).ok().map(|p| (op.to_owned(), p)));
+                let operand =
+                    left_operand(part).and_then(|op| cel::Program::compile(op).ok().map(|p| (op.to_owned(), p)));
                 Some(CelPart { source: part.to_owned(), program, operand })
             })
             .collect();
@@ -162,12 +165,7 @@ fn flatten(table: &toml::Table, prefix: &str, out: &mut Vec<Equality>) -> Result
 /// Splits `path[1].selectedChoice.text` or `path.1.selectedChoice.text`
 /// into its segments.
 pub fn parse_path(path: &str) -> Vec<String> {
-    path.replace('[', ".")
-        .replace(']', "")
-        .split('.')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    path.replace('[', ".").replace(']', "").split('.').filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 /// The value at `segments`, if any. Array indexes are segments of digits.
@@ -358,7 +356,10 @@ mod tests {
         let c = Condition::cel(r#"outcome == "canceled" && subscription.plan.amount >= 100"#).unwrap();
         assert!(!holds(&c, &e));
         assert!(holds(&Condition::cel("subscription.plan.amount > 48.5").unwrap(), &e));
-        assert!(holds(&Condition::cel(r#"path[1].selectedChoice.text == "Missing features or integrations""#).unwrap(), &e));
+        assert!(holds(
+            &Condition::cel(r#"path[1].selectedChoice.text == "Missing features or integrations""#).unwrap(),
+            &e
+        ));
         assert!(holds(&Condition::cel(r#"event.outcome == "canceled""#).unwrap(), &e));
         assert!(holds(&Condition::cel(r#"outcome in ["canceled", "aborted"]"#).unwrap(), &e));
         assert!(holds(&Condition::cel(r#"size(feedback) > 10"#).unwrap(), &e));
@@ -399,11 +400,20 @@ mod tests {
             Verdict::NotMatched { saw, .. } => assert_eq!(saw, "customer.name is missing"),
             v => panic!("{v:?}"),
         }
-        assert_eq!(c.explain(&json!({"outcome":"canceled","subscription":{"plan":{"amount":120}}}), &mut EvalContext::default()), Verdict::Matched);
+        assert_eq!(
+            c.explain(
+                &json!({"outcome":"canceled","subscription":{"plan":{"amount":120}}}),
+                &mut EvalContext::default()
+            ),
+            Verdict::Matched
+        );
     }
 
     #[test]
     fn split_respects_strings_and_parentheses() {
-        assert_eq!(split_top_level(r#"a == "x && y" && (b || c && d)"#, "&&"), vec![r#"a == "x && y""#, "(b || c && d)"]);
+        assert_eq!(
+            split_top_level(r#"a == "x && y" && (b || c && d)"#, "&&"),
+            vec![r#"a == "x && y""#, "(b || c && d)"]
+        );
     }
 }

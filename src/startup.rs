@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn, Instrument};
 use warp::http::StatusCode;
@@ -47,7 +46,9 @@ impl AppState {
 
 /// A built relay, bound and ready to run.
 pub struct Application {
-    listener: TcpListener,
+    /// The bound server; it stops when `stop` fires.
+    server: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    stop: tokio::sync::oneshot::Sender<()>,
     port: u16,
     state: AppState,
     max_in_flight: usize,
@@ -63,15 +64,30 @@ impl Application {
     pub async fn build_with_store(runtime: Runtime, store: Arc<dyn Store>) -> anyhow::Result<Self> {
         use anyhow::Context;
         let listen = runtime.config.server.listen.clone();
-        let listener = TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on \"{listen}\""))?;
-        let port = listener.local_addr()?.port();
+        let addr = tokio::net::lookup_host(&listen)
+            .await
+            .with_context(|| format!("cannot resolve listen address \"{listen}\""))?
+            .next()
+            .with_context(|| format!("listen address \"{listen}\" resolves to nothing"))?;
         let state = AppState {
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),
             store,
             wake: Arc::new(Notify::new()),
             unrouted: Arc::new(AtomicU64::new(0)),
         };
-        Ok(Application { listener, port, state, max_in_flight: DEFAULT_MAX_IN_FLIGHT })
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (bound, server) = warp::serve(routes(state.clone()))
+            .try_bind_with_graceful_shutdown(addr, async move {
+                let _ = stopped.await;
+            })
+            .with_context(|| format!("cannot listen on \"{listen}\""))?;
+        Ok(Application {
+            server: Box::pin(server),
+            stop,
+            port: bound.port(),
+            state,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -93,9 +109,12 @@ impl Application {
             max_in_flight: self.max_in_flight,
         };
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx));
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
-        let server = warp::serve(routes(self.state.clone())).serve_incoming_with_graceful_shutdown(incoming, shutdown);
-        server.await;
+        let stop = self.stop;
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(());
+        });
+        self.server.await;
         info!("stopped accepting events");
         let _ = stop_tx.send(true);
         dispatcher.await?;
@@ -167,7 +186,8 @@ where
     futures_util::pin_mut!(stream);
     let mut body = BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        let mut chunk = chunk.map_err(|e| warp::reject::custom(ApiError::BadRequest(format!("cannot read body: {e}"))))?;
+        let mut chunk =
+            chunk.map_err(|e| warp::reject::custom(ApiError::BadRequest(format!("cannot read body: {e}"))))?;
         if body.len() as u64 + chunk.remaining() as u64 > limit {
             return Err(warp::reject::custom(ApiError::TooLarge(limit)));
         }

@@ -12,7 +12,8 @@ pub struct Console;
 impl Console {
     pub fn send(&self, name: &str, text: &str, started: Instant) -> AttemptReport {
         let mut out = std::io::stdout().lock();
-        let written = writeln!(out, "── {name} ──────────────────────────────\n{}\n", text.trim_end()).and_then(|_| out.flush());
+        let written =
+            writeln!(out, "── {name} ──────────────────────────────\n{}\n", text.trim_end()).and_then(|_| out.flush());
         let outcome = match written {
             Ok(()) => Outcome::Delivered,
             Err(e) => Outcome::Retry { after: None, reason: format!("cannot write to stdout: {e}") },

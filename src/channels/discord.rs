@@ -3,7 +3,7 @@
 //! `allowed_mentions: {"parse": []}` so customer text pings nobody. Sent to
 //! the versioned API, whose rate-limit values are in seconds.
 
-use super::http::{exchange, excerpt, parse_http_url, Answer};
+use super::http::{excerpt, exchange, parse_http_url, Answer};
 use super::{empty_fallback, AttemptReport, Payload, Rendered};
 use crate::config::DestinationConfig;
 use crate::retry::{classify_status, Outcome};
@@ -196,7 +196,8 @@ mod tests {
     }
 
     fn render(d: &Discord, body: &str, json: bool) -> Value {
-        let Payload::Json(v) = d.payload(Rendered { body: body.into(), json, html: None, subject: None }).unwrap() else {
+        let Payload::Json(v) = d.payload(Rendered { body: body.into(), json, html: None, subject: None }).unwrap()
+        else {
             panic!()
         };
         v
@@ -206,8 +207,14 @@ mod tests {
     fn urls_gain_the_api_version() {
         let u = |s: &str| versioned_url(&url::Url::parse(s).unwrap()).to_string();
         assert_eq!(u("https://discord.com/api/webhooks/1/tok"), "https://discord.com/api/v10/webhooks/1/tok?wait=true");
-        assert_eq!(u("https://discord.com/api/v10/webhooks/1/tok"), "https://discord.com/api/v10/webhooks/1/tok?wait=true");
-        assert_eq!(u("https://discord.com/api/webhooks/1/tok?thread_id=5"), "https://discord.com/api/v10/webhooks/1/tok?thread_id=5&wait=true");
+        assert_eq!(
+            u("https://discord.com/api/v10/webhooks/1/tok"),
+            "https://discord.com/api/v10/webhooks/1/tok?wait=true"
+        );
+        assert_eq!(
+            u("https://discord.com/api/webhooks/1/tok?thread_id=5"),
+            "https://discord.com/api/v10/webhooks/1/tok?thread_id=5&wait=true"
+        );
     }
 
     #[test]
@@ -225,7 +232,9 @@ mod tests {
         let long = "ü".repeat(20_000);
         let v = render(&discord(), &long, false);
         assert_eq!(v["content"].as_str().unwrap().chars().count(), CONTENT_MAX);
-        let embeds: Vec<Value> = (0..12).map(|_| json!({"title": long, "description": long, "fields": [{"name": long, "value": long}]})).collect();
+        let embeds: Vec<Value> = (0..12)
+            .map(|_| json!({"title": long, "description": long, "fields": [{"name": long, "value": long}]}))
+            .collect();
         let v = render(&discord(), &json!({"embeds": embeds}).to_string(), true);
         let embeds = v["embeds"].as_array().unwrap();
         assert_eq!(embeds.len(), EMBEDS_MAX);
@@ -249,9 +258,17 @@ mod tests {
 
     #[test]
     fn rate_limit_body_wins_over_the_header() {
-        let a = Answer { status: 429, retry_after: Some(Duration::from_secs(9)), body: r#"{"message":"You are being rate limited.","retry_after":0.25,"global":false}"#.into() };
-        assert_eq!(classify(&a), Outcome::Retry { after: Some(Duration::from_millis(250)), reason: format!("HTTP 429: {}", a.body) });
-        let a = Answer { status: 404, retry_after: None, body: r#"{"message": "Unknown Webhook", "code": 10015}"#.into() };
+        let a = Answer {
+            status: 429,
+            retry_after: Some(Duration::from_secs(9)),
+            body: r#"{"message":"You are being rate limited.","retry_after":0.25,"global":false}"#.into(),
+        };
+        assert_eq!(
+            classify(&a),
+            Outcome::Retry { after: Some(Duration::from_millis(250)), reason: format!("HTTP 429: {}", a.body) }
+        );
+        let a =
+            Answer { status: 404, retry_after: None, body: r#"{"message": "Unknown Webhook", "code": 10015}"#.into() };
         assert!(matches!(classify(&a), Outcome::Permanent { .. }));
         let a = Answer { status: 204, retry_after: None, body: String::new() };
         assert_eq!(classify(&a), Outcome::Delivered);

@@ -47,9 +47,7 @@ impl Email {
             .timeout(Some(timeout))
             .build();
         let from_raw = cfg.from.as_deref().unwrap_or_default();
-        let from = from_raw
-            .parse::<Mailbox>()
-            .map_err(|e| ("from", format!("invalid address \"{from_raw}\": {e}")))?;
+        let from = from_raw.parse::<Mailbox>().map_err(|e| ("from", format!("invalid address \"{from_raw}\": {e}")))?;
         let to = cfg
             .to
             .iter()
@@ -91,10 +89,7 @@ impl Email {
     }
 
     fn message(&self, mail: &EmailPayload) -> Result<Message, lettre::error::Error> {
-        let mut builder = Message::builder()
-            .from(self.from.clone())
-            .subject(mail.subject.clone())
-            .message_id(None);
+        let mut builder = Message::builder().from(self.from.clone()).subject(mail.subject.clone()).message_id(None);
         for to in &self.to {
             builder = builder.to(to.clone());
         }

@@ -147,9 +147,10 @@ impl Destination {
         let body = Template::load(templates_dir, &cfg.template, |json| escape_for(kind, json))
             .map_err(|p| problems.push(p))
             .ok();
-        let html = cfg.html_template.as_deref().and_then(|t| {
-            Template::load(templates_dir, t, |_| Escape::Html).map_err(|p| problems.push(p)).ok()
-        });
+        let html = cfg
+            .html_template
+            .as_deref()
+            .and_then(|t| Template::load(templates_dir, t, |_| Escape::Html).map_err(|p| problems.push(p)).ok());
         let subject = match (kind, &cfg.subject) {
             (DestinationKind::Email, subject) => {
                 let source = subject.as_deref().unwrap_or(email::DEFAULT_SUBJECT);
@@ -166,7 +167,8 @@ impl Destination {
             DestinationKind::Webhook => webhook::Webhook::new(&url, cfg, http.clone()).map(Channel::Webhook),
             DestinationKind::Console => Ok(Channel::Console(console::Console)),
         };
-        let channel = channel.map_err(|(key, msg)| problems.push(at(key, format!("destination \"{}\": {msg}", cfg.name)))).ok();
+        let channel =
+            channel.map_err(|(key, msg)| problems.push(at(key, format!("destination \"{}\": {msg}", cfg.name)))).ok();
         match (body, channel) {
             (Some(body), Some(channel)) if problems.is_empty() => Ok(Destination {
                 name: cfg.name.clone(),

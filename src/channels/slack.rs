@@ -45,8 +45,8 @@ pub fn payload(rendered: Rendered) -> Result<Payload, String> {
         map.insert("text".into(), Value::String(truncate_escaped(&text, TEXT_MAX)));
         return Ok(Payload::Json(Value::Object(map)));
     }
-    let mut value: Value = serde_json::from_str(&rendered.body)
-        .map_err(|e| format!("rendered payload is not valid JSON: {e}"))?;
+    let mut value: Value =
+        serde_json::from_str(&rendered.body).map_err(|e| format!("rendered payload is not valid JSON: {e}"))?;
     let Value::Object(map) = &mut value else {
         return Err("rendered payload must be a JSON object".into());
     };

@@ -33,17 +33,16 @@ pub fn interpolate(
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos..];
-        if after.starts_with("$${") {
+        if let Some(escaped) = after.strip_prefix("$${") {
             out.push_str("${");
-            rest = &after[3..];
+            rest = escaped;
             continue;
         }
-        if !after.starts_with("${") {
+        let Some(body_start) = after.strip_prefix("${") else {
             out.push('$');
             rest = &after[1..];
             continue;
-        }
-        let body_start = &after[2..];
+        };
         let Some(end) = body_start.find('}') else {
             return Err(InterpolateError::Unterminated(input.to_owned()));
         };
@@ -65,10 +64,7 @@ fn resolve(
         let full = base_dir.join(path.trim());
         return std::fs::read_to_string(&full)
             .map(|s| s.trim().to_owned())
-            .map_err(|e| InterpolateError::File {
-                path: full.display().to_string(),
-                reason: e.to_string(),
-            });
+            .map_err(|e| InterpolateError::File { path: full.display().to_string(), reason: e.to_string() });
     }
     let (name, default) = match body.split_once(":-") {
         Some((name, default)) => (name, Some(default)),

@@ -221,22 +221,14 @@ impl Config {
     }
 
     /// As [`Config::load`], with variables looked up through `env`.
-    pub fn load_with_env(
-        path: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, Problems> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Problems::one(Problem::new(path, format!("cannot read config file: {e}")))
-        })?;
+    pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Problems> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Problems::one(Problem::new(path, format!("cannot read config file: {e}"))))?;
         Self::parse(path, &text, env)
     }
 
     /// Parses config `text` as if it had been read from `path`.
-    pub fn parse(
-        path: &Path,
-        text: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, Problems> {
+    pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Problems> {
         match Self::parse_partial(path, text, env) {
             (Some(config), problems) => problems.into_result(config),
             (None, problems) => Err(problems),
@@ -253,11 +245,7 @@ impl Config {
         }
     }
 
-    fn parse_partial(
-        path: &Path,
-        text: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> (Option<Config>, Problems) {
+    fn parse_partial(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> (Option<Config>, Problems) {
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
         let mut value: toml::Value = match text.parse::<toml::Table>() {
@@ -280,11 +268,7 @@ impl Config {
             serde_ignored::deserialize(de, |p| unknown.push(p.to_string()))
         };
         for key in unknown {
-            problems.push(
-                Problem::new(path, "unknown key".to_owned())
-                    .at_line(lines.line_of(&key))
-                    .with_key(key),
-            );
+            problems.push(Problem::new(path, "unknown key".to_owned()).at_line(lines.line_of(&key)).with_key(key));
         }
         let raw = match raw {
             Ok(raw) => raw,
@@ -313,9 +297,7 @@ fn interpolate_value(
     match value {
         toml::Value::String(s) => match interpolate(s, base_dir, env) {
             Ok(new) => *s = new,
-            Err(e) => problems.push(
-                Problem::new(file, e.to_string()).at_line(lines.line_of(key)).with_key(key),
-            ),
+            Err(e) => problems.push(Problem::new(file, e.to_string()).at_line(lines.line_of(key)).with_key(key)),
         },
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -339,16 +321,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration \"{s}\": {e} (write e.g. \"500ms\", \"10s\", \"5m\")"))
 }
 
-fn build(
-    path: &Path,
-    base_dir: &Path,
-    raw: RawConfig,
-    lines: &KeyLines,
-    problems: &mut Problems,
-) -> Config {
-    let problem = |key: &str, message: String| {
-        Problem::new(path, message).at_line(lines.line_of(key)).with_key(key)
-    };
+fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problems: &mut Problems) -> Config {
+    let problem = |key: &str, message: String| Problem::new(path, message).at_line(lines.line_of(key)).with_key(key);
 
     let templates_dir = base_dir.join(raw.templates_dir.as_deref().unwrap_or("../templates"));
     if !templates_dir.is_dir() {
@@ -359,19 +333,13 @@ fn build(
     }
 
     let listen = raw.server.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-    let server = ServerConfig {
-        listen,
-        max_body_bytes: raw.server.max_body_bytes.unwrap_or(256 * 1024),
-    };
+    let server = ServerConfig { listen, max_body_bytes: raw.server.max_body_bytes.unwrap_or(256 * 1024) };
     if server.max_body_bytes == 0 {
         problems.push(problem("server.max_body_bytes", "must be greater than 0".into()));
     }
 
     if raw.raaft.tokens.is_empty() {
-        problems.push(problem(
-            "raaft.tokens",
-            "at least one token is required (tokens = [\"${RAAFT_TOKEN}\"])".into(),
-        ));
+        problems.push(problem("raaft.tokens", "at least one token is required (tokens = [\"${RAAFT_TOKEN}\"])".into()));
     }
     for (i, token) in raw.raaft.tokens.iter().enumerate() {
         if token.trim().is_empty() {
@@ -440,26 +408,12 @@ fn build(
             )),
         };
         match when {
-            Ok(when) => routes.push(RouteConfig {
-                name,
-                when,
-                to: r.to,
-                stop: r.stop,
-                line: lines.line_of(&key),
-            }),
+            Ok(when) => routes.push(RouteConfig { name, when, to: r.to, stop: r.stop, line: lines.line_of(&key) }),
             Err(e) => problems.push(problem(&format!("{key}.when"), format!("route \"{name}\": {e}"))),
         }
     }
 
-    Config {
-        path: path.to_path_buf(),
-        templates_dir,
-        server,
-        tokens: raw.raaft.tokens,
-        retry,
-        destinations,
-        routes,
-    }
+    Config { path: path.to_path_buf(), templates_dir, server, tokens: raw.raaft.tokens, retry, destinations, routes }
 }
 
 fn build_destination(
@@ -573,7 +527,9 @@ mod tests {
 
     #[test]
     fn missing_variable_names_variable_key_and_line() {
-        let text = format!("{MINIMAL}[destinations.churn]\nkind = \"slack\"\nurl = \"${{SLACK_CHURN_URL}}\"\ntemplate = \"s.hbs\"\n");
+        let text = format!(
+            "{MINIMAL}[destinations.churn]\nkind = \"slack\"\nurl = \"${{SLACK_CHURN_URL}}\"\ntemplate = \"s.hbs\"\n"
+        );
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("SLACK_CHURN_URL"), "{err}");
         assert!(err.contains("destinations.churn.url"), "{err}");

@@ -35,9 +35,7 @@ impl KeyLines {
 }
 
 fn line_starts(text: &str) -> Vec<usize> {
-    std::iter::once(0)
-        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-        .collect()
+    std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect()
 }
 
 fn line_at(starts: &[usize], offset: usize) -> usize {
@@ -55,12 +53,7 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
-fn walk_table(
-    table: &dyn TableLike,
-    prefix: &str,
-    starts: &[usize],
-    out: &mut HashMap<String, usize>,
-) {
+fn walk_table(table: &dyn TableLike, prefix: &str, starts: &[usize], out: &mut HashMap<String, usize>) {
     for (key, item) in table.iter() {
         let path = join(prefix, key);
         if let Some((k, _)) = table.get_key_value(key) {

@@ -188,11 +188,7 @@ pub fn html_to_text(html: &str) -> String {
         .string_from_read(html.as_bytes(), 10_000)
         .unwrap_or_else(|_| html.to_owned());
     // Headings come back as "## Title"; a notification wants the words.
-    let lines: Vec<&str> = text
-        .lines()
-        .map(|l| l.trim_start_matches('#').trim())
-        .filter(|l| !l.is_empty())
-        .collect();
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_start_matches('#').trim()).filter(|l| !l.is_empty()).collect();
     lines.join("\n").replace('\u{a0}', " ")
 }
 

@@ -50,8 +50,8 @@ impl Template {
     /// `templates_dir/partials/`, named by their file stem.
     pub fn load(templates_dir: &Path, rel: &str, escape: impl Fn(bool) -> Escape) -> Result<Template, Problem> {
         let file = templates_dir.join(rel);
-        let source = std::fs::read_to_string(&file)
-            .map_err(|e| Problem::new(&file, format!("cannot read template: {e}")))?;
+        let source =
+            std::fs::read_to_string(&file).map_err(|e| Problem::new(&file, format!("cannot read template: {e}")))?;
         let json = is_json_template(rel);
         Self::compile(rel.to_owned(), file, &source, escape(json), json, Some(templates_dir))
     }
@@ -94,10 +94,9 @@ impl Template {
     /// Renders with `event` as the root context. A missing field renders
     /// empty.
     pub fn render(&self, event: &Value) -> Result<String, RenderError> {
-        self.registry.render("t", event).map_err(|e| RenderError {
-            template: self.name.clone(),
-            reason: e.reason().to_string(),
-        })
+        self.registry
+            .render("t", event)
+            .map_err(|e| RenderError { template: self.name.clone(), reason: e.reason().to_string() })
     }
 }
 
@@ -107,8 +106,8 @@ fn register_partials(registry: &mut Handlebars<'static>, dir: &Path) -> Result<(
         let path = entry.path();
         let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else { continue };
         let Some(stem) = file_name.strip_suffix(".hbs") else { continue };
-        let source = std::fs::read_to_string(&path)
-            .map_err(|e| Problem::new(&path, format!("cannot read partial: {e}")))?;
+        let source =
+            std::fs::read_to_string(&path).map_err(|e| Problem::new(&path, format!("cannot read partial: {e}")))?;
         registry.register_partial(stem, source).map_err(|e| {
             Problem::new(&path, format!("invalid partial: {}", e.reason())).at_line(e.pos().map(|p| p.0))
         })?;
@@ -130,14 +129,18 @@ mod tests {
         let t = inline("Hi {{customer.name}}! Plan: {{subscription.plan.name}}.", Escape::None);
         assert_eq!(t.render(&json!({"customer": {"name": "Ana"}})).unwrap(), "Hi Ana! Plan: .");
         assert_eq!(t.render(&json!({})).unwrap(), "Hi ! Plan: .");
-        let t = inline("{{money subscription.plan.amount subscription.plan.currency}}|{{date createdAt}}", Escape::None);
+        let t =
+            inline("{{money subscription.plan.amount subscription.plan.currency}}|{{date createdAt}}", Escape::None);
         assert_eq!(t.render(&json!({})).unwrap(), "|");
     }
 
     #[test]
     fn escaping_applies_to_values_not_template_text() {
         let t = inline("<b>{{customer.name}}</b>", Escape::SlackMrkdwn);
-        assert_eq!(t.render(&json!({"customer": {"name": "<!channel> & co"}})).unwrap(), "<b>&lt;!channel&gt; &amp; co</b>");
+        assert_eq!(
+            t.render(&json!({"customer": {"name": "<!channel> & co"}})).unwrap(),
+            "<b>&lt;!channel&gt; &amp; co</b>"
+        );
         let t = inline("{\"text\": \"{{feedback}}\"}", Escape::SlackMrkdwnJson);
         let out = t.render(&json!({"feedback": "say \"hi\"\n<@U1>"})).unwrap();
         let v: Value = serde_json::from_str(&out).unwrap();
@@ -150,13 +153,16 @@ mod tests {
             "{{#if (eq outcome \"saved\")}}saved{{else}}lost{{/if}} {{#if (gte subscription.plan.amount 100)}}big{{/if}} {{default motivator \"no reason\"}} {{truncate feedback 4}}",
             Escape::None,
         );
-        let out = t.render(&json!({"outcome": "saved", "subscription": {"plan": {"amount": 120}}, "feedback": "abcdefgh"})).unwrap();
+        let out = t
+            .render(&json!({"outcome": "saved", "subscription": {"plan": {"amount": 120}}, "feedback": "abcdefgh"}))
+            .unwrap();
         assert_eq!(out, "saved big no reason abc…");
     }
 
     #[test]
     fn syntax_errors_carry_the_line() {
-        let err = Template::inline("subject", "ok\n{{#if x}}never closed", Escape::None, Path::new("relay.toml")).unwrap_err();
+        let err = Template::inline("subject", "ok\n{{#if x}}never closed", Escape::None, Path::new("relay.toml"))
+            .unwrap_err();
         assert!(err.line.is_some(), "{err}");
         assert!(err.to_string().contains("invalid template"), "{err}");
     }

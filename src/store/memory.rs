@@ -127,11 +127,24 @@ mod tests {
     use super::*;
 
     fn event(at: DateTime<Utc>) -> NewEvent {
-        NewEvent { key: "k".into(), raw: Arc::new(serde_json::json!({})), outcome: None, customer: None, received_at: at }
+        NewEvent {
+            key: "k".into(),
+            raw: Arc::new(serde_json::json!({})),
+            outcome: None,
+            customer: None,
+            received_at: at,
+        }
     }
 
     fn attempt() -> AttemptRecord {
-        AttemptRecord { at: Utc::now(), status: None, latency: Duration::ZERO, response: None, error: None, payload: None }
+        AttemptRecord {
+            at: Utc::now(),
+            status: None,
+            latency: Duration::ZERO,
+            response: None,
+            error: None,
+            payload: None,
+        }
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 
 mod memory;
 
-pub use memory::{MemoryStore, MemoryStats};
+pub use memory::{MemoryStats, MemoryStore};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -41,7 +41,9 @@ pub struct NewDelivery {
 /// What [`Store::enqueue`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
-    Accepted { deliveries: Vec<DeliveryId> },
+    Accepted {
+        deliveries: Vec<DeliveryId>,
+    },
     /// The event was seen before; nothing new was created.
     Duplicate,
 }

@@ -129,7 +129,12 @@ fn check_renders_templates_against_the_sample_events() {
     let out = relay().args(["--config", cfg.path().to_str().unwrap(), "check"]).output().unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("bad-output.json.hbs") && stderr.contains("sample event canceled.json") && stderr.contains("not valid JSON"), "{stderr}");
+    assert!(
+        stderr.contains("bad-output.json.hbs")
+            && stderr.contains("sample event canceled.json")
+            && stderr.contains("not valid JSON"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -156,7 +161,10 @@ to = ["founders"]
         slack.url("/services/x")
     ));
     let event = repo_path("config/events/canceled.json");
-    let out = relay().args(["--config", cfg.path().to_str().unwrap(), "render", "--event", event.to_str().unwrap()]).output().unwrap();
+    let out = relay()
+        .args(["--config", cfg.path().to_str().unwrap(), "render", "--event", event.to_str().unwrap()])
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("route \"cancellations\": matched → churn"), "{stdout}");
@@ -166,7 +174,15 @@ to = ["founders"]
     assert!(!stdout.contains("destination \"founders\""));
 
     let out = relay()
-        .args(["--config", cfg.path().to_str().unwrap(), "render", "--event", event.to_str().unwrap(), "--destination", "founders"])
+        .args([
+            "--config",
+            cfg.path().to_str().unwrap(),
+            "render",
+            "--event",
+            event.to_str().unwrap(),
+            "--destination",
+            "founders",
+        ])
         .output()
         .unwrap();
     let (stdout, _) = text(&out);
@@ -241,7 +257,9 @@ async fn serve_runs_the_shipped_config_prints_events_and_stops_on_sigterm() {
     let client = reqwest::Client::new();
     let mut accepted = false;
     for _ in 0..200 {
-        if let Ok(r) = client.post(&url).header("x-raaft-token", "sh1pped-t0ken").body(sample("canceled.json")).send().await {
+        if let Ok(r) =
+            client.post(&url).header("x-raaft-token", "sh1pped-t0ken").body(sample("canceled.json")).send().await
+        {
             assert_eq!(r.status(), 200);
             accepted = true;
             break;
@@ -251,8 +269,12 @@ async fn serve_runs_the_shipped_config_prints_events_and_stops_on_sigterm() {
     assert!(accepted, "the relay never answered: {}", stderr.lock().unwrap());
     let r = client.post(&url).header("x-raaft-token", "guessed-s3cret").body("{}").send().await.unwrap();
     assert_eq!(r.status(), 401);
-    wait_until(Duration::from_secs(5), "the console message", || stdout.lock().unwrap().contains("Raaft canceled: Ana Lima")).await;
-    wait_until(Duration::from_secs(5), "the rejection warning", || stderr.lock().unwrap().contains("rejected webhook")).await;
+    wait_until(Duration::from_secs(5), "the console message", || {
+        stdout.lock().unwrap().contains("Raaft canceled: Ana Lima")
+    })
+    .await;
+    wait_until(Duration::from_secs(5), "the rejection warning", || stderr.lock().unwrap().contains("rejected webhook"))
+        .await;
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();

@@ -112,7 +112,11 @@ attempt_timeout = "5s"
     for _ in 0..5 {
         assert_eq!(app.post_event(sample("canceled.json")).await.status(), 200);
     }
-    assert!(started.elapsed() < Duration::from_secs(2), "ingest waited for the slow destination: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "ingest waited for the slow destination: {:?}",
+        started.elapsed()
+    );
     fast.wait_for(5, Duration::from_secs(2)).await;
     assert!(started.elapsed() < Duration::from_secs(2), "the fast destination waited: {:?}", started.elapsed());
     let stats = app.wait_settled(Duration::from_secs(10)).await;

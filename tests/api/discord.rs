@@ -72,7 +72,11 @@ async fn a_429_waits_for_the_json_retry_after() {
 
 #[tokio::test]
 async fn unknown_webhooks_and_bad_requests_are_permanent() {
-    for (status, body) in [(404, r#"{"message": "Unknown Webhook", "code": 10015}"#), (400, r#"{"message": "Invalid Form Body", "code": 50035}"#), (401, r#"{"message": "Invalid Webhook Token", "code": 50027}"#)] {
+    for (status, body) in [
+        (404, r#"{"message": "Unknown Webhook", "code": 10015}"#),
+        (400, r#"{"message": "Invalid Form Body", "code": 50035}"#),
+        (401, r#"{"message": "Invalid Webhook Token", "code": 50027}"#),
+    ] {
         let discord = Receiver::start(Answer::new(status, body)).await;
         let app = spawn_app(config(&discord, "discord/canceled.hbs")).await;
         app.post_event(sample("canceled.json")).await;

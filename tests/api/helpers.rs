@@ -110,7 +110,15 @@ pub async fn spawn_app(config: ConfigDir) -> TestApp {
     let handle = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    TestApp { address, store, unrouted, _config: config, client: reqwest::Client::new(), stop: Some(stop), handle: Some(handle) }
+    TestApp {
+        address,
+        store,
+        unrouted,
+        _config: config,
+        client: reqwest::Client::new(),
+        stop: Some(stop),
+        handle: Some(handle),
+    }
 }
 
 impl TestApp {
@@ -221,7 +229,13 @@ impl Receiver {
             .and_then(move |path: warp::path::FullPath, query: String, headers: HeaderMap, body: Bytes| {
                 let (rec, scr, default) = (rec.clone(), scr.clone(), default.clone());
                 async move {
-                    rec.lock().unwrap().push(Received { path: path.as_str().to_owned(), query, headers, body, at: Instant::now() });
+                    rec.lock().unwrap().push(Received {
+                        path: path.as_str().to_owned(),
+                        query,
+                        headers,
+                        body,
+                        at: Instant::now(),
+                    });
                     let answer = scr.lock().unwrap().pop_front().unwrap_or(default);
                     if !answer.delay.is_zero() {
                         tokio::time::sleep(answer.delay).await;
@@ -331,12 +345,8 @@ impl SmtpServer {
     pub fn start() -> SmtpServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let handler = SmtpHandler {
-            mails: Arc::default(),
-            script: Arc::default(),
-            attempts: Arc::default(),
-            current: None,
-        };
+        let handler =
+            SmtpHandler { mails: Arc::default(), script: Arc::default(), attempts: Arc::default(), current: None };
         let mut server = mailin_embedded::Server::new(handler.clone());
         server.with_name("smtp.test").with_tcp_listener(listener);
         std::thread::spawn(move || {

@@ -86,7 +86,9 @@ async fn oversized_bodies_get_413() {
     let config = ConfigDir::new(
         "[destinations.out]\nkind = \"console\"\ntemplate = \"console/event.hbs\"\n[[routes]]\nname = \"all\"\nto = [\"out\"]\n",
     );
-    let text = std::fs::read_to_string(config.path()).unwrap().replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nmax_body_bytes = 2048");
+    let text = std::fs::read_to_string(config.path())
+        .unwrap()
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nmax_body_bytes = 2048");
     std::fs::write(config.path(), text).unwrap();
     let app = spawn_app(config).await;
     let big = json!({"outcome": "canceled", "feedback": "x".repeat(5000)}).to_string();
@@ -95,7 +97,9 @@ async fn oversized_bodies_get_413() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "body exceeds 2048 bytes");
     // Without a Content-Length (chunked), the cap holds too.
-    let stream = futures_util::stream::iter(big.into_bytes().chunks(512).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
+    let stream = futures_util::stream::iter(
+        big.into_bytes().chunks(512).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
+    );
     let response = app.post_event(reqwest::Body::wrap_stream(stream)).await;
     assert_eq!(response.status(), 413);
     assert_eq!(app.post_event(sample("minimal-canceled.json")).await.status(), 200);

@@ -37,7 +37,13 @@ async fn the_default_template_posts_blocks_with_a_fallback_text() {
     let body = got[0].json();
     assert_eq!(body["text"], "Ana Lima canceled Pro ($49.00/month)");
     let all = body.to_string();
-    for expected in ["Missing features or integrations", "We moved to a tool that integrates with HubSpot.", "lossAversion → survey", "$49.00/month", "ana@northwind.example"] {
+    for expected in [
+        "Missing features or integrations",
+        "We moved to a tool that integrates with HubSpot.",
+        "lossAversion → survey",
+        "$49.00/month",
+        "ana@northwind.example",
+    ] {
         assert!(all.contains(expected), "missing {expected:?} in {all}");
     }
     let stats = app.wait_settled(Duration::from_secs(5)).await;
@@ -72,7 +78,9 @@ async fn retry_after_as_an_http_date_is_honoured() {
 
 #[tokio::test]
 async fn permanent_errors_are_not_retried() {
-    for (status, body) in [(404, "channel_not_found"), (410, "channel_is_archived"), (400, "invalid_payload"), (403, "action_prohibited")] {
+    for (status, body) in
+        [(404, "channel_not_found"), (410, "channel_is_archived"), (400, "invalid_payload"), (403, "action_prohibited")]
+    {
         let slack = Receiver::start(Answer::new(status, body)).await;
         let app = spawn_app(fast_config(&slack)).await;
         app.post_event(sample("canceled.json")).await;
@@ -110,7 +118,12 @@ async fn retries_stop_at_max_attempts() {
 async fn timeouts_and_refused_connections_are_transient() {
     let slow = Receiver::slack().await;
     slow.then(Answer::new(200, "ok").delayed(Duration::from_secs(3)));
-    let app = spawn_app(config(&slow, "slack/canceled.json.hbs", "[retry]\nmax_attempts = 3\ninitial_backoff = \"10ms\"\nmax_backoff = \"20ms\"\nattempt_timeout = \"300ms\"\n")).await;
+    let app = spawn_app(config(
+        &slow,
+        "slack/canceled.json.hbs",
+        "[retry]\nmax_attempts = 3\ninitial_backoff = \"10ms\"\nmax_backoff = \"20ms\"\nattempt_timeout = \"300ms\"\n",
+    ))
+    .await;
     app.post_event(sample("canceled.json")).await;
     let stats = app.wait_settled(Duration::from_secs(10)).await;
     assert_eq!((stats.delivered, stats.attempts), (1, 2));
@@ -134,7 +147,8 @@ async fn timeouts_and_refused_connections_are_transient() {
 fn hostile_event() -> Value {
     let mut event: Value = serde_json::from_str(&sample("canceled.json")).unwrap();
     event["customer"]["name"] = json!("<!channel> \"Bobby\" & <@U123> @everyone\r\nBcc: x@y.z 😀");
-    event["feedback"] = json!(format!("\"quoted\"\\ back\nslash <https://evil.example|click> 😀 {}", "é".repeat(20_000)));
+    event["feedback"] =
+        json!(format!("\"quoted\"\\ back\nslash <https://evil.example|click> 😀 {}", "é".repeat(20_000)));
     event["motivator"] = json!("<!here>");
     event
 }
