@@ -6,6 +6,7 @@ use crate::event::Event;
 use crate::routing::RouteReport;
 use crate::rules::Verdict;
 use crate::runtime::Runtime;
+use crate::store::{ListFilter, SqlStore, Status, Store};
 use crate::telemetry::LogFormat;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -53,6 +54,48 @@ pub enum Command {
         #[arg(long)]
         event: Option<PathBuf>,
     },
+    /// Inspect and replay deliveries in the store a running relay uses.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// One line per delivery, newest first.
+    List {
+        #[arg(long, value_enum)]
+        status: Option<Status>,
+        #[arg(long)]
+        destination: Option<String>,
+        /// Only deliveries created within this long, e.g. "1h".
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// The event, the last payload and every attempt of one delivery.
+    Show { id: String },
+    /// Queue deliveries for a new attempt now, rendered with the current templates.
+    Replay {
+        /// Delivery ids.
+        #[arg(required_unless_present = "dead", conflicts_with = "dead")]
+        ids: Vec<String>,
+        /// Every dead delivery.
+        #[arg(long)]
+        dead: bool,
+        /// With --dead: only this destination's.
+        #[arg(long, requires = "dead")]
+        destination: Option<String>,
+    },
+    /// Delete dead deliveries.
+    Purge {
+        /// Dead deliveries are the only ones kept past retention.
+        #[arg(long, required = true)]
+        dead: bool,
+        /// Only those last attempted longer ago than this, e.g. "30d".
+        #[arg(long)]
+        older_than: String,
+    },
 }
 
 /// Runs the parsed command line.
@@ -62,6 +105,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Check => run_check(&cli.config),
         Command::Render { event, destination } => render(&cli.config, event, destination.as_deref()),
         Command::SendTest { destination, event } => send_test(&cli.config, destination, event.as_deref()).await,
+        Command::Deliveries(command) => deliveries(&cli.config, command).await,
     };
     match result {
         Ok(code) => code,
@@ -217,4 +261,108 @@ async fn send_test(config: &Path, name: &str, event_path: Option<&Path>) -> anyh
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+async fn open_store(path: &Path) -> anyhow::Result<SqlStore> {
+    let config = crate::config::Config::load(path).map_err(|p| anyhow::anyhow!("invalid configuration:\n{p}"))?;
+    SqlStore::open(&config.store.url, config.dedup_window)
+        .await
+        .with_context(|| format!("cannot open the store at \"{}\"", crate::channels::redact_url(&config.store.url)))
+}
+
+fn one_line(s: &str) -> String {
+    crate::text::truncate_chars(&crate::text::single_line(s), 120)
+}
+
+async fn deliveries(config: &Path, command: &DeliveriesCommand) -> anyhow::Result<ExitCode> {
+    let store = open_store(config).await?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        DeliveriesCommand::List { status, destination, since, limit } => {
+            let since = since.as_deref().map(crate::config::parse_duration).transpose().map_err(anyhow::Error::msg)?;
+            let filter = ListFilter { status: *status, destination: destination.clone(), since, limit: *limit };
+            let rows = store.list(&filter).await?;
+            if rows.is_empty() {
+                writeln!(out, "no deliveries")?;
+            }
+            for d in rows {
+                writeln!(
+                    out,
+                    "{}  {}  {:<14} {:<16} {:<16} {:<9} {:>2}  {}",
+                    d.id,
+                    d.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    d.destination,
+                    d.routes.join(","),
+                    d.customer.as_deref().unwrap_or("-"),
+                    d.status.as_str(),
+                    d.attempts,
+                    d.last_error.as_deref().map(one_line).unwrap_or_default(),
+                )?;
+            }
+        }
+        DeliveriesCommand::Show { id } => {
+            let Some(d) = store.show(id).await? else {
+                bail!("no delivery \"{id}\"");
+            };
+            let s = &d.summary;
+            writeln!(out, "delivery     {}", s.id)?;
+            writeln!(out, "status       {} after {} attempt(s)", s.status.as_str(), s.attempts)?;
+            writeln!(out, "destination  {} (routes: {})", s.destination, s.routes.join(", "))?;
+            writeln!(
+                out,
+                "event        {} ({}, customer {})",
+                s.event_id,
+                s.outcome.as_deref().unwrap_or("-"),
+                s.customer.as_deref().unwrap_or("-")
+            )?;
+            writeln!(out, "created      {}", s.created_at.to_rfc3339())?;
+            if s.status == Status::Pending {
+                writeln!(out, "next attempt {}", s.next_attempt_at.to_rfc3339())?;
+            }
+            if let Some(e) = &s.last_error {
+                writeln!(out, "last error   {e}")?;
+            }
+            writeln!(out, "\nattempts:")?;
+            for a in &d.attempt_log {
+                let status = a.status_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+                let what = a.error.as_deref().or(a.response.as_deref()).map(one_line).unwrap_or_default();
+                writeln!(
+                    out,
+                    "  #{:<2} {}  status {:<4} {:>6} ms  {}",
+                    a.number,
+                    a.at.to_rfc3339(),
+                    status,
+                    a.latency_ms,
+                    what
+                )?;
+            }
+            writeln!(out, "\nevent:\n{}", serde_json::to_string_pretty(&d.event)?)?;
+            if let Some(p) = &d.last_payload {
+                writeln!(out, "\npayload of the last attempt:\n{p}")?;
+            }
+        }
+        DeliveriesCommand::Replay { ids, dead, destination } => {
+            if *dead {
+                let n = store.replay_dead(destination.as_deref()).await?;
+                writeln!(out, "replayed {n} dead deliveries")?;
+            } else {
+                let replayed = store.replay(ids).await?;
+                for id in &replayed {
+                    writeln!(out, "replayed {id}")?;
+                }
+                let missing: Vec<&String> =
+                    ids.iter().filter(|id| !replayed.contains(&id.to_ascii_lowercase())).collect();
+                if !missing.is_empty() {
+                    let list: Vec<String> = missing.iter().map(|m| format!("\"{m}\"")).collect();
+                    bail!("no delivery {}", list.join(", "));
+                }
+            }
+        }
+        DeliveriesCommand::Purge { dead: _, older_than } => {
+            let older_than = crate::config::parse_duration(older_than).map_err(anyhow::Error::msg)?;
+            let n = store.purge_dead(older_than).await?;
+            writeln!(out, "purged {n} dead deliveries")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -20,6 +20,9 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 /// How often the store is polled even without a wake-up, so work written
 /// by another replica or due by the clock is picked up.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a claim outlives the attempt timeout: a delivery whose worker
+/// died is taken over by another once its lease runs out.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// How long shutdown waits for attempts already under way.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -45,7 +48,8 @@ impl Dispatcher {
             let free = permits.available_permits();
             let mut claimed = 0;
             if free > 0 {
-                match self.store.claim_due(free).await {
+                let lease = self.runtime.load().config.retry.attempt_timeout + LEASE_MARGIN;
+                match self.store.claim_due(free, lease).await {
                     Ok(jobs) => {
                         claimed = jobs.len();
                         for job in jobs {

@@ -7,6 +7,7 @@
 //! destinations, by [`rules`]) → [`store`] (the delivery queue) →
 //! [`delivery`] (attempts and retries) → [`channels`] (render and send).
 
+pub mod admin;
 pub mod channels;
 pub mod check;
 pub mod cli;

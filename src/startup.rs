@@ -5,7 +5,7 @@
 use crate::delivery::{Dispatcher, DEFAULT_MAX_IN_FLIGHT};
 use crate::event::Event;
 use crate::runtime::Runtime;
-use crate::store::{Enqueued, MemoryStore, NewDelivery, NewEvent, Store};
+use crate::store::{Backend, Enqueued, NewDelivery, NewEvent, SqlStore, Store};
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -55,10 +55,19 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `server.listen` of the runtime's config, with an in-process
-    /// store.
+    /// Opens the store of the runtime's config and binds `server.listen`.
     pub async fn build(runtime: Runtime) -> anyhow::Result<Self> {
-        Self::build_with_store(runtime, Arc::new(MemoryStore::new())).await
+        use anyhow::Context;
+        let config = &runtime.config;
+        let store = SqlStore::open(&config.store.url, config.dedup_window).await.with_context(|| {
+            format!("cannot open the store at \"{}\"", crate::channels::redact_url(&config.store.url))
+        })?;
+        if store.backend() == Backend::Sqlite {
+            // Only this process uses an SQLite store: claims left by a
+            // previous run (killed mid-attempt) are free at once.
+            store.release_leases().await?;
+        }
+        Self::build_with_store(runtime, Arc::new(store)).await
     }
 
     pub async fn build_with_store(runtime: Runtime, store: Arc<dyn Store>) -> anyhow::Result<Self> {
@@ -108,7 +117,8 @@ impl Application {
             wake: self.state.wake.clone(),
             max_in_flight: self.max_in_flight,
         };
-        let dispatcher = tokio::spawn(dispatcher.run(stop_rx));
+        let dispatcher = tokio::spawn(dispatcher.run(stop_rx.clone()));
+        let maintenance = tokio::spawn(maintain(self.state.clone(), stop_rx));
         let stop = self.stop;
         tokio::spawn(async move {
             shutdown.await;
@@ -118,7 +128,30 @@ impl Application {
         info!("stopped accepting events");
         let _ = stop_tx.send(true);
         dispatcher.await?;
+        maintenance.await?;
         Ok(())
+    }
+}
+
+/// How often old deliveries and idempotency keys are pruned.
+const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Prunes the store at start and then every [`PRUNE_INTERVAL`].
+async fn maintain(state: AppState, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (retention, window) = {
+            let runtime = state.runtime.load();
+            (runtime.config.store.retention, runtime.config.dedup_window)
+        };
+        match state.store.prune(retention, window).await {
+            Ok(0) => {}
+            Ok(n) => info!(pruned = n, "pruned delivered deliveries past retention"),
+            Err(e) => warn!(error = %e, "cannot prune the store"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 
@@ -131,15 +164,17 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(body_limited(limit))
         .and_then(ingest);
     let healthz = warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&json!({"status": "ok"})));
-    ingest.or(healthz).recover(handle_rejection)
+    ingest.or(healthz).or(crate::admin::routes(state)).recover(handle_rejection)
 }
 
+/// Every refusal the HTTP side can answer with.
 #[derive(Debug)]
-enum ApiError {
+pub(crate) enum ApiError {
     Unauthorized,
     TooLarge(u64),
     BadRequest(String),
     Unavailable(String),
+    NotFound(String),
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -259,6 +294,7 @@ async fn handle_rejection(err: Rejection) -> Result<warp::reply::Response, Infal
             }
             ApiError::BadRequest(reason) => error_reply(StatusCode::BAD_REQUEST, reason),
             ApiError::Unavailable(reason) => error_reply(StatusCode::SERVICE_UNAVAILABLE, reason),
+            ApiError::NotFound(what) => error_reply(StatusCode::NOT_FOUND, what),
         }
     } else if err.is_not_found() {
         error_reply(StatusCode::NOT_FOUND, "not found")

@@ -25,6 +25,16 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
 }
 
+/// Where deliveries are kept.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// A sqlx URL: `sqlite://...` with the path resolved against the config
+    /// directory, or `postgres://...`.
+    pub url: String,
+    /// Delivered deliveries, their attempts and events are pruned after this.
+    pub retention: Duration,
+}
+
 /// How failed deliveries are retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -126,6 +136,11 @@ pub struct Config {
     pub templates_dir: PathBuf,
     pub server: ServerConfig,
     pub tokens: Vec<String>,
+    /// How long an idempotency key makes a redelivered event a duplicate.
+    pub dedup_window: Duration,
+    pub store: StoreConfig,
+    /// Bearer tokens of the admin API; none configured turns it off.
+    pub admin_tokens: Vec<String>,
     pub retry: RetryPolicy,
     pub destinations: BTreeMap<String, DestinationConfig>,
     pub routes: Vec<RouteConfig>,
@@ -141,6 +156,10 @@ struct RawConfig {
     #[serde(default)]
     retry: RawRetry,
     #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
     destinations: BTreeMap<String, RawDestination>,
     #[serde(default)]
     routes: Vec<RawRoute>,
@@ -154,6 +173,19 @@ struct RawServer {
 
 #[derive(Deserialize, Default)]
 struct RawRaaft {
+    #[serde(default)]
+    tokens: Vec<String>,
+    dedup_window: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawStore {
+    url: Option<String>,
+    retention: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawAdmin {
     #[serde(default)]
     tokens: Vec<String>,
 }
@@ -347,6 +379,27 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
         }
     }
 
+    let duration = |key: &str, raw: &Option<String>, default: Duration, problems: &mut Problems| match raw {
+        None => default,
+        Some(s) => parse_duration(s).unwrap_or_else(|e| {
+            problems.push(problem(key, e));
+            default
+        }),
+    };
+    let dedup_window =
+        duration("raaft.dedup_window", &raw.raaft.dedup_window, Duration::from_secs(24 * 3600), problems);
+    let retention = duration("store.retention", &raw.store.retention, Duration::from_secs(14 * 24 * 3600), problems);
+    let store_url = raw.store.url.as_deref().unwrap_or("sqlite://../data/relay.db");
+    let store_url = crate::store::resolve_url(store_url, base_dir).unwrap_or_else(|e| {
+        problems.push(problem("store.url", e));
+        String::new()
+    });
+    for (i, token) in raw.admin.tokens.iter().enumerate() {
+        if token.trim().is_empty() {
+            problems.push(problem(&format!("admin.tokens[{i}]"), "token is empty".into()));
+        }
+    }
+
     let mut retry = RetryPolicy::default();
     if let Some(n) = raw.retry.max_attempts {
         if n == 0 {
@@ -413,7 +466,18 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
         }
     }
 
-    Config { path: path.to_path_buf(), templates_dir, server, tokens: raw.raaft.tokens, retry, destinations, routes }
+    Config {
+        path: path.to_path_buf(),
+        templates_dir,
+        server,
+        tokens: raw.raaft.tokens,
+        dedup_window,
+        store: StoreConfig { url: store_url, retention },
+        admin_tokens: raw.admin.tokens,
+        retry,
+        destinations,
+        routes,
+    }
 }
 
 fn build_destination(
@@ -513,6 +577,14 @@ mod tests {
         assert_eq!(config.server.listen, "127.0.0.1:8080");
         assert_eq!(config.server.max_body_bytes, 262_144);
         assert_eq!(config.retry, RetryPolicy::default());
+        assert_eq!(config.dedup_window, Duration::from_secs(86_400));
+        assert_eq!(config.store.retention, Duration::from_secs(14 * 86_400));
+        assert!(
+            config.store.url.starts_with("sqlite://") && config.store.url.contains("/../data/relay.db"),
+            "{}",
+            config.store.url
+        );
+        assert!(config.admin_tokens.is_empty());
         assert_eq!(config.routes[0].to, vec!["out"]);
     }
 

@@ -1,19 +1,27 @@
 //! The delivery queue behind one small trait: ingest writes an event and
 //! one delivery per destination, workers claim due deliveries and record
-//! each attempt. [`MemoryStore`] keeps it in process; the durable SQLite and
-//! PostgreSQL stores implement the same trait.
+//! each attempt, operators list, inspect and replay. [`SqlStore`] backs it
+//! with SQLite (embedded, the default) or PostgreSQL (several replicas).
 
-mod memory;
+mod sql;
 
-pub use memory::{MemoryStats, MemoryStore};
+pub use sql::{resolve_url, Backend, SqlStore};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub type DeliveryId = u64;
+/// Deliveries, events and attempts are named by lowercase ULIDs: unique
+/// across replicas and sorted by creation time.
+pub type DeliveryId = String;
+
+/// A fresh identifier.
+pub fn new_id() -> String {
+    ulid::Ulid::new().to_string().to_ascii_lowercase()
+}
 
 /// The store cannot take or give work right now (unreachable, disk full).
 /// Ingest answers 503 so Raaft retries.
@@ -44,7 +52,7 @@ pub enum Enqueued {
     Accepted {
         deliveries: Vec<DeliveryId>,
     },
-    /// The event was seen before; nothing new was created.
+    /// The event was seen within the dedup window; nothing new was created.
     Duplicate,
 }
 
@@ -56,8 +64,10 @@ pub struct Job {
     pub event: Arc<Value>,
     pub destination: String,
     pub routes: Vec<String>,
-    /// Attempts made before this one.
+    /// Attempts made before this one (since the last replay).
     pub attempts: u32,
+    /// The claim this job was handed out under.
+    pub lease: String,
 }
 
 /// One attempt, as recorded.
@@ -80,19 +90,138 @@ pub enum JobState {
     Dead { reason: String },
 }
 
+/// A delivery's status as stored and listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Delivered => "delivered",
+            Status::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "pending" => Some(Status::Pending),
+            "delivered" => Some(Status::Delivered),
+            "dead" => Some(Status::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<Status>,
+    pub destination: Option<String>,
+    /// Only deliveries created within this long.
+    pub since: Option<Duration>,
+    pub limit: usize,
+}
+
+/// One line of `deliveries list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliverySummary {
+    pub id: DeliveryId,
+    pub event_id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub destination: String,
+    pub routes: Vec<String>,
+    pub outcome: Option<String>,
+    pub customer: Option<String>,
+    pub status: Status,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+/// One attempt, as shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptView {
+    pub number: u32,
+    pub at: DateTime<Utc>,
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    pub response: Option<String>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub payload: Option<String>,
+}
+
+/// Everything about one delivery, for `deliveries show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryDetail {
+    #[serde(flatten)]
+    pub summary: DeliverySummary,
+    pub event: Value,
+    /// The rendered payload of the last attempt.
+    pub last_payload: Option<String>,
+    pub attempt_log: Vec<AttemptView>,
+}
+
+/// Counts for health checks, metrics and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    pub pending: u64,
+    /// Pending deliveries currently claimed by a worker.
+    pub in_flight: u64,
+    pub delivered: u64,
+    pub dead: u64,
+    pub attempts: u64,
+    pub events: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Records `event` and its deliveries in one step: after `Ok` nothing
-    /// of it may be lost.
+    /// Records `event` and its deliveries in one transaction: after `Ok`
+    /// nothing of it may be lost. An event whose key was seen within the
+    /// dedup window is a [`Enqueued::Duplicate`].
     async fn enqueue(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Result<Enqueued, StoreError>;
 
-    /// Claims up to `limit` deliveries that are due now. A claimed delivery
-    /// is not handed out again until its attempt is finished.
-    async fn claim_due(&self, limit: usize) -> Result<Vec<Job>, StoreError>;
+    /// Claims up to `limit` due deliveries for `lease`; a claimed delivery
+    /// is not handed out again until its attempt is recorded or the lease
+    /// runs out (its holder died).
+    async fn claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, StoreError>;
 
     /// Records an attempt of a claimed delivery and its new state.
     async fn finish_attempt(&self, job: &Job, attempt: AttemptRecord, state: JobState) -> Result<(), StoreError>;
 
     /// When the earliest pending delivery is due, if any.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError>;
+
+    async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError>;
+
+    /// Requeues the given deliveries for an attempt now, with a fresh
+    /// attempt budget; returns the ids that exist.
+    async fn replay(&self, ids: &[String]) -> Result<Vec<DeliveryId>, StoreError>;
+
+    /// Requeues every dead delivery (of one destination); returns how many.
+    async fn replay_dead(&self, destination: Option<&str>) -> Result<u64, StoreError>;
+
+    /// Deletes dead deliveries last updated longer ago than `older_than`.
+    async fn purge_dead(&self, older_than: Duration) -> Result<u64, StoreError>;
+
+    /// Deletes delivered deliveries, their attempts and their events older
+    /// than `retention`, and idempotency keys older than `dedup_window`.
+    async fn prune(&self, retention: Duration, dedup_window: Duration) -> Result<u64, StoreError>;
+
+    /// Hands back every lease: for a store only this process uses, at start.
+    async fn release_leases(&self) -> Result<(), StoreError>;
 }

@@ -243,9 +243,11 @@ fn collect(mut from: impl Read + Send + 'static) -> Arc<Mutex<String>> {
 #[tokio::test]
 async fn serve_runs_the_shipped_config_prints_events_and_stops_on_sigterm() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let data = tempfile::tempdir().unwrap();
     let mut child = relay()
         .arg("serve")
         .env("RAAFT_TOKEN", "sh1pped-t0ken")
+        .env("RAAFT_RELAY_STORE", format!("sqlite://{}", data.path().join("relay.db").display()))
         .env("RAAFT_RELAY_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

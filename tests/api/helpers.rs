@@ -3,11 +3,12 @@
 //! real SMTP server.
 
 use bytes::Bytes;
-use raaft_relay::store::{MemoryStats, MemoryStore};
+use raaft_relay::store::{ListFilter, Status, Store, StoreStats};
 use raaft_relay::{Application, Runtime};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -33,8 +34,99 @@ pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-pub fn sample(name: &str) -> String {
+/// A sample event exactly as shipped.
+pub fn sample_exact(name: &str) -> String {
     std::fs::read_to_string(repo_path(&format!("config/events/{name}"))).unwrap()
+}
+
+/// A sample event made unique (its own `flowId`), so posting it again is a
+/// new event rather than a retry of the same one.
+pub fn sample(name: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let mut event: serde_json::Value = serde_json::from_str(&sample_exact(name)).unwrap();
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    event["flowId"] = serde_json::json!(format!("flow-{}-{n}", std::process::id()));
+    event.to_string()
+}
+
+/// Which store a test runs against.
+#[derive(Debug, Clone)]
+pub enum TestStore {
+    Sqlite,
+    /// A server URL; every app gets a database of its own on it.
+    Postgres(String),
+}
+
+/// Runs each test once on SQLite and once on PostgreSQL (when
+/// `RAAFT_RELAY_TEST_POSTGRES` holds a server URL; otherwise that variant
+/// says it was skipped).
+#[macro_export]
+macro_rules! on_both_stores {
+    ($(async fn $name:ident($store:ident) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn run($store: $crate::helpers::TestStore) $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    run($crate::helpers::TestStore::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    match $crate::helpers::TestStore::postgres() {
+                        Some(store) => run(store).await,
+                        None => eprintln!("skipped: set RAAFT_RELAY_TEST_POSTGRES to a PostgreSQL URL to run this test there"),
+                    }
+                }
+            }
+        )*
+    };
+}
+
+impl TestStore {
+    pub fn postgres() -> Option<TestStore> {
+        std::env::var("RAAFT_RELAY_TEST_POSTGRES").ok().filter(|u| !u.trim().is_empty()).map(TestStore::Postgres)
+    }
+
+    /// A store URL for a new, empty store.
+    pub async fn fresh_url(&self, dir: &Path) -> String {
+        match self {
+            TestStore::Sqlite => format!("sqlite://{}", dir.join(format!("relay-{}.db", ulid::Ulid::new())).display()),
+            TestStore::Postgres(server) => fresh_postgres(server).await,
+        }
+    }
+}
+
+/// Creates a database of its own on `server` and returns its URL. Test
+/// databases of earlier runs are dropped the first time.
+async fn fresh_postgres(server: &str) -> String {
+    use sqlx::Connection;
+    static CLEANED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    let mut conn = sqlx::PgConnection::connect(server).await.expect("RAAFT_RELAY_TEST_POSTGRES must be reachable");
+    let prefix = format!("raaft_relay_test_{}_", std::process::id());
+    CLEANED
+        .get_or_init(|| async {
+            let old: Vec<(String,)> =
+                sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'raaft_relay_test_%'")
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap_or_default();
+            for (name,) in old {
+                if !name.starts_with(&prefix) {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\"")).execute(&mut conn).await;
+                }
+            }
+        })
+        .await;
+    let name = format!("{prefix}{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.unwrap();
+    let mut url = url::Url::parse(server).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -78,6 +170,13 @@ impl ConfigDir {
         self.dir.path().join("relay.toml")
     }
 
+    /// Points the config at `url` for its store.
+    pub fn set_store(&self, url: &str) {
+        let mut text = std::fs::read_to_string(self.path()).unwrap();
+        text.push_str(&format!("\n[store]\nurl = \"{url}\"\n"));
+        std::fs::write(self.path(), text).unwrap();
+    }
+
     pub fn write_template(&self, rel: &str, source: &str) {
         let path = self.dir.path().join("templates").join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -88,7 +187,7 @@ impl ConfigDir {
 /// The relay, running.
 pub struct TestApp {
     pub address: String,
-    pub store: Arc<MemoryStore>,
+    pub store: Arc<dyn Store>,
     /// Events that matched no route.
     pub unrouted: Arc<std::sync::atomic::AtomicU64>,
     /// Keeps the config folder alive while the relay runs.
@@ -98,12 +197,19 @@ pub struct TestApp {
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-pub async fn spawn_app(config: ConfigDir) -> TestApp {
+/// Starts the relay on `config` with a new store of the given kind.
+pub async fn spawn_app(config: ConfigDir, store: &TestStore) -> TestApp {
+    config.set_store(&store.fresh_url(config.dir.path()).await);
+    spawn_on(config).await
+}
+
+/// Starts the relay on `config` as it is (its store included).
+pub async fn spawn_on(config: ConfigDir) -> TestApp {
     // Relay logs go to the test's captured output, shown when it fails.
     let _ = tracing_subscriber::fmt().with_env_filter("raaft_relay=debug").with_test_writer().try_init();
     let runtime = Runtime::load(&config.path()).unwrap_or_else(|p| panic!("config does not load:\n{p}"));
-    let store = Arc::new(MemoryStore::new());
-    let app = Application::build_with_store(runtime, store.clone()).await.unwrap();
+    let app = Application::build(runtime).await.unwrap();
+    let store = app.state().store.clone();
     let address = format!("http://127.0.0.1:{}", app.port());
     let unrouted = app.state().unrouted.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -142,18 +248,29 @@ impl TestApp {
         &self.client
     }
 
-    pub fn stats(&self) -> MemoryStats {
-        self.store.stats()
+    pub async fn stats(&self) -> StoreStats {
+        self.store.stats().await.expect("the store answers")
     }
 
-    /// Waits until no delivery is pending or in flight.
-    pub async fn wait_settled(&self, deadline: Duration) -> MemoryStats {
-        wait_until(deadline, "every delivery to finish", || {
-            let s = self.stats();
-            s.pending == 0 && s.in_flight == 0
-        })
-        .await;
-        self.stats()
+    /// Waits until no delivery is pending.
+    pub async fn wait_settled(&self, deadline: Duration) -> StoreStats {
+        let start = Instant::now();
+        loop {
+            let s = self.stats().await;
+            if s.pending == 0 {
+                return s;
+            }
+            if start.elapsed() > deadline {
+                panic!("timed out after {deadline:?} waiting for every delivery to finish: {s:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Why each dead delivery died.
+    pub async fn dead_reasons(&self) -> Vec<String> {
+        let filter = ListFilter { status: Some(Status::Dead), limit: 100, ..Default::default() };
+        self.store.list(&filter).await.unwrap().into_iter().map(|d| d.last_error.unwrap_or_default()).collect()
     }
 
     /// Stops the relay and waits for it to finish.

@@ -1,10 +1,12 @@
 //! Integration tests: the real relay on port 0 against real HTTP
 //! receivers and a real SMTP server.
 
+#[macro_use]
+mod helpers;
+
 mod cli;
 mod delivery;
 mod discord;
 mod email;
-mod helpers;
 mod ingest;
 mod slack;

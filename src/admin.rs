@@ -1,0 +1,95 @@
+//! The admin API: deliveries listed, shown and replayed over HTTP for
+//! tooling, behind its own bearer tokens (`[admin] tokens`). With no admin
+//! token configured the API does not exist (404).
+
+use crate::startup::{ApiError, AppState};
+use crate::store::{ListFilter, Status};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use warp::{Filter, Rejection, Reply};
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    destination: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let list = warp::path!("admin" / "deliveries")
+        .and(warp::get())
+        .and(admin(state.clone()))
+        .and(warp::query::<ListQuery>())
+        .and_then(list);
+    let show = warp::path!("admin" / "deliveries" / String).and(warp::get()).and(admin(state.clone())).and_then(show);
+    let replay =
+        warp::path!("admin" / "deliveries" / String / "replay").and(warp::post()).and(admin(state)).and_then(replay);
+    list.or(show).or(replay)
+}
+
+/// Passes with a valid `authorization: Bearer ...`; 404 when the admin API
+/// is off, 401 otherwise.
+fn admin(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+        let state = state.clone();
+        async move {
+            let tokens = state.runtime.load().config.admin_tokens.clone();
+            if tokens.is_empty() {
+                return Err(warp::reject::not_found());
+            }
+            let presented = header.as_deref().and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("").trim().as_bytes();
+            let mut ok = subtle::Choice::from(0);
+            for t in &tokens {
+                ok |= t.as_bytes().ct_eq(presented);
+            }
+            if bool::from(ok) {
+                Ok(state)
+            } else {
+                tracing::warn!("rejected admin request: missing or wrong bearer token");
+                Err(warp::reject::custom(ApiError::Unauthorized))
+            }
+        }
+    })
+}
+
+fn unavailable(e: crate::store::StoreError) -> Rejection {
+    warp::reject::custom(ApiError::Unavailable(e.to_string()))
+}
+
+async fn list(state: AppState, q: ListQuery) -> Result<warp::reply::Response, Rejection> {
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            warp::reject::custom(ApiError::BadRequest(format!("unknown status \"{s}\" (pending, delivered or dead)")))
+        })?),
+    };
+    let since = match q.since.as_deref() {
+        None => None,
+        Some(s) => Some(crate::config::parse_duration(s).map_err(|e| warp::reject::custom(ApiError::BadRequest(e)))?),
+    };
+    let filter = ListFilter { status, destination: q.destination, since, limit: q.limit.unwrap_or(100).min(10_000) };
+    let deliveries = state.store.list(&filter).await.map_err(unavailable)?;
+    Ok(warp::reply::json(&json!({ "deliveries": deliveries })).into_response())
+}
+
+async fn show(id: String, state: AppState) -> Result<warp::reply::Response, Rejection> {
+    match state.store.show(&id).await.map_err(unavailable)? {
+        Some(detail) => {
+            let mut value = serde_json::to_value(&detail).unwrap_or_default();
+            value["last_payload"] = json!(detail.last_payload);
+            Ok(warp::reply::json(&value).into_response())
+        }
+        None => Err(warp::reject::custom(ApiError::NotFound(format!("no delivery \"{id}\"")))),
+    }
+}
+
+async fn replay(id: String, state: AppState) -> Result<warp::reply::Response, Rejection> {
+    let replayed = state.store.replay(std::slice::from_ref(&id)).await.map_err(unavailable)?;
+    if replayed.is_empty() {
+        return Err(warp::reject::custom(ApiError::NotFound(format!("no delivery \"{id}\""))));
+    }
+    state.wake.notify_one();
+    Ok(warp::reply::json(&json!({ "replayed": replayed })).into_response())
+}

@@ -1,0 +1,576 @@
+//! The SQL store: one schema and one set of queries for SQLite and
+//! PostgreSQL through sqlx's `Any` driver. Ingest goes through a batching
+//! writer, so concurrent requests share one transaction and one fsync.
+
+use super::*;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::path::Path;
+use std::str::FromStr;
+use tokio::sync::{mpsc, oneshot};
+
+/// The schema, embedded: migrations run at start.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How many ingest requests one transaction takes at most.
+const MAX_BATCH: usize = 512;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+struct Enqueue {
+    event: NewEvent,
+    deliveries: Vec<NewDelivery>,
+    reply: oneshot::Sender<Result<Enqueued, StoreError>>,
+}
+
+/// A store in SQLite or PostgreSQL.
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    writer: mpsc::Sender<Enqueue>,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+fn now_ms() -> i64 {
+    ms(Utc::now())
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Resolves a store URL from the config: a relative SQLite path is relative
+/// to the config file's directory.
+pub fn resolve_url(url: &str, config_dir: &Path) -> Result<String, String> {
+    if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let (path, query) = rest.split_once('?').map_or((rest, None), |(p, q)| (p, Some(q)));
+        if path.is_empty() || path == ":memory:" {
+            return Err(format!("store url \"{url}\" names no file"));
+        }
+        let full = if Path::new(path).is_absolute() { path.into() } else { config_dir.join(path) };
+        let query = query.map(|q| format!("&{q}")).unwrap_or_default();
+        return Ok(format!("sqlite://{}?mode=rwc{query}", full.display()));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(url.to_owned());
+    }
+    Err(format!(
+        "store url must start with sqlite:// or postgres://, not \"{}\"",
+        url.split("://").next().unwrap_or(url)
+    ))
+}
+
+impl SqlStore {
+    /// Opens (creating it if needed) the store at `url` and runs the
+    /// migrations. `dedup_window` is how long an idempotency key counts.
+    pub async fn open(url: &str, dedup_window: Duration) -> Result<SqlStore, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        if backend == Backend::Sqlite {
+            let path = url.trim_start_matches("sqlite://").split('?').next().unwrap_or_default();
+            if let Some(dir) = Path::new(path).parent() {
+                std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create \"{}\": {e}", dir.display())))?;
+            }
+        }
+        let options = sqlx::any::AnyConnectOptions::from_str(url).map_err(err)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Every acknowledged event is on disk (FULL) without
+                        // blocking readers (WAL).
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = FULL",
+                            "PRAGMA busy_timeout = 10000",
+                            "PRAGMA foreign_keys = ON",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(err)?;
+        MIGRATOR.run(&pool).await.map_err(|e| err(format!("migrations failed: {e}")))?;
+        let (writer, requests) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(write_batches(pool.clone(), requests, dedup_window));
+        Ok(SqlStore { pool, backend, writer })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn summary(row: &AnyRow) -> Result<DeliverySummary, sqlx::Error> {
+        let routes: String = row.try_get("routes")?;
+        let status: String = row.try_get("status")?;
+        Ok(DeliverySummary {
+            id: row.try_get("id")?,
+            event_id: row.try_get("event_id")?,
+            created_at: from_ms(row.try_get("created_at")?),
+            updated_at: from_ms(row.try_get("updated_at")?),
+            destination: row.try_get("destination")?,
+            routes: routes.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            outcome: row.try_get("outcome")?,
+            customer: row.try_get("customer")?,
+            status: Status::parse(&status).unwrap_or(Status::Pending),
+            attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(u32::MAX),
+            next_attempt_at: from_ms(row.try_get("next_attempt_at")?),
+            last_error: row.try_get("last_error")?,
+        })
+    }
+}
+
+const SUMMARY_COLUMNS: &str = "d.id, d.event_id, d.created_at, d.updated_at, d.destination, d.routes, \
+     e.outcome, e.customer, d.status, d.attempts, d.next_attempt_at, d.last_error";
+
+/// The batching writer: takes every request waiting, writes them in one
+/// transaction, answers each. While one batch commits the next gathers.
+async fn write_batches(pool: AnyPool, mut requests: mpsc::Receiver<Enqueue>, dedup_window: Duration) {
+    while let Some(first) = requests.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        match write_batch(&pool, &batch, dedup_window).await {
+            Ok(results) => {
+                for (request, result) in batch.into_iter().zip(results) {
+                    let _ = request.reply.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, events = batch.len(), "cannot write events");
+                for request in batch {
+                    let _ = request.reply.send(Err(StoreError(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+async fn write_batch(pool: &AnyPool, batch: &[Enqueue], dedup_window: Duration) -> Result<Vec<Enqueued>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for request in batch {
+        let event = &request.event;
+        let event_id = new_id();
+        let received = ms(event.received_at);
+        let stale_before = received - duration_ms(dedup_window);
+        // A key seen within the window is a duplicate; an older one is
+        // taken over by this event.
+        let fresh = sqlx::query(
+            "INSERT INTO dedup (dedup_key, event_id, received_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, received_at = excluded.received_at \
+             WHERE dedup.received_at < $4",
+        )
+        .bind(&event.key)
+        .bind(&event_id)
+        .bind(received)
+        .bind(stale_before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if fresh == 0 {
+            results.push(Enqueued::Duplicate);
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO events (id, dedup_key, received_at, outcome, customer, body) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&event_id)
+        .bind(&event.key)
+        .bind(received)
+        .bind(event.outcome.clone())
+        .bind(event.customer.clone())
+        .bind(event.raw.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let mut ids = Vec::with_capacity(request.deliveries.len());
+        for d in &request.deliveries {
+            let id = new_id();
+            sqlx::query(
+                "INSERT INTO deliveries (id, event_id, destination, routes, status, attempts, next_attempt_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)",
+            )
+            .bind(&id)
+            .bind(&event_id)
+            .bind(&d.destination)
+            .bind(d.routes.join(","))
+            .bind(received)
+            .execute(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        results.push(Enqueued::Accepted { deliveries: ids });
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn enqueue(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Result<Enqueued, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Enqueue { event, deliveries, reply })
+            .await
+            .map_err(|_| StoreError("the store writer stopped".into()))?;
+        answer.await.map_err(|_| StoreError("the store writer stopped".into()))?
+    }
+
+    async fn claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, StoreError> {
+        let now = now_ms();
+        let token = new_id();
+        let pick = match self.backend {
+            // Replicas skip each other's rows instead of waiting on them.
+            Backend::Postgres => {
+                "SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
+                 AND (lease_until IS NULL OR lease_until < $3) ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED"
+            }
+            Backend::Sqlite => {
+                "SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
+                 AND (lease_until IS NULL OR lease_until < $3) ORDER BY next_attempt_at LIMIT $4"
+            }
+        };
+        let claim = format!("UPDATE deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN ({pick})");
+        let claimed = sqlx::query(&claim)
+            .bind(&token)
+            .bind(now + duration_ms(lease))
+            .bind(now)
+            .bind(limit as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        if claimed == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT d.id, d.destination, d.routes, d.attempts, e.dedup_key, e.body \
+             FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.lease_owner = $1 ORDER BY d.next_attempt_at",
+        )
+        .bind(&token)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let body: String = row.try_get("body").map_err(err)?;
+            let routes: String = row.try_get("routes").map_err(err)?;
+            jobs.push(Job {
+                id: row.try_get("id").map_err(err)?,
+                event_key: row.try_get("dedup_key").map_err(err)?,
+                event: Arc::new(serde_json::from_str(&body).unwrap_or(Value::Null)),
+                destination: row.try_get("destination").map_err(err)?,
+                routes: routes.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                attempts: row.try_get::<i64, _>("attempts").map_err(err)?.try_into().unwrap_or(u32::MAX),
+                lease: token.clone(),
+            });
+        }
+        Ok(jobs)
+    }
+
+    async fn finish_attempt(&self, job: &Job, attempt: AttemptRecord, state: JobState) -> Result<(), StoreError> {
+        let number = i64::from(job.attempts) + 1;
+        let now = now_ms();
+        let (status, next, last_error) = match &state {
+            JobState::Delivered => ("delivered", now, None),
+            JobState::RetryAt(at) => ("pending", ms(*at), attempt.error.clone()),
+            JobState::Dead { reason } => ("dead", now, Some(reason.clone())),
+        };
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query(
+            "INSERT INTO attempts (id, delivery_id, number, at, status_code, latency_ms, response, error, payload) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(new_id())
+        .bind(&job.id)
+        .bind(number)
+        .bind(ms(attempt.at))
+        .bind(attempt.status.map(i64::from))
+        .bind(duration_ms(attempt.latency))
+        .bind(attempt.response)
+        .bind(attempt.error)
+        .bind(attempt.payload)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        let updated = sqlx::query(
+            "UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at = $3, last_error = $4, \
+             lease_owner = NULL, lease_until = NULL, updated_at = $5 WHERE id = $6 AND lease_owner = $7",
+        )
+        .bind(status)
+        .bind(number)
+        .bind(next)
+        .bind(last_error)
+        .bind(now)
+        .bind(&job.id)
+        .bind(&job.lease)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        tx.commit().await.map_err(err)?;
+        if updated == 0 {
+            tracing::warn!(delivery = %job.id, "lease lost before the attempt was recorded; another worker owns it now");
+        }
+        Ok(())
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE status = 'pending' AND lease_owner IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(row.try_get::<Option<i64>, _>("due").map_err(err)?.map(from_ms))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, CASE WHEN lease_owner IS NULL THEN 0 ELSE 1 END AS leased, COUNT(*) AS n \
+             FROM deliveries GROUP BY status, CASE WHEN lease_owner IS NULL THEN 0 ELSE 1 END",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        let mut stats = StoreStats::default();
+        for row in rows {
+            let status: String = row.try_get("status").map_err(err)?;
+            let leased: i64 = row
+                .try_get::<i32, _>("leased")
+                .map(i64::from)
+                .or_else(|_| row.try_get::<i64, _>("leased"))
+                .map_err(err)?;
+            let n = row.try_get::<i64, _>("n").map_err(err)? as u64;
+            match status.as_str() {
+                "pending" => {
+                    stats.pending += n;
+                    if leased == 1 {
+                        stats.in_flight += n;
+                    }
+                }
+                "delivered" => stats.delivered += n,
+                "dead" => stats.dead += n,
+                _ => {}
+            }
+        }
+        let count = |sql: &'static str| async move {
+            sqlx::query(sql).fetch_one(&self.pool).await.and_then(|r| r.try_get::<i64, _>("n")).map_err(err)
+        };
+        stats.attempts = count("SELECT COUNT(*) AS n FROM attempts").await? as u64;
+        stats.events = count("SELECT COUNT(*) AS n FROM events").await? as u64;
+        Ok(stats)
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError> {
+        let since = filter.since.map(|s| now_ms() - duration_ms(s)).unwrap_or(i64::MIN);
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE ($1 = '' OR d.status = $1) AND ($2 = '' OR d.destination = $2) AND d.created_at >= $3 \
+             ORDER BY d.created_at DESC, d.id DESC LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(filter.status.map(Status::as_str).unwrap_or(""))
+            .bind(filter.destination.clone().unwrap_or_default())
+            .bind(since)
+            .bind(if filter.limit == 0 { i64::MAX } else { filter.limit as i64 })
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter().map(|r| Self::summary(r).map_err(err)).collect()
+    }
+
+    async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS}, e.body FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1"
+        );
+        let Some(row) =
+            sqlx::query(&sql).bind(id.to_ascii_lowercase()).fetch_optional(&self.pool).await.map_err(err)?
+        else {
+            return Ok(None);
+        };
+        let summary = Self::summary(&row).map_err(err)?;
+        let body: String = row.try_get("body").map_err(err)?;
+        let rows = sqlx::query(
+            "SELECT number, at, status_code, latency_ms, response, error, payload FROM attempts WHERE delivery_id = $1 ORDER BY at, id",
+        )
+        .bind(&summary.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        let mut attempt_log = Vec::with_capacity(rows.len());
+        for r in rows {
+            attempt_log.push(AttemptView {
+                number: r.try_get::<i64, _>("number").map_err(err)?.try_into().unwrap_or(0),
+                at: from_ms(r.try_get("at").map_err(err)?),
+                status_code: r
+                    .try_get::<Option<i64>, _>("status_code")
+                    .map_err(err)?
+                    .and_then(|c| u16::try_from(c).ok()),
+                latency_ms: r.try_get::<i64, _>("latency_ms").map_err(err)?.max(0) as u64,
+                response: r.try_get("response").map_err(err)?,
+                error: r.try_get("error").map_err(err)?,
+                payload: r.try_get("payload").map_err(err)?,
+            });
+        }
+        let last_payload = attempt_log.iter().rev().find_map(|a| a.payload.clone());
+        Ok(Some(DeliveryDetail {
+            summary,
+            event: serde_json::from_str(&body).unwrap_or(Value::Null),
+            last_payload,
+            attempt_log,
+        }))
+    }
+
+    async fn replay(&self, ids: &[String]) -> Result<Vec<DeliveryId>, StoreError> {
+        let now = now_ms();
+        let mut replayed = Vec::new();
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        for id in ids {
+            let id = id.to_ascii_lowercase();
+            let n = sqlx::query(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, updated_at = $1, \
+                 lease_owner = NULL, lease_until = NULL WHERE id = $2",
+            )
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            if n > 0 {
+                replayed.push(id);
+            }
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(replayed)
+    }
+
+    async fn replay_dead(&self, destination: Option<&str>) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let n = sqlx::query(
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, updated_at = $1, \
+             lease_owner = NULL, lease_until = NULL WHERE status = 'dead' AND ($2 = '' OR destination = $2)",
+        )
+        .bind(now)
+        .bind(destination.unwrap_or(""))
+        .execute(&self.pool)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        Ok(n)
+    }
+
+    async fn purge_dead(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let cutoff = now_ms() - duration_ms(older_than);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query("DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE status = 'dead' AND updated_at < $1)")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        let n = sqlx::query("DELETE FROM deliveries WHERE status = 'dead' AND updated_at < $1")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        delete_orphan_events(&mut tx, cutoff).await.map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(n)
+    }
+
+    async fn prune(&self, retention: Duration, dedup_window: Duration) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let cutoff = now - duration_ms(retention);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query(
+            "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE status = 'delivered' AND updated_at < $1)",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        let n = sqlx::query("DELETE FROM deliveries WHERE status = 'delivered' AND updated_at < $1")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        delete_orphan_events(&mut tx, cutoff).await.map_err(err)?;
+        sqlx::query("DELETE FROM dedup WHERE received_at < $1")
+            .bind(now - duration_ms(dedup_window))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(n)
+    }
+
+    async fn release_leases(&self) -> Result<(), StoreError> {
+        sqlx::query("UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL")
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+/// Events older than `cutoff` that no delivery refers to any more.
+async fn delete_orphan_events(tx: &mut sqlx::Transaction<'_, sqlx::Any>, cutoff: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM events WHERE received_at < $1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+    )
+    .bind(cutoff)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_resolve_against_the_config_directory() {
+        let dir = Path::new("/etc/raaft");
+        assert_eq!(
+            resolve_url("sqlite://../data/relay.db", dir).unwrap(),
+            "sqlite:///etc/raaft/../data/relay.db?mode=rwc"
+        );
+        assert_eq!(resolve_url("sqlite:///var/lib/relay.db", dir).unwrap(), "sqlite:///var/lib/relay.db?mode=rwc");
+        assert_eq!(resolve_url("postgres://u@db/relay", dir).unwrap(), "postgres://u@db/relay");
+        assert!(resolve_url("mysql://x", dir).unwrap_err().contains("\"mysql\""));
+        assert!(resolve_url("sqlite://", dir).is_err());
+    }
+}
