@@ -87,7 +87,13 @@ impl SqlStore {
                 std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create \"{}\": {e}", dir.display())))?;
             }
         }
-        let options = sqlx::any::AnyConnectOptions::from_str(url).map_err(err)?;
+        // An SQLite store is created on first start.
+        let url = if backend == Backend::Sqlite && !url.contains("mode=") {
+            format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+        } else {
+            url.to_owned()
+        };
+        let options = sqlx::any::AnyConnectOptions::from_str(&url).map_err(err)?;
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(5))

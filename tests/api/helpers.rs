@@ -336,6 +336,12 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(default: Answer) -> Receiver {
+        Self::start_on(([127, 0, 0, 1], 0).into(), default).await
+    }
+
+    /// As [`Receiver::start`], on a given address (to bring a destination
+    /// back where it was).
+    pub async fn start_on(addr: SocketAddr, default: Answer) -> Receiver {
         let received = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(VecDeque::<Answer>::new()));
         let (rec, scr) = (received.clone(), script.clone());
@@ -364,7 +370,7 @@ impl Receiver {
                     Ok::<_, std::convert::Infallible>(response.body(answer.body).unwrap())
                 }
             });
-        let (addr, server) = warp::serve(route).bind_ephemeral(([127, 0, 0, 1], 0));
+        let (addr, server) = warp::serve(route).bind_ephemeral(addr);
         tokio::spawn(server);
         Receiver { addr, received, script }
     }
@@ -487,4 +493,118 @@ impl SmtpServer {
     pub fn attempts(&self) -> usize {
         *self.handler.attempts.lock().unwrap()
     }
+}
+
+/// The real `raaft-relay serve` as a child process.
+pub struct RelayProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub stdout: Arc<Mutex<String>>,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+/// Collects everything `from` produces, on a thread of its own.
+pub fn collect_output(mut from: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
+}
+
+/// The binary, run from the repository with a clean environment.
+pub fn relay_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_raaft-relay"));
+    cmd.current_dir(repo_path("")).env_remove("RAAFT_TOKEN").env_remove("RUST_LOG").env_remove("RAAFT_RELAY_CONFIG");
+    cmd
+}
+
+impl RelayProcess {
+    /// Starts `serve` on `config` (listening on port 0) and waits until it
+    /// says which port it got.
+    pub async fn start(config: &Path) -> RelayProcess {
+        let mut child = relay_command()
+            .args(["--config", config.to_str().unwrap(), "--log-format", "json", "serve"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = collect_output(child.stdout.take().unwrap());
+        let stderr = collect_output(child.stderr.take().unwrap());
+        let port_of = |logs: &str| {
+            logs.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["message"] == "raaft-relay listening")
+                .and_then(|v| v["port"].as_u64())
+        };
+        let logs = stderr.clone();
+        wait_until(Duration::from_secs(20), "the relay to listen", || {
+            port_of(&logs.lock().unwrap()).is_some()
+                || !logs.lock().unwrap().is_empty() && logs.lock().unwrap().contains("error")
+        })
+        .await;
+        let port = port_of(&stderr.lock().unwrap())
+            .unwrap_or_else(|| panic!("the relay did not start:\n{}", stderr.lock().unwrap()));
+        RelayProcess { child, port: port as u16, stdout, stderr }
+    }
+
+    /// Everything the relay printed so far.
+    pub fn logs(&self) -> String {
+        format!("{}{}", self.stdout.lock().unwrap(), self.stderr.lock().unwrap())
+    }
+
+    pub async fn post(&self, body: String) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/webhooks/raaft", self.port))
+            .header("x-raaft-token", TOKEN)
+            .body(body)
+            .send()
+            .await
+            .expect("the relay answers")
+    }
+
+    /// kill -9.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        tokio::task::spawn_blocking(move || self.child.wait().unwrap()).await.unwrap()
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a `deliveries` command on `config` and returns its standard output.
+pub fn deliveries_cli(config: &Path, args: &[&str]) -> String {
+    let out = relay_command().args(["--config", config.to_str().unwrap(), "deliveries"]).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "deliveries {args:?} failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// The `flowId` of every event a receiver got, with how often.
+pub fn flow_counts(received: &[Received]) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for r in received {
+        let flow = r.json()["flow"].as_str().unwrap_or_default().to_owned();
+        *counts.entry(flow).or_insert(0) += 1;
+    }
+    counts
 }

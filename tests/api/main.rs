@@ -9,4 +9,6 @@ mod delivery;
 mod discord;
 mod email;
 mod ingest;
+mod process;
 mod slack;
+mod store;

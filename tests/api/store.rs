@@ -1,0 +1,316 @@
+//! The durable store through the running relay: deduplication, group
+//! commit, dead deliveries, replay (CLI and admin API), retention and
+//! store outages.
+
+use crate::helpers::*;
+use async_trait::async_trait;
+use raaft_relay::store::{
+    AttemptRecord, DeliveryDetail, DeliverySummary, Enqueued, Job, JobState, ListFilter, NewDelivery, NewEvent,
+    SqlStore, Store, StoreError, StoreStats,
+};
+use raaft_relay::{Application, Runtime};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A webhook destination whose body names the event's flow.
+pub fn flow_config(receiver: &Receiver, extra: &str) -> ConfigDir {
+    flow_config_url(&receiver.url("/hook"), extra)
+}
+
+pub fn flow_config_url(url: &str, extra: &str) -> ConfigDir {
+    let cfg = ConfigDir::new(&format!(
+        "[destinations.hook]\nkind = \"webhook\"\nurl = \"{url}\"\ntemplate = \"flow.json.hbs\"\n[[routes]]\nname = \"all\"\nto = [\"hook\"]\n{extra}"
+    ));
+    cfg.write_template("flow.json.hbs", r#"{"flow": "{{flowId}}", "outcome": "{{outcome}}"}"#);
+    cfg
+}
+
+on_both_stores! {
+    async fn a_redelivered_event_is_answered_200_and_sent_once(store) {
+        let hook = Receiver::start(Answer::new(200, "")).await;
+        let app = spawn_app(flow_config(&hook, ""), &store).await;
+        let event = sample_exact("canceled.json");
+        let first: Value = app.post_event(event.clone()).await.json().await.unwrap();
+        assert_eq!(first["deliveries"], 1);
+        for _ in 0..3 {
+            let again = app.post_event(event.clone()).await;
+            assert_eq!(again.status(), 200);
+            let body: Value = again.json().await.unwrap();
+            assert_eq!(body["deliveries"], 0);
+        }
+        let stats = app.wait_settled(Duration::from_secs(5)).await;
+        assert_eq!((stats.events, stats.delivered), (1, 1));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(hook.count(), 1);
+        // A different event is not a duplicate.
+        app.post_event(sample("canceled.json")).await;
+        hook.wait_for(2, Duration::from_secs(5)).await;
+    }
+
+    async fn a_key_older_than_the_dedup_window_is_a_new_event(store) {
+        let hook = Receiver::start(Answer::new(200, "")).await;
+        let cfg = flow_config(&hook, "");
+        let text = std::fs::read_to_string(cfg.path()).unwrap().replace("second-token\"]", "second-token\"]\ndedup_window = \"1s\"");
+        std::fs::write(cfg.path(), text).unwrap();
+        let app = spawn_app(cfg, &store).await;
+        let event = sample_exact("saved-discount.json");
+        app.post_event(event.clone()).await;
+        let body: Value = app.post_event(event.clone()).await.json().await.unwrap();
+        assert_eq!(body["deliveries"], 0);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let body: Value = app.post_event(event).await.json().await.unwrap();
+        assert_eq!(body["deliveries"], 1);
+        hook.wait_for(2, Duration::from_secs(5)).await;
+    }
+
+    async fn concurrent_events_are_all_committed(store) {
+        let hook = Receiver::start(Answer::new(200, "")).await;
+        let app = Arc::new(spawn_app(flow_config(&hook, ""), &store).await);
+        let mut posts = Vec::new();
+        for _ in 0..200 {
+            let app = app.clone();
+            posts.push(tokio::spawn(async move { app.post_event(sample("canceled.json")).await.status() }));
+        }
+        for p in posts {
+            assert_eq!(p.await.unwrap(), 200);
+        }
+        assert_eq!(app.stats().await.events, 200);
+        let got = hook.wait_for(200, Duration::from_secs(30)).await;
+        assert_eq!(flow_counts(&got).len(), 200);
+        assert!(flow_counts(&got).values().all(|n| *n == 1));
+    }
+
+    async fn dead_deliveries_are_listed_shown_and_replayed_over_the_admin_api(store) {
+        let hook = Receiver::start(Answer::new(200, "")).await;
+        hook.then(Answer::new(404, "no_service"));
+        let app = spawn_app(flow_config(&hook, "[admin]\ntokens = [\"adm1n\"]\n"), &store).await;
+        app.post_event(sample("canceled.json")).await;
+        let stats = app.wait_settled(Duration::from_secs(5)).await;
+        assert_eq!(stats.dead, 1);
+        let client = app.client();
+        let get = |path: &str, token: &str| {
+            client.get(format!("{}{path}", app.address)).header("authorization", format!("Bearer {token}")).send()
+        };
+        assert_eq!(get("/admin/deliveries", "wrong").await.unwrap().status(), 401);
+        let list: Value = get("/admin/deliveries?status=dead", "adm1n").await.unwrap().json().await.unwrap();
+        let dead = list["deliveries"].as_array().unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0]["destination"], "hook");
+        assert_eq!(dead[0]["routes"], json!(["all"]));
+        assert!(dead[0]["last_error"].as_str().unwrap().contains("no_service"));
+        let id = dead[0]["id"].as_str().unwrap().to_owned();
+        let detail: Value = get(&format!("/admin/deliveries/{id}"), "adm1n").await.unwrap().json().await.unwrap();
+        assert_eq!(detail["event"]["outcome"], "canceled");
+        assert_eq!(detail["attempt_log"][0]["status_code"], 404);
+        assert!(detail["last_payload"].as_str().unwrap().contains("\"outcome\": \"canceled\""));
+        assert_eq!(get("/admin/deliveries/nope", "adm1n").await.unwrap().status(), 404);
+        let replay = client
+            .post(format!("{}/admin/deliveries/{id}/replay", app.address))
+            .header("authorization", "Bearer adm1n")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(replay.status(), 200);
+        hook.wait_for(2, Duration::from_secs(5)).await;
+        let stats = app.wait_settled(Duration::from_secs(5)).await;
+        assert_eq!((stats.dead, stats.delivered, stats.attempts), (0, 1, 2));
+    }
+
+    async fn without_admin_tokens_the_admin_api_does_not_exist(store) {
+        let hook = Receiver::start(Answer::new(200, "")).await;
+        let app = spawn_app(flow_config(&hook, ""), &store).await;
+        let r = app.client().get(format!("{}/admin/deliveries", app.address)).header("authorization", "Bearer x").send().await.unwrap();
+        assert_eq!(r.status(), 404);
+    }
+
+    async fn retention_prunes_delivered_work_and_keeps_the_dead(store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = store.fresh_url(dir.path()).await;
+        let store = SqlStore::open(&url, Duration::from_secs(3600)).await.unwrap();
+        let event = |flow: &str| NewEvent {
+            key: flow.to_owned(),
+            raw: Arc::new(json!({"flowId": flow})),
+            outcome: Some("canceled".into()),
+            customer: None,
+            received_at: chrono::Utc::now(),
+        };
+        let to = || vec![NewDelivery { destination: "hook".into(), routes: vec!["all".into()] }];
+        store.enqueue(event("a"), to()).await.unwrap();
+        store.enqueue(event("b"), to()).await.unwrap();
+        assert_eq!(store.enqueue(event("b"), to()).await.unwrap(), Enqueued::Duplicate);
+        let jobs = store.claim_due(10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert!(store.claim_due(10, Duration::from_secs(30)).await.unwrap().is_empty(), "claimed jobs are not handed out twice");
+        let record = || AttemptRecord { at: chrono::Utc::now(), status: Some(200), latency: Duration::from_millis(5), response: None, error: None, payload: Some("{}".into()) };
+        let (a, b) = if jobs[0].event["flowId"] == "a" { (&jobs[0], &jobs[1]) } else { (&jobs[1], &jobs[0]) };
+        store.finish_attempt(a, record(), JobState::Delivered).await.unwrap();
+        store.finish_attempt(b, record(), JobState::Dead { reason: "HTTP 404".into() }).await.unwrap();
+        // Nothing is old enough yet.
+        assert_eq!(store.prune(Duration::from_secs(3600), Duration::from_secs(3600)).await.unwrap(), 0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(store.prune(Duration::from_millis(1), Duration::from_millis(1)).await.unwrap(), 1);
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.delivered, stats.dead, stats.events, stats.attempts), (0, 1, 1, 1));
+        // The pruned idempotency key no longer makes "a" a duplicate.
+        assert!(matches!(store.enqueue(event("a"), to()).await.unwrap(), Enqueued::Accepted { .. }));
+        assert_eq!(store.purge_dead(Duration::from_secs(3600)).await.unwrap(), 0);
+        assert_eq!(store.purge_dead(Duration::ZERO).await.unwrap(), 1);
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.dead, stats.pending), (0, 1));
+    }
+
+    async fn a_delivery_whose_worker_died_is_taken_over_when_its_lease_runs_out(store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = store.fresh_url(dir.path()).await;
+        let store = SqlStore::open(&url, Duration::from_secs(3600)).await.unwrap();
+        let event = NewEvent { key: "k".into(), raw: Arc::new(json!({})), outcome: None, customer: None, received_at: chrono::Utc::now() };
+        store.enqueue(event, vec![NewDelivery { destination: "d".into(), routes: vec![] }]).await.unwrap();
+        let first = store.claim_due(10, Duration::from_millis(300)).await.unwrap();
+        assert_eq!(first.len(), 1);
+        assert!(store.claim_due(10, Duration::from_millis(300)).await.unwrap().is_empty());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let second = store.claim_due(10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(second.len(), 1);
+        assert_ne!(first[0].lease, second[0].lease);
+        // The first holder's late result does not overwrite the new claim.
+        let record = AttemptRecord { at: chrono::Utc::now(), status: None, latency: Duration::ZERO, response: None, error: Some("late".into()), payload: None };
+        store.finish_attempt(&first[0], record.clone(), JobState::Dead { reason: "late".into() }).await.unwrap();
+        assert_eq!(store.stats().await.unwrap().dead, 0);
+        store.finish_attempt(&second[0], record, JobState::Delivered).await.unwrap();
+        assert_eq!(store.stats().await.unwrap().delivered, 1);
+    }
+}
+
+/// A store that can be switched off, for the SQLite outage test (the
+/// PostgreSQL variant below cuts a real database off).
+struct Switchable {
+    inner: SqlStore,
+    down: AtomicBool,
+}
+
+impl Switchable {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError("disk I/O error".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Store for Switchable {
+    async fn enqueue(&self, e: NewEvent, d: Vec<NewDelivery>) -> Result<Enqueued, StoreError> {
+        self.check()?;
+        self.inner.enqueue(e, d).await
+    }
+    async fn claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, StoreError> {
+        self.check()?;
+        self.inner.claim_due(limit, lease).await
+    }
+    async fn finish_attempt(&self, job: &Job, a: AttemptRecord, s: JobState) -> Result<(), StoreError> {
+        self.inner.finish_attempt(job, a, s).await
+    }
+    async fn next_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        self.inner.next_due().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.ping().await
+    }
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.inner.stats().await
+    }
+    async fn list(&self, f: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError> {
+        self.inner.list(f).await
+    }
+    async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
+        self.inner.show(id).await
+    }
+    async fn replay(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        self.inner.replay(ids).await
+    }
+    async fn replay_dead(&self, d: Option<&str>) -> Result<u64, StoreError> {
+        self.inner.replay_dead(d).await
+    }
+    async fn purge_dead(&self, o: Duration) -> Result<u64, StoreError> {
+        self.inner.purge_dead(o).await
+    }
+    async fn prune(&self, r: Duration, w: Duration) -> Result<u64, StoreError> {
+        self.inner.prune(r, w).await
+    }
+    async fn release_leases(&self) -> Result<(), StoreError> {
+        self.inner.release_leases().await
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_answers_503_and_keeps_nothing_half_written() {
+    let hook = Receiver::start(Answer::new(200, "")).await;
+    let cfg = flow_config(&hook, "");
+    let dir = tempfile::tempdir().unwrap();
+    let url = TestStore::Sqlite.fresh_url(dir.path()).await;
+    let inner = SqlStore::open(&url, Duration::from_secs(3600)).await.unwrap();
+    let store = Arc::new(Switchable { inner, down: AtomicBool::new(true) });
+    let runtime = Runtime::load(&cfg.path()).unwrap();
+    let app = Application::build_with_store(runtime, store.clone()).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let post = || {
+        reqwest::Client::new()
+            .post(format!("{address}/webhooks/raaft"))
+            .header("x-raaft-token", TOKEN)
+            .body(sample_exact("canceled.json"))
+            .send()
+    };
+    let r = post().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("retry"), "{body}");
+    assert_eq!(store.inner.stats().await.unwrap().events, 0);
+    store.down.store(false, Ordering::SeqCst);
+    // Raaft's retry of the same event now goes through, once.
+    assert_eq!(post().await.unwrap().status(), 200);
+    hook.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(store.inner.stats().await.unwrap().events, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_postgres_answers_503_until_it_is_back() {
+    let Some(server) = TestStore::postgres() else {
+        eprintln!("skipped: set RAAFT_RELAY_TEST_POSTGRES to a PostgreSQL URL to run this test");
+        return;
+    };
+    use sqlx::Connection;
+    let hook = Receiver::start(Answer::new(200, "")).await;
+    let app = spawn_app(flow_config(&hook, ""), &server).await;
+    let TestStore::Postgres(server_url) = &server else { unreachable!() };
+    let mut admin = sqlx::PgConnection::connect(server_url).await.unwrap();
+    let (db,): (String,) = sqlx::query_as(
+        "SELECT datname FROM pg_stat_activity WHERE datname LIKE 'raaft_relay_test_%' GROUP BY datname ORDER BY MAX(backend_start) DESC LIMIT 1",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    let cut = |allow: bool| format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS {allow}");
+    sqlx::query(&cut(false)).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let r = app.post_event(sample("canceled.json")).await;
+    assert_eq!(r.status(), 503);
+    sqlx::query(&cut(true)).execute(&mut admin).await.unwrap();
+    let mut ok = false;
+    for _ in 0..50 {
+        if app.post_event(sample("canceled.json")).await.status() == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the relay did not recover when the database came back");
+    hook.wait_for(1, Duration::from_secs(10)).await;
+}
