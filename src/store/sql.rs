@@ -63,6 +63,9 @@ pub fn resolve_url(url: &str, config_dir: &Path) -> Result<String, String> {
             return Err(format!("store url \"{url}\" names no file"));
         }
         let full = if Path::new(path).is_absolute() { path.into() } else { config_dir.join(path) };
+        // sqlx reads the URL as a URL: only an absolute, normalised path
+        // survives that intact.
+        let full = normalize(&std::env::current_dir().unwrap_or_default().join(full));
         let query = query.map(|q| format!("&{q}")).unwrap_or_default();
         return Ok(format!("sqlite://{}?mode=rwc{query}", full.display()));
     }
@@ -73,6 +76,23 @@ pub fn resolve_url(url: &str, config_dir: &Path) -> Result<String, String> {
         "store url must start with sqlite:// or postgres://, not \"{}\"",
         url.split("://").next().unwrap_or(url)
     ))
+}
+
+/// `path` with `.` and `..` resolved without touching the file system (the
+/// folder may not exist yet).
+fn normalize(path: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 impl SqlStore {
@@ -570,10 +590,11 @@ mod tests {
     #[test]
     fn sqlite_paths_resolve_against_the_config_directory() {
         let dir = Path::new("/etc/raaft");
-        assert_eq!(
-            resolve_url("sqlite://../data/relay.db", dir).unwrap(),
-            "sqlite:///etc/raaft/../data/relay.db?mode=rwc"
-        );
+        assert_eq!(resolve_url("sqlite://../data/relay.db", dir).unwrap(), "sqlite:///etc/data/relay.db?mode=rwc");
+        // A relative config folder (the default `config/relay.toml`).
+        let cwd = std::env::current_dir().unwrap();
+        let relative = resolve_url("sqlite://../data/relay.db", Path::new("config")).unwrap();
+        assert_eq!(relative, format!("sqlite://{}?mode=rwc", normalize(&cwd.join("data/relay.db")).display()));
         assert_eq!(resolve_url("sqlite:///var/lib/relay.db", dir).unwrap(), "sqlite:///var/lib/relay.db?mode=rwc");
         assert_eq!(resolve_url("postgres://u@db/relay", dir).unwrap(), "postgres://u@db/relay");
         assert!(resolve_url("mysql://x", dir).unwrap_err().contains("\"mysql\""));

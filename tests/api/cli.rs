@@ -242,13 +242,19 @@ fn collect(mut from: impl Read + Send + 'static) -> Arc<Mutex<String>> {
 
 #[tokio::test]
 async fn serve_runs_the_shipped_config_prints_events_and_stops_on_sigterm() {
+    // A user's checkout: the shipped config and templates, run from its root
+    // with the default (relative) config path.
+    let checkout = tempfile::tempdir().unwrap();
+    for dir in ["config", "templates"] {
+        copy_tree(&repo_path(dir), &checkout.path().join(dir));
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let data = tempfile::tempdir().unwrap();
     let mut child = relay()
+        .current_dir(checkout.path())
         .arg("serve")
         .env("RAAFT_TOKEN", "sh1pped-t0ken")
-        .env("RAAFT_RELAY_STORE", format!("sqlite://{}", data.path().join("relay.db").display()))
         .env("RAAFT_RELAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("RAAFT_RELAY_STORE")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -280,8 +286,21 @@ async fn serve_runs_the_shipped_config_prints_events_and_stops_on_sigterm() {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
-    assert!(exit.success(), "exit {exit:?}");
+    assert!(exit.success(), "exit {exit:?}: {}", stderr.lock().unwrap());
     let logs = stderr.lock().unwrap().clone();
     assert!(!logs.contains("guessed-s3cret") && !logs.contains("sh1pped-t0ken"), "tokens leaked into logs:\n{logs}");
     assert!(stdout.lock().unwrap().contains("Missing features or integrations"));
+    assert!(checkout.path().join("data/relay.db").is_file(), "the store is created beside the config folder");
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
 }
