@@ -29,6 +29,17 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = R
     list.or(show).or(replay)
 }
 
+/// Whether `authorization` carries one of `tokens` as a bearer token,
+/// compared in constant time.
+pub fn bearer_ok(tokens: &[String], authorization: Option<&str>) -> bool {
+    let presented = authorization.and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("").trim().as_bytes();
+    let mut ok = subtle::Choice::from(0);
+    for t in tokens {
+        ok |= t.as_bytes().ct_eq(presented);
+    }
+    bool::from(ok) && !tokens.is_empty()
+}
+
 /// Passes with a valid `authorization: Bearer ...`; 404 when the admin API
 /// is off, 401 otherwise.
 fn admin(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rejection> + Clone {
@@ -39,12 +50,7 @@ fn admin(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rejectio
             if tokens.is_empty() {
                 return Err(warp::reject::not_found());
             }
-            let presented = header.as_deref().and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("").trim().as_bytes();
-            let mut ok = subtle::Choice::from(0);
-            for t in &tokens {
-                ok |= t.as_bytes().ct_eq(presented);
-            }
-            if bool::from(ok) {
+            if bearer_ok(&tokens, header.as_deref()) {
                 Ok(state)
             } else {
                 tracing::warn!("rejected admin request: missing or wrong bearer token");

@@ -8,13 +8,17 @@
 //! [`delivery`] (attempts and retries) → [`channels`] (render and send).
 
 pub mod admin;
+pub mod alerts;
 pub mod channels;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod event;
+pub mod metrics;
+pub mod pacing;
 pub mod problems;
+pub mod reload;
 pub mod render;
 pub mod retry;
 pub mod routing;

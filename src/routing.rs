@@ -37,18 +37,25 @@ impl Router {
 
     /// The destinations `event` goes to, in the order first reached.
     pub fn route(&self, event: &Value) -> Vec<Target> {
+        self.route_with_matches(event).0
+    }
+
+    /// As [`Router::route`], with the names of the routes that matched.
+    pub fn route_with_matches(&self, event: &Value) -> (Vec<Target>, Vec<&str>) {
         let mut ctx = EvalContext::default();
         let mut targets: Vec<Target> = Vec::new();
+        let mut matched = Vec::new();
         for route in &self.routes {
             if !route.when.matches(event, &mut ctx) {
                 continue;
             }
+            matched.push(route.name.as_str());
             add_targets(&mut targets, route);
             if route.stop {
                 break;
             }
         }
-        targets
+        (targets, matched)
     }
 
     /// As [`Router::route`], with a report for every route.

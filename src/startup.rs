@@ -2,7 +2,10 @@
 //! dispatcher and returns something with `port()` and
 //! `run_until_stopped()`; `main` and the tests call the same function.
 
-use crate::delivery::{Dispatcher, DEFAULT_MAX_IN_FLIGHT};
+use crate::alerts::Alerts;
+use crate::delivery::{Dispatcher, Services, DEFAULT_MAX_IN_FLIGHT};
+use crate::metrics::Metrics;
+use crate::pacing::Pacer;
 use crate::event::Event;
 use crate::runtime::Runtime;
 use crate::store::{Backend, Enqueued, NewDelivery, NewEvent, SqlStore, Store};
@@ -13,7 +16,6 @@ use serde_json::json;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tokio::sync::{watch, Notify};
@@ -24,11 +26,12 @@ use warp::{Buf, Filter, Rejection, Reply};
 /// What every request handler shares.
 #[derive(Clone)]
 pub struct AppState {
+    /// The running set; hot reload swaps it whole.
     pub runtime: Arc<ArcSwap<Runtime>>,
     pub store: Arc<dyn Store>,
     pub wake: Arc<Notify>,
-    /// Events that matched no route.
-    pub unrouted: Arc<AtomicU64>,
+    pub metrics: Arc<Metrics>,
+    pub services: Arc<Services>,
 }
 
 impl AppState {
@@ -78,11 +81,19 @@ impl Application {
             .with_context(|| format!("cannot resolve listen address \"{listen}\""))?
             .next()
             .with_context(|| format!("listen address \"{listen}\" resolves to nothing"))?;
+        let metrics = Arc::new(Metrics::new());
+        let services = Arc::new(Services {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            pacer: Arc::new(Pacer::default()),
+            alerts: Arc::new(Alerts::new(metrics.clone())),
+        });
         let state = AppState {
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),
             store,
             wake: Arc::new(Notify::new()),
-            unrouted: Arc::new(AtomicU64::new(0)),
+            metrics,
+            services,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound, server) = warp::serve(routes(state.clone()))
@@ -112,13 +123,14 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let dispatcher = Dispatcher {
-            store: self.state.store.clone(),
+            services: self.state.services.clone(),
             runtime: self.state.runtime.clone(),
             wake: self.state.wake.clone(),
             max_in_flight: self.max_in_flight,
         };
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx.clone()));
-        let maintenance = tokio::spawn(maintain(self.state.clone(), stop_rx));
+        let maintenance = tokio::spawn(maintain(self.state.clone(), stop_rx.clone()));
+        let reloads = tokio::spawn(crate::reload::watch(self.state.clone(), stop_rx));
         let stop = self.stop;
         tokio::spawn(async move {
             shutdown.await;
@@ -129,6 +141,7 @@ impl Application {
         let _ = stop_tx.send(true);
         dispatcher.await?;
         maintenance.await?;
+        reloads.await?;
         Ok(())
     }
 }
@@ -136,20 +149,30 @@ impl Application {
 /// How often old deliveries and idempotency keys are pruned.
 const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Prunes the store at start and then every [`PRUNE_INTERVAL`].
+/// Prunes the store at start and then every [`PRUNE_INTERVAL`], and checks
+/// for old backlogs often enough to notice one within a quarter of
+/// `backlog_after`.
 async fn maintain(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut last_prune: Option<std::time::Instant> = None;
     loop {
-        let (retention, window) = {
-            let runtime = state.runtime.load();
-            (runtime.config.store.retention, runtime.config.dedup_window)
-        };
-        match state.store.prune(retention, window).await {
-            Ok(0) => {}
-            Ok(n) => info!(pruned = n, "pruned delivered deliveries past retention"),
-            Err(e) => warn!(error = %e, "cannot prune the store"),
+        let runtime = state.runtime.load_full();
+        if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_INTERVAL) {
+            last_prune = Some(std::time::Instant::now());
+            match state.store.prune(runtime.config.store.retention, runtime.config.dedup_window).await {
+                Ok(0) => {}
+                Ok(n) => info!(pruned = n, "pruned delivered deliveries past retention"),
+                Err(e) => warn!(error = %e, "cannot prune the store"),
+            }
         }
+        let tick = match &runtime.config.alerts {
+            Some(alerts) => {
+                state.services.alerts.check_backlog(runtime.clone(), state.store.as_ref()).await;
+                (alerts.backlog_after / 4).clamp(std::time::Duration::from_millis(250), PRUNE_INTERVAL)
+            }
+            None => PRUNE_INTERVAL,
+        };
         tokio::select! {
-            _ = tokio::time::sleep(PRUNE_INTERVAL) => {}
+            _ = tokio::time::sleep(tick) => {}
             _ = stop.changed() => return,
         }
     }
@@ -157,14 +180,51 @@ async fn maintain(state: AppState, mut stop: watch::Receiver<bool>) {
 
 /// Every endpoint, with rejections turned into JSON errors.
 pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    let limit = state.runtime.load().config.server.max_body_bytes;
     let ingest = warp::path!("webhooks" / "raaft")
         .and(warp::post())
         .and(authorized(state.clone()))
-        .and(body_limited(limit))
+        .and(body_limited(state.clone()))
         .and_then(ingest);
     let healthz = warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&json!({"status": "ok"})));
-    ingest.or(healthz).or(crate::admin::routes(state)).recover(handle_rejection)
+    let readyz = warp::path!("readyz").and(warp::get()).and(with_state(state.clone())).and_then(readyz);
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and(warp::header::optional::<String>("authorization"))
+        .and_then(metrics);
+    ingest.or(healthz).or(readyz).or(metrics).or(crate::admin::routes(state)).recover(handle_rejection)
+}
+
+fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// 200 while the config is loaded and the store answers; 503 with the
+/// reason otherwise.
+async fn readyz(state: AppState) -> Result<warp::reply::Response, Rejection> {
+    match state.store.ping().await {
+        Ok(()) => Ok(warp::reply::json(&json!({"status": "ready"})).into_response()),
+        Err(e) => Ok(warp::reply::with_status(
+            warp::reply::json(&json!({"status": "unavailable", "reason": e.to_string()})),
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+        .into_response()),
+    }
+}
+
+async fn metrics(state: AppState, authorization: Option<String>) -> Result<warp::reply::Response, Rejection> {
+    let runtime = state.runtime.load_full();
+    if !runtime.config.server.metrics {
+        return Err(warp::reject::not_found());
+    }
+    if runtime.config.metrics_auth && !crate::admin::bearer_ok(&runtime.config.admin_tokens, authorization.as_deref()) {
+        return Err(warp::reject::custom(ApiError::Unauthorized));
+    }
+    let text = state.metrics.render(state.store.as_ref()).await;
+    Ok(warp::http::Response::builder()
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(text.into())
+        .unwrap_or_default())
 }
 
 /// Every refusal the HTTP side can answer with.
@@ -192,6 +252,7 @@ fn authorized(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rej
                 match token {
                     Some(t) if state.token_ok(t.as_bytes()) => Ok(state),
                     presented => {
+                        state.metrics.events.with_label_values(&["unknown", "unauthorized"]).inc();
                         let client = remote.map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
                         let why = if presented.is_some() { "wrong token" } else { "missing token" };
                         warn!(%client, reason = why, "rejected webhook: {why}");
@@ -204,10 +265,11 @@ fn authorized(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rej
 
 /// Reads the body up to `limit` bytes; larger bodies are refused with 413
 /// without buffering them, whether or not they declare a length.
-fn body_limited(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and(warp::body::stream())
-        .and_then(move |declared: Option<u64>, stream| read_limited(declared, stream, limit))
+fn body_limited(state: AppState) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length").and(warp::body::stream()).and_then(move |declared: Option<u64>, stream| {
+        let limit = state.runtime.load().config.server.max_body_bytes;
+        read_limited(declared, stream, limit)
+    })
 }
 
 async fn read_limited<S, B>(declared: Option<u64>, stream: S, limit: u64) -> Result<Bytes, Rejection>
@@ -237,14 +299,24 @@ where
 }
 
 async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, Rejection> {
-    let event = Event::parse(&body).map_err(|e| warp::reject::custom(ApiError::BadRequest(e.to_string())))?;
+    let event = Event::parse(&body).map_err(|e| {
+        state.metrics.events.with_label_values(&["unknown", "invalid"]).inc();
+        warp::reject::custom(ApiError::BadRequest(e.to_string()))
+    })?;
+    let outcome = Metrics::outcome_label(event.typed.outcome.as_deref());
+    let metrics = state.metrics.clone();
+    let count = move |result: &str| metrics.events.with_label_values(&[outcome, result]).inc();
     let key = event.idempotency_key();
     let span = tracing::info_span!("event", event = %key, outcome = %event.outcome());
     async move {
         let runtime = state.runtime.load();
-        let targets = runtime.router.route(&event.raw);
+        let (targets, matched) = runtime.router.route_with_matches(&event.raw);
+        for route in &matched {
+            state.metrics.route_matches.with_label_values(&[route]).inc();
+        }
         if targets.is_empty() {
-            state.unrouted.fetch_add(1, Ordering::Relaxed);
+            count("accepted");
+            state.metrics.unrouted.inc();
             info!("event matched no route");
             return Ok(accepted(0));
         }
@@ -259,15 +331,18 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
         };
         match state.store.enqueue(new_event, deliveries).await {
             Ok(Enqueued::Accepted { deliveries }) => {
+                count("accepted");
                 state.wake.notify_one();
                 info!(deliveries = deliveries.len(), "event accepted");
                 Ok(accepted(deliveries.len()))
             }
             Ok(Enqueued::Duplicate) => {
+                count("duplicate");
                 info!("duplicate event ignored");
                 Ok(accepted(0))
             }
             Err(e) => {
+                count("unavailable");
                 warn!(error = %e, "cannot store event");
                 Err(warp::reject::custom(ApiError::Unavailable("store unavailable, retry later".into())))
             }

@@ -3,7 +3,7 @@
 //! `allowed_mentions: {"parse": []}` so customer text pings nobody. Sent to
 //! the versioned API, whose rate-limit values are in seconds.
 
-use super::http::{excerpt, exchange, parse_http_url, Answer};
+use super::http::{excerpt, exchange, parse_http_url, pause_for, Answer};
 use super::{empty_fallback, AttemptReport, Payload, Rendered};
 use crate::config::DestinationConfig;
 use crate::retry::{classify_status, Outcome};
@@ -79,7 +79,13 @@ impl Discord {
         match exchange(request, timeout).await {
             Ok(answer) => {
                 let outcome = classify(&answer);
-                AttemptReport::new(outcome, Some(answer.status), excerpt(&answer.body), started)
+                let after = match &outcome {
+                    Outcome::Retry { after, .. } => *after,
+                    _ => None,
+                };
+                let mut report = AttemptReport::new(outcome, Some(answer.status), excerpt(&answer.body), started);
+                report.pause = pause_for(&answer, after);
+                report
             }
             Err(outcome) => AttemptReport::new(outcome, None, None, started),
         }
@@ -190,6 +196,7 @@ mod tests {
             username: Some("Raaft".into()),
             avatar_url: None,
             headers: Default::default(),
+            rate_limit: None,
             line: None,
         };
         Discord::new("https://discord.com/api/webhooks/1/tok", &cfg, reqwest::Client::new()).unwrap()
@@ -261,6 +268,7 @@ mod tests {
         let a = Answer {
             status: 429,
             retry_after: Some(Duration::from_secs(9)),
+            exhausted_for: None,
             body: r#"{"message":"You are being rate limited.","retry_after":0.25,"global":false}"#.into(),
         };
         assert_eq!(
@@ -268,9 +276,9 @@ mod tests {
             Outcome::Retry { after: Some(Duration::from_millis(250)), reason: format!("HTTP 429: {}", a.body) }
         );
         let a =
-            Answer { status: 404, retry_after: None, body: r#"{"message": "Unknown Webhook", "code": 10015}"#.into() };
+            Answer { status: 404, retry_after: None, exhausted_for: None, body: r#"{"message": "Unknown Webhook", "code": 10015}"#.into() };
         assert!(matches!(classify(&a), Outcome::Permanent { .. }));
-        let a = Answer { status: 204, retry_after: None, body: String::new() };
+        let a = Answer { status: 204, retry_after: None, exhausted_for: None, body: String::new() };
         assert_eq!(classify(&a), Outcome::Delivered);
     }
 }

@@ -12,6 +12,9 @@ pub const RESPONSE_EXCERPT: usize = 1024;
 pub struct Answer {
     pub status: u16,
     pub retry_after: Option<Duration>,
+    /// `X-RateLimit-Reset-After` when `X-RateLimit-Remaining` is 0
+    /// (Discord says so before it answers 429).
+    pub exhausted_for: Option<Duration>,
     pub body: String,
 }
 
@@ -25,10 +28,16 @@ pub async fn exchange(request: reqwest::RequestBuilder, timeout: Duration) -> Re
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let exhausted_for = (header("x-ratelimit-remaining") == Some("0"))
+        .then(|| header("x-ratelimit-reset-after").and_then(|v| v.parse::<f64>().ok()))
+        .flatten()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(3600.0)));
     let bytes = response.bytes().await.map_err(transport_error)?;
     let end = bytes.len().min(64 * 1024);
     let body = String::from_utf8_lossy(&bytes[..end]).into_owned();
-    Ok(Answer { status, retry_after, body })
+    Ok(Answer { status, retry_after, exhausted_for, body })
 }
 
 fn transport_error(e: reqwest::Error) -> Outcome {
@@ -49,10 +58,22 @@ pub fn report(result: Result<Answer, Outcome>, started: Instant) -> AttemptRepor
     match result {
         Ok(answer) => {
             let outcome = classify_status(answer.status, answer.retry_after, &answer.body);
-            AttemptReport::new(outcome, Some(answer.status), excerpt(&answer.body), started)
+            let mut report = AttemptReport::new(outcome, Some(answer.status), excerpt(&answer.body), started);
+            report.pause = pause_for(&answer, answer.retry_after);
+            report
         }
         Err(outcome) => AttemptReport::new(outcome, None, None, started),
     }
+}
+
+/// How long the whole destination should wait after `answer`: a 429's
+/// Retry-After (one second when it gives none), or the time until its
+/// rate-limit window resets when it has no requests left.
+pub fn pause_for(answer: &Answer, retry_after: Option<Duration>) -> Option<Duration> {
+    if answer.status == 429 {
+        return Some(retry_after.unwrap_or(Duration::from_secs(1)));
+    }
+    answer.exhausted_for
 }
 
 pub fn excerpt(body: &str) -> Option<String> {

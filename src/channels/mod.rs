@@ -68,11 +68,19 @@ pub struct AttemptReport {
     /// The start of the receiver's answer.
     pub response: Option<String>,
     pub latency: Duration,
+    /// The receiver asked for a break (429, or no requests left): the whole
+    /// destination waits this long.
+    pub pause: Option<Duration>,
 }
 
 impl AttemptReport {
     fn new(outcome: Outcome, status: Option<u16>, response: Option<String>, started: Instant) -> Self {
-        AttemptReport { outcome, status, response, latency: started.elapsed() }
+        AttemptReport { outcome, status, response, latency: started.elapsed(), pause: None }
+    }
+
+    /// A report for a failure before anything was sent.
+    pub fn failed(outcome: Outcome, started: Instant) -> Self {
+        Self::new(outcome, None, None, started)
     }
 }
 
@@ -103,6 +111,7 @@ pub struct Destination {
     channel: Channel,
     /// Scheme and host only: safe for logs.
     pub redacted_url: Option<String>,
+    pub rate_limit: Option<crate::config::Rate>,
 }
 
 impl std::fmt::Debug for Destination {
@@ -178,6 +187,7 @@ impl Destination {
                 subject,
                 channel,
                 redacted_url: cfg.url.as_deref().map(redact_url),
+                rate_limit: cfg.rate_limit,
             }),
             _ => Err(problems),
         }
@@ -210,6 +220,24 @@ impl Destination {
             Channel::Email(_) => Ok(email::payload(rendered)),
             Channel::Webhook(_) => webhook::payload(rendered).map_err(invalid),
             Channel::Console(_) => Ok(console::payload(rendered)),
+        }
+    }
+
+    /// A short notice from the relay itself (alerts), as this destination
+    /// sends text. Pure.
+    pub fn notice(&self, text: &str) -> Payload {
+        let rendered = |body: String| Rendered { body, json: false, html: None, subject: None };
+        match &self.channel {
+            Channel::Slack(_) => {
+                slack::payload(rendered(crate::render::slack_mrkdwn(text))).unwrap_or(Payload::Text(text.to_owned()))
+            }
+            Channel::Discord(d) => d.payload(rendered(text.to_owned())).unwrap_or(Payload::Text(text.to_owned())),
+            Channel::Email(_) => {
+                let subject = text.lines().next().unwrap_or("raaft-relay notice").to_owned();
+                email::payload(Rendered { subject: Some(subject), ..rendered(text.to_owned()) })
+            }
+            Channel::Webhook(_) => Payload::Json(serde_json::json!({ "text": text })),
+            Channel::Console(_) => Payload::Console(text.to_owned()),
         }
     }
 

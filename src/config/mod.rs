@@ -23,6 +23,50 @@ pub struct ServerConfig {
     /// Raaft events are a few kilobytes; the cap keeps a hostile client
     /// from making the relay buffer megabytes.
     pub max_body_bytes: u64,
+    /// Whether `/metrics` is served.
+    pub metrics: bool,
+}
+
+/// At most `count` messages per `per`, evenly spaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Parses "N/DURATION" ("1/s", "5/2s", "30/min"), or "none".
+    pub fn parse(s: &str) -> Result<Option<Rate>, String> {
+        let s = s.trim();
+        if s == "none" || s == "unlimited" {
+            return Ok(None);
+        }
+        let bad = || format!("invalid rate \"{s}\" (write e.g. \"1/s\", \"5/2s\", \"30/min\" or \"none\")");
+        let (count, per) = s.split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let per = per.trim();
+        let per = if per.starts_with(|c: char| c.is_ascii_digit()) { per.to_owned() } else { format!("1{per}") };
+        let per = humantime::parse_duration(&per).map_err(|_| bad())?;
+        if count == 0 || per.is_zero() {
+            return Err(bad());
+        }
+        Ok(Some(Rate { count, per }))
+    }
+
+    /// The time between two messages.
+    pub fn interval(&self) -> Duration {
+        self.per / self.count
+    }
+}
+
+/// Where the relay reports on itself.
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    /// The destination that receives notices.
+    pub destination: String,
+    /// A destination whose oldest pending delivery is older than this gets
+    /// a notice.
+    pub backlog_after: Duration,
 }
 
 /// Where deliveries are kept.
@@ -90,11 +134,11 @@ impl DestinationKind {
     /// Keys a destination of this kind may carry besides `kind`.
     fn allowed_keys(self) -> &'static [&'static str] {
         match self {
-            Self::Slack => &["url", "template"],
-            Self::Discord => &["url", "template", "username", "avatar_url"],
-            Self::Email => &["url", "template", "html_template", "subject", "from", "to"],
-            Self::Webhook => &["url", "template", "headers"],
-            Self::Console => &["template"],
+            Self::Slack => &["url", "template", "rate_limit"],
+            Self::Discord => &["url", "template", "username", "avatar_url", "rate_limit"],
+            Self::Email => &["url", "template", "html_template", "subject", "from", "to", "rate_limit"],
+            Self::Webhook => &["url", "template", "headers", "rate_limit"],
+            Self::Console => &["template", "rate_limit"],
         }
     }
 }
@@ -114,6 +158,8 @@ pub struct DestinationConfig {
     pub username: Option<String>,
     pub avatar_url: Option<String>,
     pub headers: BTreeMap<String, String>,
+    /// Pacing; defaults by kind (Slack 1/s, Discord 5/2s, others none).
+    pub rate_limit: Option<Rate>,
     /// The line of `[destinations.NAME]`, for error messages.
     pub line: Option<usize>,
 }
@@ -141,6 +187,9 @@ pub struct Config {
     pub store: StoreConfig,
     /// Bearer tokens of the admin API; none configured turns it off.
     pub admin_tokens: Vec<String>,
+    /// Whether `/metrics` needs an admin token.
+    pub metrics_auth: bool,
+    pub alerts: Option<AlertsConfig>,
     pub retry: RetryPolicy,
     pub destinations: BTreeMap<String, DestinationConfig>,
     pub routes: Vec<RouteConfig>,
@@ -159,6 +208,7 @@ struct RawConfig {
     store: RawStore,
     #[serde(default)]
     admin: RawAdmin,
+    alerts: Option<RawAlerts>,
     #[serde(default)]
     destinations: BTreeMap<String, RawDestination>,
     #[serde(default)]
@@ -169,6 +219,7 @@ struct RawConfig {
 struct RawServer {
     listen: Option<String>,
     max_body_bytes: Option<u64>,
+    metrics: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -188,6 +239,14 @@ struct RawStore {
 struct RawAdmin {
     #[serde(default)]
     tokens: Vec<String>,
+    #[serde(default)]
+    metrics_auth: bool,
+}
+
+#[derive(Deserialize)]
+struct RawAlerts {
+    destination: String,
+    backlog_after: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -210,12 +269,14 @@ struct RawDestination {
     username: Option<String>,
     avatar_url: Option<String>,
     headers: Option<BTreeMap<String, String>>,
+    rate_limit: Option<String>,
 }
 
 impl RawDestination {
     fn present_keys(&self) -> Vec<&'static str> {
         let mut keys = Vec::new();
-        let pairs: [(&'static str, bool); 9] = [
+        let pairs: [(&'static str, bool); 10] = [
+            ("rate_limit", self.rate_limit.is_some()),
             ("url", self.url.is_some()),
             ("template", self.template.is_some()),
             ("html_template", self.html_template.is_some()),
@@ -365,7 +426,11 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
     }
 
     let listen = raw.server.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-    let server = ServerConfig { listen, max_body_bytes: raw.server.max_body_bytes.unwrap_or(256 * 1024) };
+    let server = ServerConfig {
+        listen,
+        max_body_bytes: raw.server.max_body_bytes.unwrap_or(256 * 1024),
+        metrics: raw.server.metrics.unwrap_or(true),
+    };
     if server.max_body_bytes == 0 {
         problems.push(problem("server.max_body_bytes", "must be greater than 0".into()));
     }
@@ -394,6 +459,9 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
         problems.push(problem("store.url", e));
         String::new()
     });
+    if raw.admin.metrics_auth && raw.admin.tokens.is_empty() {
+        problems.push(problem("admin.metrics_auth", "needs at least one admin token".into()));
+    }
     for (i, token) in raw.admin.tokens.iter().enumerate() {
         if token.trim().is_empty() {
             problems.push(problem(&format!("admin.tokens[{i}]"), "token is empty".into()));
@@ -431,6 +499,15 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
             destinations.insert(name, DestinationConfig { line: lines.line_of(&key), ..dest });
         }
     }
+
+    let alerts = raw.alerts.map(|a| {
+        if !destinations.contains_key(&a.destination) {
+            problems.push(problem("alerts.destination", format!("unknown destination \"{}\"", a.destination)));
+        }
+        let backlog_after =
+            duration("alerts.backlog_after", &a.backlog_after, Duration::from_secs(600), problems);
+        AlertsConfig { destination: a.destination, backlog_after }
+    });
 
     let mut routes = Vec::new();
     let mut names = BTreeSet::new();
@@ -474,6 +551,8 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
         dedup_window,
         store: StoreConfig { url: store_url, retention },
         admin_tokens: raw.admin.tokens,
+        metrics_auth: raw.admin.metrics_auth,
+        alerts,
         retry,
         destinations,
         routes,
@@ -536,6 +615,20 @@ fn build_destination(
             ok = false;
         }
     }
+    let default_rate = match kind {
+        DestinationKind::Slack => Some(Rate { count: 1, per: Duration::from_secs(1) }),
+        DestinationKind::Discord => Some(Rate { count: 5, per: Duration::from_secs(2) }),
+        _ => None,
+    };
+    let rate_limit = match d.rate_limit.as_deref().map(Rate::parse) {
+        None => default_rate,
+        Some(Ok(rate)) => rate,
+        Some(Err(e)) => {
+            problems.push(problem(&format!("{key}.rate_limit"), format!("destination \"{name}\": {e}")));
+            ok = false;
+            None
+        }
+    };
     ok.then(|| DestinationConfig {
         name: name.to_owned(),
         kind,
@@ -548,6 +641,7 @@ fn build_destination(
         username: d.username,
         avatar_url: d.avatar_url,
         headers: d.headers.unwrap_or_default(),
+        rate_limit,
         line: None,
     })
 }
@@ -580,12 +674,29 @@ mod tests {
         assert_eq!(config.dedup_window, Duration::from_secs(86_400));
         assert_eq!(config.store.retention, Duration::from_secs(14 * 86_400));
         assert!(
-            config.store.url.starts_with("sqlite://") && config.store.url.contains("/../data/relay.db"),
+            config.store.url.starts_with("sqlite:///") && config.store.url.ends_with("/data/relay.db?mode=rwc"),
             "{}",
             config.store.url
         );
         assert!(config.admin_tokens.is_empty());
         assert_eq!(config.routes[0].to, vec!["out"]);
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(Rate::parse("1/s").unwrap(), Some(Rate { count: 1, per: Duration::from_secs(1) }));
+        assert_eq!(Rate::parse("5/2s").unwrap(), Some(Rate { count: 5, per: Duration::from_secs(2) }));
+        assert_eq!(Rate::parse("30/min").unwrap(), Some(Rate { count: 30, per: Duration::from_secs(60) }));
+        assert_eq!(Rate::parse("none").unwrap(), None);
+        assert_eq!(Rate::parse("5/2s").unwrap().unwrap().interval(), Duration::from_millis(400));
+        for bad in ["", "5", "0/s", "x/s", "5/soon", "5/0s"] {
+            assert!(Rate::parse(bad).is_err(), "{bad}");
+        }
+        let text = format!("{MINIMAL}[destinations.s]\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/x\"\ntemplate = \"s.hbs\"\n[destinations.d]\nkind = \"discord\"\nurl = \"https://discord.com/api/webhooks/1/x\"\ntemplate = \"d.hbs\"\nrate_limit = \"2/s\"\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.destinations["s"].rate_limit, Some(Rate { count: 1, per: Duration::from_secs(1) }));
+        assert_eq!(config.destinations["d"].rate_limit, Some(Rate { count: 2, per: Duration::from_secs(1) }));
+        assert_eq!(config.destinations["out"].rate_limit, None);
     }
 
     #[test]

@@ -181,6 +181,16 @@ pub struct StoreStats {
     pub events: u64,
 }
 
+/// What waits in the store for one destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DestinationStats {
+    pub destination: String,
+    pub pending: u64,
+    /// Zero when nothing is pending.
+    pub oldest_pending_age: Duration,
+    pub dead: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Records `event` and its deliveries in one transaction: after `Ok`
@@ -203,6 +213,13 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Pending and dead deliveries per destination.
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError>;
+
+    /// Hands a claimed delivery back for later without counting an attempt
+    /// (its destination is paced or paused).
+    async fn postpone(&self, job: &Job, until: DateTime<Utc>) -> Result<(), StoreError>;
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError>;
 

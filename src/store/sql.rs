@@ -418,6 +418,52 @@ impl Store for SqlStore {
         Ok(stats)
     }
 
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT destination, status, COUNT(*) AS n, MIN(created_at) AS oldest FROM deliveries \
+             WHERE status IN ('pending', 'dead') GROUP BY destination, status",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        let now = now_ms();
+        let mut out: Vec<DestinationStats> = Vec::new();
+        for row in rows {
+            let destination: String = row.try_get("destination").map_err(err)?;
+            let status: String = row.try_get("status").map_err(err)?;
+            let n = row.try_get::<i64, _>("n").map_err(err)?.max(0) as u64;
+            let oldest: Option<i64> = row.try_get("oldest").map_err(err)?;
+            let entry = match out.iter_mut().position(|s| s.destination == destination) {
+                Some(i) => &mut out[i],
+                None => {
+                    out.push(DestinationStats { destination, ..Default::default() });
+                    out.last_mut().expect("just pushed")
+                }
+            };
+            if status == "pending" {
+                entry.pending = n;
+                entry.oldest_pending_age = Duration::from_millis(oldest.map_or(0, |o| (now - o).max(0) as u64));
+            } else {
+                entry.dead = n;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn postpone(&self, job: &Job, until: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $1, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $2 AND lease_owner = $3",
+        )
+        .bind(ms(until))
+        .bind(&job.id)
+        .bind(&job.lease)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
     async fn list(&self, filter: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError> {
         let since = filter.since.map(|s| now_ms() - duration_ms(s)).unwrap_or(i64::MIN);
         let sql = format!(

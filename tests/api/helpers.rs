@@ -188,8 +188,7 @@ impl ConfigDir {
 pub struct TestApp {
     pub address: String,
     pub store: Arc<dyn Store>,
-    /// Events that matched no route.
-    pub unrouted: Arc<std::sync::atomic::AtomicU64>,
+    pub metrics: Arc<raaft_relay::metrics::Metrics>,
     /// Keeps the config folder alive while the relay runs.
     _config: ConfigDir,
     client: reqwest::Client,
@@ -211,7 +210,7 @@ pub async fn spawn_on(config: ConfigDir) -> TestApp {
     let app = Application::build(runtime).await.unwrap();
     let store = app.state().store.clone();
     let address = format!("http://127.0.0.1:{}", app.port());
-    let unrouted = app.state().unrouted.clone();
+    let metrics = app.state().metrics.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -219,7 +218,7 @@ pub async fn spawn_on(config: ConfigDir) -> TestApp {
     TestApp {
         address,
         store,
-        unrouted,
+        metrics,
         _config: config,
         client: reqwest::Client::new(),
         stop: Some(stop),

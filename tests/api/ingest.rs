@@ -140,9 +140,9 @@ on_both_stores! {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["deliveries"], 0);
         assert_eq!(app.stats().await.events, 0);
-        assert_eq!(app.unrouted.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(app.metrics.unrouted.get(), 1);
         app.post_event(sample("canceled.json")).await;
-        assert_eq!(app.unrouted.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(app.metrics.unrouted.get(), 1);
     }
 }
 

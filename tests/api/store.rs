@@ -223,6 +223,12 @@ impl Store for Switchable {
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.inner.stats().await
     }
+    async fn destination_stats(&self) -> Result<Vec<raaft_relay::store::DestinationStats>, StoreError> {
+        self.inner.destination_stats().await
+    }
+    async fn postpone(&self, job: &Job, until: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+        self.inner.postpone(job, until).await
+    }
     async fn list(&self, f: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError> {
         self.inner.list(f).await
     }

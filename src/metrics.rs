@@ -1,0 +1,139 @@
+//! Prometheus metrics, named `raaft_relay_*`: what came in, where it went,
+//! how long attempts took, and how much waits in the store. Labels are
+//! bounded: destination and route names come from the config, outcomes
+//! from a closed list.
+
+use crate::store::Store;
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// `outcome` (canceled, saved, aborted, error, other, unknown) and
+    /// `result` (accepted, unauthorized, invalid, duplicate, unavailable).
+    pub events: IntCounterVec,
+    pub unrouted: IntCounter,
+    pub route_matches: IntCounterVec,
+    /// `result`: delivered, retried, dead.
+    pub deliveries: IntCounterVec,
+    pub attempt_duration: HistogramVec,
+    /// `result`: success, error.
+    pub reloads: IntCounterVec,
+    pub alerts: IntCounterVec,
+    queue_depth: IntGaugeVec,
+    oldest_pending: GaugeVec,
+    dead: IntGaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let events = counter(
+            &registry,
+            "raaft_relay_events_received_total",
+            "Raaft webhook requests by event outcome and result.",
+            &["outcome", "result"],
+        );
+        let unrouted = IntCounter::new("raaft_relay_events_unrouted_total", "Accepted events that matched no route.")
+            .expect("valid metric");
+        registry.register(Box::new(unrouted.clone())).expect("metric registered once");
+        let route_matches =
+            counter(&registry, "raaft_relay_route_matches_total", "Events each route matched.", &["route"]);
+        let deliveries = counter(
+            &registry,
+            "raaft_relay_deliveries_total",
+            "Delivery attempts by destination and result (delivered, retried, dead).",
+            &["destination", "result"],
+        );
+        let attempt_duration = HistogramVec::new(
+            HistogramOpts::new("raaft_relay_attempt_duration_seconds", "Duration of delivery attempts.")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["destination"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(attempt_duration.clone())).expect("metric registered once");
+        let reloads = counter(&registry, "raaft_relay_config_reloads_total", "Configuration reloads by result.", &["result"]);
+        let alerts = counter(
+            &registry,
+            "raaft_relay_alerts_sent_total",
+            "Notices sent to the alerts destination, by reason.",
+            &["reason"],
+        );
+        let queue_depth = IntGaugeVec::new(
+            Opts::new("raaft_relay_queue_depth", "Pending deliveries by destination."),
+            &["destination"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(queue_depth.clone())).expect("metric registered once");
+        let oldest_pending = GaugeVec::new(
+            Opts::new("raaft_relay_oldest_pending_age_seconds", "Age of the oldest pending delivery by destination."),
+            &["destination"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(oldest_pending.clone())).expect("metric registered once");
+        let dead = IntGaugeVec::new(
+            Opts::new("raaft_relay_dead_deliveries", "Dead deliveries kept in the store, by destination."),
+            &["destination"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(dead.clone())).expect("metric registered once");
+        Metrics {
+            registry,
+            events,
+            unrouted,
+            route_matches,
+            deliveries,
+            attempt_duration,
+            reloads,
+            alerts,
+            queue_depth,
+            oldest_pending,
+            dead,
+        }
+    }
+
+    /// The outcome label for an event: Raaft's four, or "other".
+    pub fn outcome_label(outcome: Option<&str>) -> &'static str {
+        match outcome {
+            Some("canceled") => "canceled",
+            Some("saved") => "saved",
+            Some("aborted") => "aborted",
+            Some("error") => "error",
+            Some(_) => "other",
+            None => "unknown",
+        }
+    }
+
+    /// The text exposition, with the store's gauges read now.
+    pub async fn render(&self, store: &dyn Store) -> String {
+        match store.destination_stats().await {
+            Ok(stats) => {
+                self.queue_depth.reset();
+                self.oldest_pending.reset();
+                self.dead.reset();
+                for s in stats {
+                    self.queue_depth.with_label_values(&[&s.destination]).set(s.pending as i64);
+                    self.oldest_pending.with_label_values(&[&s.destination]).set(s.oldest_pending_age.as_secs_f64());
+                    self.dead.with_label_values(&[&s.destination]).set(s.dead as i64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read queue gauges"),
+        }
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

@@ -1,0 +1,117 @@
+//! Hot reload: on SIGHUP, and when a file under the config's folder or the
+//! templates folder changes, the relay loads and checks the new config and
+//! templates (everything `check` does). Only a set that passes replaces the
+//! running one, in one swap; a broken edit leaves the old set running.
+
+use crate::check::check_runtime;
+use crate::runtime::Runtime;
+use crate::startup::AppState;
+use notify_debouncer_mini::{new_debouncer, notify::RecursiveMode, DebounceEventResult};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+/// Edits arrive in bursts (an editor writes, renames, touches); wait for
+/// quiet before reloading.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Loads and checks the config at the running set's path and swaps it in.
+/// Returns whether the new set is running.
+pub fn reload(state: &AppState, why: &str) -> bool {
+    let current = state.runtime.load_full();
+    let path = current.config.path.clone();
+    let loaded = Runtime::load(&path).and_then(|runtime| check_runtime(&runtime).map(|_| runtime));
+    match loaded {
+        Ok(mut runtime) => {
+            // The listener and the store are set up once; changing them
+            // needs a restart, and applying half of it would mislead.
+            if runtime.config.server.listen != current.config.server.listen {
+                warn!(
+                    running = %current.config.server.listen,
+                    configured = %runtime.config.server.listen,
+                    "server.listen changed: restart the relay to apply it"
+                );
+                runtime.config.server.listen = current.config.server.listen.clone();
+            }
+            if runtime.config.store.url != current.config.store.url {
+                warn!("store.url changed: restart the relay to apply it");
+                runtime.config.store.url = current.config.store.url.clone();
+            }
+            state.runtime.store(std::sync::Arc::new(runtime));
+            state.metrics.reloads.with_label_values(&["success"]).inc();
+            info!(trigger = why, config = %path.display(), "configuration reloaded");
+            true
+        }
+        Err(problems) => {
+            state.metrics.reloads.with_label_values(&["error"]).inc();
+            for p in problems.iter() {
+                error!(problem = %p, "configuration reload failed; the running configuration stays");
+            }
+            false
+        }
+    }
+}
+
+/// Reloads on SIGHUP and on file changes until `stop` turns true.
+pub async fn watch(state: AppState, mut stop: watch::Receiver<bool>) {
+    let (changed_tx, mut changed) = mpsc::channel::<()>(1);
+    let runtime = state.runtime.load_full();
+    let ignored = store_files(&runtime.config.store.url);
+    let handler = move |result: DebounceEventResult| {
+        if let Ok(events) = result {
+            if events.iter().any(|e| !ignored.iter().any(|i| e.path.starts_with(i) || same_file(&e.path, i))) {
+                let _ = changed_tx.try_send(());
+            }
+        }
+    };
+    let mut debouncer = match new_debouncer(DEBOUNCE, handler) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            warn!(error = %e, "cannot watch files for changes; reload with SIGHUP");
+            None
+        }
+    };
+    if let Some(d) = debouncer.as_mut() {
+        let config_dir = runtime.config.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        for dir in [config_dir, runtime.config.templates_dir.clone()] {
+            if let Err(e) = d.watcher().watch(&dir, RecursiveMode::Recursive) {
+                warn!(error = %e, dir = %dir.display(), "cannot watch folder for changes");
+            }
+        }
+    }
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let sighup = async {
+            match hangup.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let sighup = std::future::pending::<()>();
+        tokio::select! {
+            _ = sighup => { reload(&state, "SIGHUP"); }
+            Some(()) = changed.recv() => { reload(&state, "file change"); }
+            _ = stop.changed() => break,
+        }
+    }
+    drop(debouncer);
+}
+
+/// The SQLite files of a store: their writes are not config changes.
+fn store_files(url: &str) -> Vec<PathBuf> {
+    let Some(rest) = url.strip_prefix("sqlite://") else { return Vec::new() };
+    let path = PathBuf::from(rest.split('?').next().unwrap_or(rest));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let sibling = |suffix: &str| path.with_file_name(format!("{name}{suffix}"));
+    vec![path.clone(), sibling("-wal"), sibling("-shm"), sibling("-journal")]
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    a.file_name() == b.file_name() && a.parent().and_then(|p| p.canonicalize().ok()) == b.parent().and_then(|p| p.canonicalize().ok())
+}
