@@ -93,10 +93,12 @@ on_both_stores! {
     kind = "slack"
     url = "{}"
     template = "slack/canceled.json.hbs"
+    rate_limit = "none"
     [destinations.fast]
     kind = "slack"
     url = "{}"
     template = "slack/canceled.json.hbs"
+    rate_limit = "none"
     [[routes]]
     name = "all"
     to = ["slow", "fast"]
