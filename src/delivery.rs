@@ -88,11 +88,8 @@ impl Dispatcher {
                 Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(POLL_INTERVAL),
                 _ => POLL_INTERVAL,
             };
-            let wait = if claimed == 0 && wait.is_zero() && permits.available_permits() == 0 {
-                POLL_INTERVAL
-            } else {
-                wait
-            };
+            let wait =
+                if claimed == 0 && wait.is_zero() && permits.available_permits() == 0 { POLL_INTERVAL } else { wait };
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -102,10 +99,8 @@ impl Dispatcher {
         }
         if !tasks.is_empty() {
             info!(in_flight = tasks.len(), "waiting for deliveries under way");
-            let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
-                while tasks.join_next().await.is_some() {}
-            })
-            .await;
+            let drained =
+                tokio::time::timeout(DRAIN_DEADLINE, async { while tasks.join_next().await.is_some() {} }).await;
             if drained.is_err() {
                 warn!(abandoned = tasks.len(), "shutdown deadline passed with deliveries under way");
             }

@@ -65,7 +65,11 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(attempt_duration.clone())).expect("metric registered once");
-        let reloads = counter(&registry, "raaft_relay_config_reloads_total", "Configuration reloads by result.", &["result"]);
+        let reloads =
+            counter(&registry, "raaft_relay_config_reloads_total", "Configuration reloads by result.", &["result"]);
+        for result in ["success", "error"] {
+            reloads.with_label_values(&[result]);
+        }
         let alerts = counter(
             &registry,
             "raaft_relay_alerts_sent_total",

@@ -60,7 +60,13 @@ pub async fn watch(state: AppState, mut stop: watch::Receiver<bool>) {
     let ignored = store_files(&runtime.config.store.url);
     let handler = move |result: DebounceEventResult| {
         if let Ok(events) = result {
-            if events.iter().any(|e| !ignored.iter().any(|i| e.path.starts_with(i) || same_file(&e.path, i))) {
+            let relevant: Vec<&Path> = events
+                .iter()
+                .map(|e| e.path.as_path())
+                .filter(|p| !ignored.iter().any(|i| p.starts_with(i) || same_file(p, i)))
+                .collect();
+            if !relevant.is_empty() {
+                tracing::debug!(files = ?relevant, "files changed");
                 let _ = changed_tx.try_send(());
             }
         }
@@ -113,5 +119,6 @@ fn store_files(url: &str) -> Vec<PathBuf> {
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
-    a.file_name() == b.file_name() && a.parent().and_then(|p| p.canonicalize().ok()) == b.parent().and_then(|p| p.canonicalize().ok())
+    a.file_name() == b.file_name()
+        && a.parent().and_then(|p| p.canonicalize().ok()) == b.parent().and_then(|p| p.canonicalize().ok())
 }

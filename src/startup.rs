@@ -4,9 +4,9 @@
 
 use crate::alerts::Alerts;
 use crate::delivery::{Dispatcher, Services, DEFAULT_MAX_IN_FLIGHT};
+use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::pacing::Pacer;
-use crate::event::Event;
 use crate::runtime::Runtime;
 use crate::store::{Backend, Enqueued, NewDelivery, NewEvent, SqlStore, Store};
 use arc_swap::ArcSwap;
@@ -266,10 +266,12 @@ fn authorized(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rej
 /// Reads the body up to `limit` bytes; larger bodies are refused with 413
 /// without buffering them, whether or not they declare a length.
 fn body_limited(state: AppState) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::header::optional::<u64>("content-length").and(warp::body::stream()).and_then(move |declared: Option<u64>, stream| {
-        let limit = state.runtime.load().config.server.max_body_bytes;
-        read_limited(declared, stream, limit)
-    })
+    warp::header::optional::<u64>("content-length").and(warp::body::stream()).and_then(
+        move |declared: Option<u64>, stream| {
+            let limit = state.runtime.load().config.server.max_body_bytes;
+            read_limited(declared, stream, limit)
+        },
+    )
 }
 
 async fn read_limited<S, B>(declared: Option<u64>, stream: S, limit: u64) -> Result<Bytes, Rejection>
@@ -311,9 +313,11 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
     async move {
         let runtime = state.runtime.load();
         let (targets, matched) = runtime.router.route_with_matches(&event.raw);
-        for route in &matched {
-            state.metrics.route_matches.with_label_values(&[route]).inc();
-        }
+        let count_matches = || {
+            for route in &matched {
+                state.metrics.route_matches.with_label_values(&[route]).inc();
+            }
+        };
         if targets.is_empty() {
             count("accepted");
             state.metrics.unrouted.inc();
@@ -332,6 +336,7 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
         match state.store.enqueue(new_event, deliveries).await {
             Ok(Enqueued::Accepted { deliveries }) => {
                 count("accepted");
+                count_matches();
                 state.wake.notify_one();
                 info!(deliveries = deliveries.len(), "event accepted");
                 Ok(accepted(deliveries.len()))

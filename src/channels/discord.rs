@@ -275,8 +275,12 @@ mod tests {
             classify(&a),
             Outcome::Retry { after: Some(Duration::from_millis(250)), reason: format!("HTTP 429: {}", a.body) }
         );
-        let a =
-            Answer { status: 404, retry_after: None, exhausted_for: None, body: r#"{"message": "Unknown Webhook", "code": 10015}"#.into() };
+        let a = Answer {
+            status: 404,
+            retry_after: None,
+            exhausted_for: None,
+            body: r#"{"message": "Unknown Webhook", "code": 10015}"#.into(),
+        };
         assert!(matches!(classify(&a), Outcome::Permanent { .. }));
         let a = Answer { status: 204, retry_after: None, exhausted_for: None, body: String::new() };
         assert_eq!(classify(&a), Outcome::Delivered);

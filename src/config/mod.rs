@@ -504,8 +504,7 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
         if !destinations.contains_key(&a.destination) {
             problems.push(problem("alerts.destination", format!("unknown destination \"{}\"", a.destination)));
         }
-        let backlog_after =
-            duration("alerts.backlog_after", &a.backlog_after, Duration::from_secs(600), problems);
+        let backlog_after = duration("alerts.backlog_after", &a.backlog_after, Duration::from_secs(600), problems);
         AlertsConfig { destination: a.destination, backlog_after }
     });
 

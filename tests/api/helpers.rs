@@ -311,6 +311,8 @@ impl Answer {
 /// A request a receiver got.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// What the receiver answered.
+    pub status: u16,
     pub path: String,
     pub query: String,
     pub headers: HeaderMap,
@@ -331,6 +333,8 @@ pub struct Receiver {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<Answer>>>,
+    /// At most this many requests per window, else 429 (like Slack).
+    limit: Arc<Mutex<Option<(usize, Duration)>>>,
 }
 
 impl Receiver {
@@ -341,24 +345,34 @@ impl Receiver {
     /// As [`Receiver::start`], on a given address (to bring a destination
     /// back where it was).
     pub async fn start_on(addr: SocketAddr, default: Answer) -> Receiver {
-        let received = Arc::new(Mutex::new(Vec::new()));
+        let received = Arc::new(Mutex::new(Vec::<Received>::new()));
         let script = Arc::new(Mutex::new(VecDeque::<Answer>::new()));
-        let (rec, scr) = (received.clone(), script.clone());
+        let limit = Arc::new(Mutex::new(None::<(usize, Duration)>));
+        let (rec, scr, lim) = (received.clone(), script.clone(), limit.clone());
         let route = warp::path::full()
             .and(warp::query::raw().or(warp::any().map(String::new)).unify())
             .and(warp::header::headers_cloned())
             .and(warp::body::bytes())
             .and_then(move |path: warp::path::FullPath, query: String, headers: HeaderMap, body: Bytes| {
-                let (rec, scr, default) = (rec.clone(), scr.clone(), default.clone());
+                let (rec, scr, lim, default) = (rec.clone(), scr.clone(), lim.clone(), default.clone());
                 async move {
+                    let now = Instant::now();
+                    let over_limit = lim.lock().unwrap().is_some_and(|(n, window)| {
+                        rec.lock().unwrap().iter().filter(|r| now.duration_since(r.at) < window).count() >= n
+                    });
+                    let answer = if over_limit {
+                        Answer::new(429, "rate_limited").header("retry-after", "1")
+                    } else {
+                        scr.lock().unwrap().pop_front().unwrap_or(default)
+                    };
                     rec.lock().unwrap().push(Received {
+                        status: answer.status,
                         path: path.as_str().to_owned(),
                         query,
                         headers,
                         body,
-                        at: Instant::now(),
+                        at: now,
                     });
-                    let answer = scr.lock().unwrap().pop_front().unwrap_or(default);
                     if !answer.delay.is_zero() {
                         tokio::time::sleep(answer.delay).await;
                     }
@@ -371,7 +385,14 @@ impl Receiver {
             });
         let (addr, server) = warp::serve(route).bind_ephemeral(addr);
         tokio::spawn(server);
-        Receiver { addr, received, script }
+        Receiver { addr, received, script, limit }
+    }
+
+    /// Answers 429 to a request that comes when `n` requests already came
+    /// within `window`.
+    pub fn limit(&self, n: usize, window: Duration) -> &Self {
+        *self.limit.lock().unwrap() = Some((n, window));
+        self
     }
 
     /// Answers like a Slack incoming webhook: 200 `ok`.

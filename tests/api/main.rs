@@ -9,6 +9,7 @@ mod delivery;
 mod discord;
 mod email;
 mod ingest;
+mod operate;
 mod process;
 mod slack;
 mod store;
