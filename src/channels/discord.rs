@@ -134,8 +134,8 @@ pub fn enforce_limits(map: &mut Map<String, Value>) {
         }
         fit_total(embeds);
     }
-    let content_empty = map.get("content").and_then(Value::as_str).map_or(true, |c| c.trim().is_empty());
-    let no_embeds = map.get("embeds").and_then(Value::as_array).map_or(true, Vec::is_empty);
+    let content_empty = map.get("content").and_then(Value::as_str).is_none_or(|c| c.trim().is_empty());
+    let no_embeds = map.get("embeds").and_then(Value::as_array).is_none_or(Vec::is_empty);
     if content_empty && no_embeds {
         map.insert("content".into(), Value::String(empty_fallback("discord")));
     }

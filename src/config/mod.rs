@@ -593,7 +593,7 @@ fn build_destination(
         problems.push(problem(key, format!("destination \"{name}\": missing `template`")));
         return None;
     };
-    if kind != DestinationKind::Console && d.url.as_deref().map_or(true, |u| u.trim().is_empty()) {
+    if kind != DestinationKind::Console && d.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
         problems.push(problem(&format!("{key}.url"), format!("destination \"{name}\": missing `url`")));
         ok = false;
     }
@@ -602,7 +602,7 @@ fn build_destination(
             problems.push(problem(key, format!("destination \"{name}\": missing `from`")));
             ok = false;
         }
-        if d.to.as_ref().map_or(true, Vec::is_empty) {
+        if d.to.as_ref().is_none_or(Vec::is_empty) {
             problems.push(problem(&format!("{key}.to"), format!("destination \"{name}\": `to` lists no address")));
             ok = false;
         }
