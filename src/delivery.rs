@@ -112,7 +112,14 @@ impl Dispatcher {
 /// records it.
 pub async fn attempt(services: &Services, runtime: Arc<Runtime>, job: Job) {
     let number = job.attempts + 1;
-    let span = tracing::info_span!("attempt", event = %job.event_key, destination = %job.destination, attempt = number);
+    let span = tracing::info_span!(
+        "attempt",
+        event = %job.event_key,
+        destination = %job.destination,
+        attempt = number,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
     async move {
         let started = Instant::now();
         let policy = &runtime.config.retry;
@@ -146,6 +153,9 @@ pub async fn attempt(services: &Services, runtime: Arc<Runtime>, job: Job) {
         let step = next_step(policy, &report.outcome, number, rand::random::<f64>());
         let latency_ms = report.latency.as_millis() as u64;
         let status = report.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+        let span = tracing::Span::current();
+        span.record("status", status.as_str());
+        span.record("latency_ms", latency_ms);
         let (state, result) = match &step {
             NextStep::Delivered => {
                 info!(%status, latency_ms, "delivered");

@@ -348,3 +348,23 @@ async fn logs_and_metrics_carry_no_secrets() {
     }
     assert!(logs.contains("channel_not_found"), "failures are still explained: {logs}");
 }
+
+on_both_stores! {
+    async fn notices_about_the_ops_destination_never_go_to_it(store) {
+        // The ops destination's own delivery fails for good; the notice
+        // about that would go to ops itself, so none is sent.
+        let ops = Receiver::start(Answer::new(404, "no_service")).await;
+        let cfg = ConfigDir::new(&format!(
+            "[destinations.ops]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"webhook/event.json.hbs\"\n\
+             [[routes]]\nname = \"all\"\nto = [\"ops\"]\n[alerts]\ndestination = \"ops\"\n",
+            ops.url("/ops")
+        ));
+        let app = spawn_app(cfg, &store).await;
+        app.post_event(sample("canceled.json")).await;
+        assert_eq!(app.wait_settled(Duration::from_secs(5)).await.dead, 1);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(ops.count(), 1, "only the delivery itself reached ops");
+        let text = get(&app, "/metrics").await.text().await.unwrap();
+        assert_eq!(metric(&text, r#"raaft_relay_alerts_sent_total{reason="dead"}"#), 0.0);
+    }
+}
