@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# raaft-relay benchmarks: ingest throughput and latency against a bare
+# baseline and a peer, end-to-end latency, backlog drain, memory, routing
+# and rendering cost, and start-up time, printed as one table. Every ratio
+# is measured in the same run as its baseline.
+#
+#   bench/run.sh            full run (a few minutes)
+#   bench/run.sh --quick    a few seconds per figure (smoke test)
+#
+# Needs: a Rust toolchain; wrk and webhook (installed from Debian when
+# missing); PostgreSQL for the PostgreSQL row (BENCH_POSTGRES, default
+# postgres://postgres@127.0.0.1:5432/test; the row is skipped when it does
+# not answer).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+QUICK=0
+[[ "${1:-}" == "--quick" ]] && QUICK=1
+if ((QUICK)); then
+    DURATION=3s; BACKLOG=5000; E2E_SECONDS=3; CRITERION=(--warm-up-time 0.3 --measurement-time 1)
+else
+    DURATION=15s; BACKLOG=100000; E2E_SECONDS=20; CRITERION=()
+fi
+CONNECTIONS=64
+TOKEN=bench-token
+PG_SERVER="${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}"
+
+need() {
+    command -v "$1" >/dev/null 2>&1 && return
+    echo "installing $2 from Debian" >&2
+    if [[ -z "${APT_UPDATED:-}" ]]; then apt-get update -qq >/dev/null; APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+need wrk wrk
+need webhook webhook
+
+echo "building release binaries" >&2
+cargo build --release --quiet --bin raaft-relay --examples
+BIN="$ROOT/target/release"
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 1 500); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.01
+    done
+    echo "nothing listens on $1" >&2; return 1
+}
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k/1024}'; }
+
+# The request body: the documented example, its flowId replaced per request.
+sed 's/"flowId": "your-flow-id"/"flowId": "__FLOW__"/' config/events/saved-switch-plan.json >"$WORK/body.json"
+export BENCH_BODY="$WORK/body.json" BENCH_TOKEN="$TOKEN"
+
+# wrk at $CONNECTIONS connections; prints "req_per_s p50_ms p99_ms non2xx".
+load() {
+    local url=$1 path=$2
+    local out
+    out=$(BENCH_PATH="$path" BENCH_RUN="$RANDOM$RANDOM" wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/post.lua "$url")
+    awk '
+        function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+        /Requests\/sec/ { rps = $2 }
+        /^ +50%/ { p50 = ms($2) }
+        /^ +99%/ { p99 = ms($2) }
+        /Non-2xx/ { bad = $NF }
+        END { printf "%.0f %.2f %.2f %d\n", rps, p50, p99, bad + 0 }
+    ' <<<"$out"
+}
+
+# A relay config: one route (saved events) to a webhook destination.
+relay_config() {
+    local dir=$1 listen=$2 sink=$3 store=$4
+    mkdir -p "$dir"
+    cp -r templates "$dir/templates"
+    printf '{"flow": "{{flowId}}", "sentAt": "{{sentAt}}"}' >"$dir/templates/bench.json.hbs"
+    cat >"$dir/relay.toml" <<TOML
+templates_dir = "templates"
+[server]
+listen = "$listen"
+[raaft]
+tokens = ["$TOKEN"]
+[store]
+url = "$store"
+[retry]
+max_attempts = 1000
+initial_backoff = "100ms"
+max_backoff = "1s"
+[destinations.sink]
+kind = "webhook"
+url = "$sink"
+template = "bench.json.hbs"
+[[routes]]
+name = "saves"
+when = { outcome = "saved" }
+to = ["sink"]
+TOML
+}
+
+start_relay() { # config -> pid in RELAY_PID
+    RUST_LOG=warn "$BIN/raaft-relay" --config "$1" serve >"$1.out" 2>&1 &
+    RELAY_PID=$!
+    PIDS+=("$RELAY_PID")
+}
+
+ROWS=()
+row() { ROWS+=("$(printf '%-44s %14s   %s' "$1" "$2" "${3:-}")"); }
+check() { # value op target -> "ok" or "MISSED"
+    awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN { ok = (op == ">=") ? (v >= t) : (v <= t); print ok ? "ok" : "MISSED" }'
+}
+
+SINK_PORT=$(free_port)
+"$BIN/examples/bench_sink" "127.0.0.1:$SINK_PORT" &
+PIDS+=($!)
+wait_port "$SINK_PORT"
+SINK="http://127.0.0.1:$SINK_PORT/in"
+
+# (a) the bare baseline
+BARE_PORT=$(free_port)
+RAAFT_TOKEN=$TOKEN "$BIN/examples/bench_bare" "127.0.0.1:$BARE_PORT" &
+PIDS+=($!)
+wait_port "$BARE_PORT"
+echo "measuring (a) bare baseline" >&2
+read -r A_RPS A_P50 A_P99 _ < <(load "http://127.0.0.1:$BARE_PORT" /webhooks/raaft)
+
+# (b) the relay on SQLite
+B_PORT=$(free_port)
+relay_config "$WORK/sqlite" "127.0.0.1:$B_PORT" "$SINK" "sqlite://$WORK/sqlite/relay.db"
+start_relay "$WORK/sqlite/relay.toml"
+wait_port "$B_PORT"
+sleep 0.5
+IDLE_RSS=$(rss_kb "$RELAY_PID")
+echo "measuring (b) relay on SQLite" >&2
+read -r B_RPS B_P50 B_P99 B_BAD < <(load "http://127.0.0.1:$B_PORT" /webhooks/raaft)
+B_HWM=$(hwm_kb "$RELAY_PID")
+kill "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
+
+# (c) the relay on PostgreSQL
+C_RPS=""; C_P50=""; C_P99=""
+if psql "$PG_SERVER" -qtAc 'SELECT 1' >/dev/null 2>&1; then
+    psql "$PG_SERVER" -qc 'DROP DATABASE IF EXISTS raaft_relay_bench' >/dev/null
+    psql "$PG_SERVER" -qc 'CREATE DATABASE raaft_relay_bench' >/dev/null
+    PG_URL="${PG_SERVER%/*}/raaft_relay_bench"
+    C_PORT=$(free_port)
+    relay_config "$WORK/pg" "127.0.0.1:$C_PORT" "$SINK" "$PG_URL"
+    start_relay "$WORK/pg/relay.toml"
+    wait_port "$C_PORT"
+    echo "measuring (c) relay on PostgreSQL" >&2
+    read -r C_RPS C_P50 C_P99 _ < <(load "http://127.0.0.1:$C_PORT" /webhooks/raaft)
+    kill "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
+else
+    echo "PostgreSQL at $PG_SERVER does not answer: skipping (c)" >&2
+fi
+
+# (d) adnanh/webhook with an equivalent header-token rule
+D_PORT=$(free_port)
+cat >"$WORK/hooks.json" <<JSON
+[{"id": "raaft", "execute-command": "/bin/true",
+  "trigger-rule": {"match": {"type": "value", "value": "$TOKEN", "parameter": {"source": "header", "name": "x-raaft-token"}}}}]
+JSON
+webhook -hooks "$WORK/hooks.json" -ip 127.0.0.1 -port "$D_PORT" >"$WORK/webhook.out" 2>&1 &
+PIDS+=($!)
+wait_port "$D_PORT"
+echo "measuring (d) adnanh/webhook" >&2
+read -r D_RPS D_P50 D_P99 _ < <(load "http://127.0.0.1:$D_PORT" /hooks/raaft)
+
+# End to end at a steady 200 events/s.
+E_PORT=$(free_port)
+E_SINK_PORT=$(free_port)
+"$BIN/examples/bench_sink" "127.0.0.1:$E_SINK_PORT" &
+PIDS+=($!)
+wait_port "$E_SINK_PORT"
+relay_config "$WORK/e2e" "127.0.0.1:$E_PORT" "http://127.0.0.1:$E_SINK_PORT/in" "sqlite://$WORK/e2e/relay.db"
+start_relay "$WORK/e2e/relay.toml"
+wait_port "$E_PORT"
+echo "measuring end to end at 200 events/s" >&2
+RAAFT_TOKEN=$TOKEN "$BIN/examples/bench_post" "http://127.0.0.1:$E_PORT/webhooks/raaft" --rate 200 --seconds "$E2E_SECONDS" >/dev/null
+sleep 1
+read -r E_P50 E_P99 < <(curl -s "http://127.0.0.1:$E_SINK_PORT/stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); print("%.2f %.2f" % (s["p50_ms"], s["p99_ms"]))')
+kill "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
+
+# Backlog: accepted while the destination is down, then drained.
+G_PORT=$(free_port)
+G_SINK_PORT=$(free_port)
+relay_config "$WORK/backlog" "127.0.0.1:$G_PORT" "http://127.0.0.1:$G_SINK_PORT/in" "sqlite://$WORK/backlog/relay.db"
+start_relay "$WORK/backlog/relay.toml"
+wait_port "$G_PORT"
+echo "measuring a backlog of $BACKLOG events" >&2
+RAAFT_TOKEN=$TOKEN "$BIN/examples/bench_post" "http://127.0.0.1:$G_PORT/webhooks/raaft" --count "$BACKLOG" --connections 64 >"$WORK/backlog.post"
+"$BIN/examples/bench_sink" "127.0.0.1:$G_SINK_PORT" &
+PIDS+=($!)
+DRAIN_START=$(date +%s.%N)
+for _ in $(seq 1 6000); do
+    COUNT=$(curl -s "http://127.0.0.1:$G_SINK_PORT/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])' 2>/dev/null || echo 0)
+    [[ "$COUNT" -ge "$BACKLOG" ]] && break
+    sleep 0.2
+done
+DRAIN_END=$(date +%s.%N)
+G_RATE=$(awk -v n="$COUNT" -v a="$DRAIN_START" -v b="$DRAIN_END" 'BEGIN { printf "%.0f", n / (b - a) }')
+G_HWM=$(hwm_kb "$RELAY_PID")
+kill "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
+
+# Start-up on the shipped config, exec to accepting connections (median of 5).
+S_PORT=$(free_port)
+STARTS=()
+for _ in 1 2 3 4 5; do
+    t0=$(date +%s%N)
+    RAAFT_TOKEN=$TOKEN RAAFT_RELAY_LISTEN="127.0.0.1:$S_PORT" RAAFT_RELAY_STORE="sqlite://$WORK/startup.db" RUST_LOG=warn \
+        "$BIN/raaft-relay" --config config/relay.toml serve >/dev/null 2>&1 &
+    pid=$!
+    until (exec 3<>"/dev/tcp/127.0.0.1/$S_PORT") 2>/dev/null; do :; done
+    t1=$(date +%s%N)
+    STARTS+=($(((t1 - t0) / 1000)))
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+done
+STARTUP_MS=$(printf '%s\n' "${STARTS[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int((NR+1)/2)]/1000}')
+
+# Routing and rendering per event (criterion).
+echo "measuring routing and rendering" >&2
+cargo bench --quiet --bench routing_render -- "${CRITERION[@]}" >"$WORK/criterion.out" 2>&1
+micro() {
+    awk -v name="$1" '
+        $1 == name { found = 1 }
+        found && /time:/ {
+            gsub(/[\[\]]/, "")
+            for (i = 1; i <= NF; i++) if ($i == "time:") { print $(i + 3) " " $(i + 4); exit }
+        }' "$WORK/criterion.out"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+BA=$(ratio "$B_RPS" "$A_RPS")
+BD=$(ratio "$B_RPS" "$D_RPS")
+
+row "(a) bare warp + token check" "$A_RPS req/s" "p50 ${A_P50} ms, p99 ${A_P99} ms"
+row "(b) raaft-relay, SQLite, fsync per commit" "$B_RPS req/s" "p50 ${B_P50} ms, p99 ${B_P99} ms, non-2xx ${B_BAD}"
+if [[ -n "$C_RPS" ]]; then
+    row "(c) raaft-relay, PostgreSQL" "$C_RPS req/s" "p50 ${C_P50} ms, p99 ${C_P99} ms"
+else
+    row "(c) raaft-relay, PostgreSQL" "skipped" "PostgreSQL not reachable"
+fi
+row "(d) adnanh/webhook, header rule" "$D_RPS req/s" "p50 ${D_P50} ms, p99 ${D_P99} ms"
+row "(b)/(a)" "$BA" "target >= 0.5: $(check "$BA" '>=' 0.5)"
+row "(b)/(d)" "$BD" "target >= 5: $(check "$BD" '>=' 5)"
+row "(b) p99 ingest latency" "$B_P99 ms" "target <= 10 ms: $(check "$B_P99" '<=' 10)"
+row "end to end at 200 events/s, p50" "$E_P50 ms" ""
+row "end to end at 200 events/s, p99" "$E_P99 ms" "target <= 50 ms: $(check "$E_P99" '<=' 50)"
+row "backlog of $BACKLOG: drain rate" "$G_RATE /s" "target >= 2000: $(check "$G_RATE" '>=' 2000)"
+row "backlog: peak RSS" "$(mb "$G_HWM") MB" "target <= 128 MB: $(check "$(mb "$G_HWM")" '<=' 128)"
+row "idle RSS after start" "$(mb "$IDLE_RSS") MB" "target <= 16 MB: $(check "$(mb "$IDLE_RSS")" '<=' 16)"
+row "peak RSS during (b)" "$(mb "$B_HWM") MB" "target <= 64 MB: $(check "$(mb "$B_HWM")" '<=' 64)"
+for bench in route_table route_cel render_text render_json; do
+    row "routing/rendering: $bench" "$(micro "$bench")" ""
+done
+row "start-up on the shipped config (median of 5)" "$STARTUP_MS ms" "target <= 100 ms: $(check "$STARTUP_MS" '<=' 100)"
+
+echo
+printf '%-44s %14s   %s\n' "figure" "value" "notes"
+printf '%s\n' "${ROWS[@]}"

@@ -1,0 +1,50 @@
+//! Routing and rendering cost per event: a table rule, a CEL rule, a text
+//! template and a JSON template, on the documented Raaft example.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use raaft_relay::config::RouteConfig;
+use raaft_relay::routing::Router;
+use raaft_relay::rules::Condition;
+use raaft_relay::Runtime;
+use std::path::Path;
+
+fn router(when: Condition) -> Router {
+    Router::new(vec![RouteConfig { name: "saves".into(), when, to: vec!["out".into()], stop: false, line: None }])
+}
+
+fn runtime(dir: &Path) -> Runtime {
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let config = format!(
+        "templates_dir = \"{}\"\n[raaft]\ntokens = [\"t\"]\n[store]\nurl = \"sqlite://{}/bench.db\"\n\
+         [destinations.text]\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/x\"\ntemplate = \"slack/saved.hbs\"\n\
+         [destinations.json]\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/x\"\ntemplate = \"slack/canceled.json.hbs\"\n\
+         [[routes]]\nname = \"all\"\nto = [\"text\", \"json\"]\n",
+        templates.display(),
+        dir.display()
+    );
+    let path = dir.join("relay.toml");
+    std::fs::write(&path, config).unwrap();
+    Runtime::load(&path).unwrap()
+}
+
+fn benches(c: &mut Criterion) {
+    let event: serde_json::Value =
+        serde_json::from_str(include_str!("../config/events/saved-switch-plan.json")).unwrap();
+    let table: toml::Table = toml::from_str("outcome = \"saved\"").unwrap();
+    let by_table = router(Condition::table(&table).unwrap());
+    let by_cel = router(Condition::cel(r#"outcome == "saved" && subscription.plan.amount >= 5"#).unwrap());
+    assert_eq!(by_table.route(&event).len(), 1);
+    assert_eq!(by_cel.route(&event).len(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let text = runtime.destination("text").unwrap();
+    let json = runtime.destination("json").unwrap();
+
+    c.bench_function("route_table", |b| b.iter(|| by_table.route(black_box(&event))));
+    c.bench_function("route_cel", |b| b.iter(|| by_cel.route(black_box(&event))));
+    c.bench_function("render_text", |b| b.iter(|| text.payload(black_box(&event)).unwrap()));
+    c.bench_function("render_json", |b| b.iter(|| json.payload(black_box(&event)).unwrap()));
+}
+
+criterion_group!(routing_render, benches);
+criterion_main!(routing_render);
