@@ -21,17 +21,24 @@ pub enum Backend {
     Postgres,
 }
 
-struct Enqueue {
-    event: NewEvent,
-    deliveries: Vec<NewDelivery>,
-    reply: oneshot::Sender<Result<Enqueued, StoreError>>,
+/// A write for the batching writer.
+enum Write {
+    Enqueue { event: NewEvent, deliveries: Vec<NewDelivery>, reply: oneshot::Sender<Result<Enqueued, StoreError>> },
+    Finish { job: Job, attempt: AttemptRecord, state: JobState, reply: oneshot::Sender<Result<(), StoreError>> },
+}
+
+/// What one write in a batch came to.
+enum Written {
+    Enqueued(Enqueued),
+    /// Whether the delivery's row was updated (false: the lease was lost).
+    Finished(bool),
 }
 
 /// A store in SQLite or PostgreSQL.
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
-    writer: mpsc::Sender<Enqueue>,
+    writer: mpsc::Sender<Write>,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -170,9 +177,11 @@ impl SqlStore {
 const SUMMARY_COLUMNS: &str = "d.id, d.event_id, d.created_at, d.updated_at, d.destination, d.routes, \
      e.outcome, e.customer, d.status, d.attempts, d.next_attempt_at, d.last_error";
 
-/// The batching writer: takes every request waiting, writes them in one
-/// transaction, answers each. While one batch commits the next gathers.
-async fn write_batches(pool: AnyPool, mut requests: mpsc::Receiver<Enqueue>, dedup_window: Duration) {
+/// The batching writer: takes every write waiting (new events and attempt
+/// records alike), writes them in one transaction, answers each. While one
+/// batch commits the next gathers, so concurrent requests share a commit
+/// and its fsync, and the single SQLite writer is never fought over.
+async fn write_batches(pool: AnyPool, mut requests: mpsc::Receiver<Write>, dedup_window: Duration) {
     while let Some(first) = requests.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -184,76 +193,157 @@ async fn write_batches(pool: AnyPool, mut requests: mpsc::Receiver<Enqueue>, ded
         match write_batch(&pool, &batch, dedup_window).await {
             Ok(results) => {
                 for (request, result) in batch.into_iter().zip(results) {
-                    let _ = request.reply.send(Ok(result));
+                    match (request, result) {
+                        (Write::Enqueue { reply, .. }, Written::Enqueued(e)) => {
+                            let _ = reply.send(Ok(e));
+                        }
+                        (Write::Finish { reply, job, .. }, Written::Finished(updated)) => {
+                            if !updated {
+                                tracing::warn!(delivery = %job.id, "lease lost before the attempt was recorded; another worker owns it now");
+                            }
+                            let _ = reply.send(Ok(()));
+                        }
+                        _ => unreachable!("results follow the batch"),
+                    }
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, events = batch.len(), "cannot write events");
+                tracing::warn!(error = %e, writes = batch.len(), "cannot write to the store");
                 for request in batch {
-                    let _ = request.reply.send(Err(StoreError(e.to_string())));
+                    let error = StoreError(e.to_string());
+                    match request {
+                        Write::Enqueue { reply, .. } => {
+                            let _ = reply.send(Err(error));
+                        }
+                        Write::Finish { reply, .. } => {
+                            let _ = reply.send(Err(error));
+                        }
+                    }
                 }
             }
         }
     }
 }
 
-async fn write_batch(pool: &AnyPool, batch: &[Enqueue], dedup_window: Duration) -> Result<Vec<Enqueued>, sqlx::Error> {
+async fn write_batch(pool: &AnyPool, batch: &[Write], dedup_window: Duration) -> Result<Vec<Written>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
-    for request in batch {
-        let event = &request.event;
-        let event_id = new_id();
-        let received = ms(event.received_at);
-        let stale_before = received - duration_ms(dedup_window);
-        // A key seen within the window is a duplicate; an older one is
-        // taken over by this event.
-        let fresh = sqlx::query(
-            "INSERT INTO dedup (dedup_key, event_id, received_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, received_at = excluded.received_at \
-             WHERE dedup.received_at < $4",
-        )
-        .bind(&event.key)
-        .bind(&event_id)
-        .bind(received)
-        .bind(stale_before)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if fresh == 0 {
-            results.push(Enqueued::Duplicate);
-            continue;
-        }
-        sqlx::query(
-            "INSERT INTO events (id, dedup_key, received_at, outcome, customer, body) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&event_id)
-        .bind(&event.key)
-        .bind(received)
-        .bind(event.outcome.clone())
-        .bind(event.customer.clone())
-        .bind(event.raw.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let mut ids = Vec::with_capacity(request.deliveries.len());
-        for d in &request.deliveries {
-            let id = new_id();
-            sqlx::query(
-                "INSERT INTO deliveries (id, event_id, destination, routes, status, attempts, next_attempt_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)",
-            )
-            .bind(&id)
-            .bind(&event_id)
-            .bind(&d.destination)
-            .bind(d.routes.join(","))
-            .bind(received)
-            .execute(&mut *tx)
-            .await?;
-            ids.push(id);
-        }
-        results.push(Enqueued::Accepted { deliveries: ids });
+    for write in batch {
+        let result = match write {
+            Write::Enqueue { event, deliveries, .. } => {
+                Written::Enqueued(insert_event(&mut tx, event, deliveries, dedup_window).await?)
+            }
+            Write::Finish { job, attempt, state, .. } => {
+                Written::Finished(record_attempt(&mut tx, job, attempt, state).await?)
+            }
+        };
+        results.push(result);
     }
     tx.commit().await?;
     Ok(results)
+}
+
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    event: &NewEvent,
+    deliveries: &[NewDelivery],
+    dedup_window: Duration,
+) -> Result<Enqueued, sqlx::Error> {
+    let event_id = new_id();
+    let received = ms(event.received_at);
+    let stale_before = received - duration_ms(dedup_window);
+    // A key seen within the window is a duplicate; an older one is taken
+    // over by this event.
+    let fresh = sqlx::query(
+        "INSERT INTO dedup (dedup_key, event_id, received_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, received_at = excluded.received_at \
+         WHERE dedup.received_at < $4",
+    )
+    .bind(&event.key)
+    .bind(&event_id)
+    .bind(received)
+    .bind(stale_before)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if fresh == 0 {
+        return Ok(Enqueued::Duplicate);
+    }
+    sqlx::query(
+        "INSERT INTO events (id, dedup_key, received_at, outcome, customer, body) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&event_id)
+    .bind(&event.key)
+    .bind(received)
+    .bind(event.outcome.clone())
+    .bind(event.customer.clone())
+    .bind(event.raw.to_string())
+    .execute(&mut **tx)
+    .await?;
+    let mut ids = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO deliveries (id, event_id, destination, routes, status, attempts, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)",
+        )
+        .bind(&id)
+        .bind(&event_id)
+        .bind(&d.destination)
+        .bind(d.routes.join(","))
+        .bind(received)
+        .execute(&mut **tx)
+        .await?;
+        ids.push(id);
+    }
+    Ok(Enqueued::Accepted { deliveries: ids })
+}
+
+/// Records an attempt and the delivery's new state, if the lease is still
+/// this job's. Returns whether the delivery was updated.
+async fn record_attempt(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job: &Job,
+    attempt: &AttemptRecord,
+    state: &JobState,
+) -> Result<bool, sqlx::Error> {
+    let number = i64::from(job.attempts) + 1;
+    let now = now_ms();
+    let (status, next, last_error) = match state {
+        JobState::Delivered => ("delivered", now, None),
+        JobState::RetryAt(at) => ("pending", ms(*at), attempt.error.clone()),
+        JobState::Dead { reason } => ("dead", now, Some(reason.clone())),
+    };
+    sqlx::query(
+        "INSERT INTO attempts (id, delivery_id, number, at, status_code, latency_ms, response, error, payload) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(new_id())
+    .bind(&job.id)
+    .bind(number)
+    .bind(ms(attempt.at))
+    .bind(attempt.status.map(i64::from))
+    .bind(duration_ms(attempt.latency))
+    .bind(attempt.response.clone())
+    .bind(attempt.error.clone())
+    .bind(attempt.payload.clone())
+    .execute(&mut **tx)
+    .await?;
+    let updated = sqlx::query(
+        "UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at = $3, last_error = $4, \
+         lease_owner = NULL, lease_until = NULL, updated_at = $5 WHERE id = $6 AND lease_owner = $7",
+    )
+    .bind(status)
+    .bind(number)
+    .bind(next)
+    .bind(last_error)
+    .bind(now)
+    .bind(&job.id)
+    .bind(&job.lease)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(updated > 0)
 }
 
 #[async_trait]
@@ -261,7 +351,7 @@ impl Store for SqlStore {
     async fn enqueue(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Result<Enqueued, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer
-            .send(Enqueue { event, deliveries, reply })
+            .send(Write::Enqueue { event, deliveries, reply })
             .await
             .map_err(|_| StoreError("the store writer stopped".into()))?;
         answer.await.map_err(|_| StoreError("the store writer stopped".into()))?
@@ -320,50 +410,12 @@ impl Store for SqlStore {
     }
 
     async fn finish_attempt(&self, job: &Job, attempt: AttemptRecord, state: JobState) -> Result<(), StoreError> {
-        let number = i64::from(job.attempts) + 1;
-        let now = now_ms();
-        let (status, next, last_error) = match &state {
-            JobState::Delivered => ("delivered", now, None),
-            JobState::RetryAt(at) => ("pending", ms(*at), attempt.error.clone()),
-            JobState::Dead { reason } => ("dead", now, Some(reason.clone())),
-        };
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        sqlx::query(
-            "INSERT INTO attempts (id, delivery_id, number, at, status_code, latency_ms, response, error, payload) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(new_id())
-        .bind(&job.id)
-        .bind(number)
-        .bind(ms(attempt.at))
-        .bind(attempt.status.map(i64::from))
-        .bind(duration_ms(attempt.latency))
-        .bind(attempt.response)
-        .bind(attempt.error)
-        .bind(attempt.payload)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        let updated = sqlx::query(
-            "UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at = $3, last_error = $4, \
-             lease_owner = NULL, lease_until = NULL, updated_at = $5 WHERE id = $6 AND lease_owner = $7",
-        )
-        .bind(status)
-        .bind(number)
-        .bind(next)
-        .bind(last_error)
-        .bind(now)
-        .bind(&job.id)
-        .bind(&job.lease)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        tx.commit().await.map_err(err)?;
-        if updated == 0 {
-            tracing::warn!(delivery = %job.id, "lease lost before the attempt was recorded; another worker owns it now");
-        }
-        Ok(())
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Write::Finish { job: job.clone(), attempt, state, reply })
+            .await
+            .map_err(|_| StoreError("the store writer stopped".into()))?;
+        answer.await.map_err(|_| StoreError("the store writer stopped".into()))?
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
