@@ -227,12 +227,18 @@ async fn write_batches(pool: AnyPool, mut requests: mpsc::Receiver<Write>, dedup
 
 async fn write_batch(pool: &AnyPool, batch: &[Write], dedup_window: Duration) -> Result<Vec<Written>, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    let events: Vec<(&NewEvent, &[NewDelivery])> = batch
+        .iter()
+        .filter_map(|w| match w {
+            Write::Enqueue { event, deliveries, .. } => Some((event, deliveries.as_slice())),
+            Write::Finish { .. } => None,
+        })
+        .collect();
+    let mut enqueued = insert_events(&mut tx, &events, dedup_window).await?.into_iter();
     let mut results = Vec::with_capacity(batch.len());
     for write in batch {
         let result = match write {
-            Write::Enqueue { event, deliveries, .. } => {
-                Written::Enqueued(insert_event(&mut tx, event, deliveries, dedup_window).await?)
-            }
+            Write::Enqueue { .. } => Written::Enqueued(enqueued.next().expect("one result per event")),
             Write::Finish { job, attempt, state, .. } => {
                 Written::Finished(record_attempt(&mut tx, job, attempt, state).await?)
             }
@@ -243,60 +249,125 @@ async fn write_batch(pool: &AnyPool, batch: &[Write], dedup_window: Duration) ->
     Ok(results)
 }
 
-async fn insert_event(
+/// Rows per multi-row INSERT: well inside both engines' parameter limits.
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// "($1, $2, $3), ($4, $5, $6), ..." for `rows` rows of `columns` values,
+/// numbered from `first`.
+fn placeholders(rows: usize, columns: usize, first: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", first + r * columns + c));
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// Writes new events and their deliveries with a few multi-row statements
+/// per batch. An event whose key was seen within the window (in the store,
+/// or earlier in this batch) is a duplicate.
+async fn insert_events(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    event: &NewEvent,
-    deliveries: &[NewDelivery],
+    events: &[(&NewEvent, &[NewDelivery])],
     dedup_window: Duration,
-) -> Result<Enqueued, sqlx::Error> {
-    let event_id = new_id();
-    let received = ms(event.received_at);
-    let stale_before = received - duration_ms(dedup_window);
-    // A key seen within the window is a duplicate; an older one is taken
-    // over by this event.
-    let fresh = sqlx::query(
-        "INSERT INTO dedup (dedup_key, event_id, received_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, received_at = excluded.received_at \
-         WHERE dedup.received_at < $4",
-    )
-    .bind(&event.key)
-    .bind(&event_id)
-    .bind(received)
-    .bind(stale_before)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if fresh == 0 {
-        return Ok(Enqueued::Duplicate);
+) -> Result<Vec<Enqueued>, sqlx::Error> {
+    let mut seen = std::collections::HashSet::new();
+    let ids: Vec<String> = events.iter().map(|_| new_id()).collect();
+    // Within one batch the first event with a key wins.
+    let candidates: Vec<usize> = (0..events.len()).filter(|&i| seen.insert(events[i].0.key.as_str())).collect();
+    let mut fresh = std::collections::HashSet::new();
+    for chunk in candidates.chunks(ROWS_PER_STATEMENT) {
+        // A key seen within the window stays; an older one is taken over.
+        let sql = format!(
+            "INSERT INTO dedup (dedup_key, event_id, received_at) VALUES {} \
+             ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, received_at = excluded.received_at \
+             WHERE dedup.received_at < excluded.received_at - $1 RETURNING dedup_key",
+            placeholders(chunk.len(), 3, 2)
+        );
+        let mut query = sqlx::query(&sql).bind(duration_ms(dedup_window));
+        for &i in chunk {
+            let event = events[i].0;
+            query = query.bind(&event.key).bind(&ids[i]).bind(ms(event.received_at));
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            fresh.insert(row.try_get::<String, _>("dedup_key")?);
+        }
     }
-    sqlx::query(
-        "INSERT INTO events (id, dedup_key, received_at, outcome, customer, body) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&event_id)
-    .bind(&event.key)
-    .bind(received)
-    .bind(event.outcome.clone())
-    .bind(event.customer.clone())
-    .bind(event.raw.to_string())
-    .execute(&mut **tx)
-    .await?;
-    let mut ids = Vec::with_capacity(deliveries.len());
-    for d in deliveries {
-        let id = new_id();
-        sqlx::query(
+    let accepted: Vec<usize> = candidates.into_iter().filter(|&i| fresh.contains(events[i].0.key.as_str())).collect();
+    for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO events (id, dedup_key, received_at, outcome, customer, body) VALUES {}",
+            placeholders(chunk.len(), 6, 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for &i in chunk {
+            let event = events[i].0;
+            query = query
+                .bind(&ids[i])
+                .bind(&event.key)
+                .bind(ms(event.received_at))
+                .bind(event.outcome.clone())
+                .bind(event.customer.clone())
+                .bind(event.raw.to_string());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    let mut delivery_ids: Vec<Vec<String>> = vec![Vec::new(); events.len()];
+    let rows: Vec<(usize, &NewDelivery)> =
+        accepted.iter().flat_map(|&i| events[i].1.iter().map(move |d| (i, d))).collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let p = 1 + r * 5;
+                format!(
+                    "(${}, ${}, ${}, ${}, 'pending', 0, ${}, ${}, ${})",
+                    p,
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 4,
+                    p + 4
+                )
+            })
+            .collect();
+        let sql = format!(
             "INSERT INTO deliveries (id, event_id, destination, routes, status, attempts, next_attempt_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)",
-        )
-        .bind(&id)
-        .bind(&event_id)
-        .bind(&d.destination)
-        .bind(d.routes.join(","))
-        .bind(received)
-        .execute(&mut **tx)
-        .await?;
-        ids.push(id);
+             VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for &(i, d) in chunk {
+            let id = new_id();
+            query = query
+                .bind(id.clone())
+                .bind(&ids[i])
+                .bind(&d.destination)
+                .bind(d.routes.join(","))
+                .bind(ms(events[i].0.received_at));
+            delivery_ids[i].push(id);
+        }
+        query.execute(&mut **tx).await?;
     }
-    Ok(Enqueued::Accepted { deliveries: ids })
+    let accepted: std::collections::HashSet<usize> = accepted.into_iter().collect();
+    Ok((0..events.len())
+        .map(|i| {
+            if accepted.contains(&i) {
+                Enqueued::Accepted { deliveries: std::mem::take(&mut delivery_ids[i]) }
+            } else {
+                Enqueued::Duplicate
+            }
+        })
+        .collect())
 }
 
 /// Records an attempt and the delivery's new state, if the lease is still

@@ -161,6 +161,31 @@ on_both_stores! {
         assert_eq!((stats.dead, stats.pending), (0, 1));
     }
 
+    async fn the_same_event_in_one_batch_is_accepted_once(store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = store.fresh_url(dir.path()).await;
+        let store = Arc::new(SqlStore::open(&url, Duration::from_secs(3600)).await.unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = store.clone();
+            // Half the requests carry one key (Raaft retrying at once), half their own.
+            let key = if i % 2 == 0 { "same".to_owned() } else { format!("own-{i}") };
+            tasks.push(tokio::spawn(async move {
+                let event = NewEvent { key, raw: Arc::new(json!({})), outcome: None, customer: None, received_at: chrono::Utc::now() };
+                store.enqueue(event, vec![NewDelivery { destination: "d".into(), routes: vec![] }]).await.unwrap()
+            }));
+        }
+        let mut accepted = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap(), Enqueued::Accepted { .. }) {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, 21, "20 distinct events and one of the 20 copies");
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.events, stats.pending), (21, 21));
+    }
+
     async fn a_delivery_whose_worker_died_is_taken_over_when_its_lease_runs_out(store) {
         let dir = tempfile::tempdir().unwrap();
         let url = store.fresh_url(dir.path()).await;
