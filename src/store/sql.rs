@@ -689,18 +689,7 @@ impl Store for SqlStore {
     async fn purge_dead(&self, older_than: Duration) -> Result<u64, StoreError> {
         let cutoff = now_ms() - duration_ms(older_than);
         let mut tx = self.pool.begin().await.map_err(err)?;
-        sqlx::query("DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE status = 'dead' AND updated_at < $1)")
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        let n = sqlx::query("DELETE FROM deliveries WHERE status = 'dead' AND updated_at < $1")
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?
-            .rows_affected();
-        delete_orphan_events(&mut tx, cutoff).await.map_err(err)?;
+        let n = delete_older(&mut tx, "dead", cutoff).await.map_err(err)?;
         tx.commit().await.map_err(err)?;
         Ok(n)
     }
@@ -709,20 +698,7 @@ impl Store for SqlStore {
         let now = now_ms();
         let cutoff = now - duration_ms(retention);
         let mut tx = self.pool.begin().await.map_err(err)?;
-        sqlx::query(
-            "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE status = 'delivered' AND updated_at < $1)",
-        )
-        .bind(cutoff)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        let n = sqlx::query("DELETE FROM deliveries WHERE status = 'delivered' AND updated_at < $1")
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?
-            .rows_affected();
-        delete_orphan_events(&mut tx, cutoff).await.map_err(err)?;
+        let n = delete_older(&mut tx, "delivered", cutoff).await.map_err(err)?;
         sqlx::query("DELETE FROM dedup WHERE received_at < $1")
             .bind(now - duration_ms(dedup_window))
             .execute(&mut *tx)
@@ -739,6 +715,31 @@ impl Store for SqlStore {
             .map_err(err)?;
         Ok(())
     }
+}
+
+/// Deletes deliveries in `status` last updated before `cutoff`, their
+/// attempts, and the events left without deliveries. Returns how many
+/// deliveries went.
+async fn delete_older(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    status: &str,
+    cutoff: i64,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE status = $1 AND updated_at < $2)",
+    )
+    .bind(status)
+    .bind(cutoff)
+    .execute(&mut **tx)
+    .await?;
+    let n = sqlx::query("DELETE FROM deliveries WHERE status = $1 AND updated_at < $2")
+        .bind(status)
+        .bind(cutoff)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    delete_orphan_events(tx, cutoff).await?;
+    Ok(n)
 }
 
 /// Events older than `cutoff` that no delivery refers to any more.

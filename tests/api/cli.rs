@@ -1,15 +1,11 @@
 //! The binary: `check`, `render`, `send-test` and `serve` as users run them.
 
 use crate::helpers::*;
-use std::io::Read;
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn relay() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_raaft-relay"));
-    cmd.current_dir(repo_path("")).env_remove("RAAFT_TOKEN").env_remove("RUST_LOG").env_remove("RAAFT_RELAY_CONFIG");
-    cmd
+    relay_command()
 }
 
 fn text(out: &Output) -> (String, String) {
@@ -225,28 +221,13 @@ async fn send_test_sends_one_real_message_and_reports_failures() {
     assert!(got[1].json()["text"].as_str().unwrap().contains("Customer Name"));
 }
 
-fn collect(mut from: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = text.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    text
-}
-
 #[tokio::test]
 async fn serve_runs_the_shipped_config_prints_events_and_stops_on_sigterm() {
     // A user's checkout: the shipped config and templates, run from its root
     // with the default (relative) config path.
     let checkout = tempfile::tempdir().unwrap();
     for dir in ["config", "templates"] {
-        copy_tree(&repo_path(dir), &checkout.path().join(dir));
+        copy_dir(&repo_path(dir), &checkout.path().join(dir));
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = relay()
@@ -259,8 +240,8 @@ async fn serve_runs_the_shipped_config_prints_events_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
+    let stdout = collect_output(child.stdout.take().unwrap());
+    let stderr = collect_output(child.stderr.take().unwrap());
     let url = format!("http://127.0.0.1:{port}/webhooks/raaft");
     let client = reqwest::Client::new();
     let mut accepted = false;
@@ -291,16 +272,4 @@ async fn serve_runs_the_shipped_config_prints_events_and_stops_on_sigterm() {
     assert!(!logs.contains("guessed-s3cret") && !logs.contains("sh1pped-t0ken"), "tokens leaked into logs:\n{logs}");
     assert!(stdout.lock().unwrap().contains("Missing features or integrations"));
     assert!(checkout.path().join("data/relay.db").is_file(), "the store is created beside the config folder");
-}
-
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
 }
