@@ -265,6 +265,10 @@ fn left_operand(part: &str) -> Option<&str> {
     None
 }
 
+/// CEL's built-in functions, registered once: building them is most of
+/// what a fresh `cel::Context` costs.
+static CEL_FUNCTIONS: std::sync::LazyLock<cel::Context<'static>> = std::sync::LazyLock::new(cel::Context::default);
+
 /// Per-event evaluation state: the event converted to CEL values once,
 /// shared by every route's condition.
 #[derive(Default)]
@@ -275,16 +279,17 @@ pub struct EvalContext {
 impl EvalContext {
     fn context(&mut self, event: &Value) -> &cel::Context<'static> {
         self.ctx.get_or_insert_with(|| {
-            let mut ctx = cel::Context::default();
-            if let Value::Object(map) = event {
-                for (k, v) in map {
-                    if let Ok(v) = cel::to_value(v) {
-                        ctx.add_variable_from_value(k.clone(), v);
+            let mut ctx = CEL_FUNCTIONS.new_inner_scope();
+            if let Ok(whole) = cel::to_value(event) {
+                // Top-level fields share the converted event's values.
+                if let cel::Value::Map(map) = &whole {
+                    for (k, v) in map.map.iter() {
+                        if let cel::objects::Key::String(name) = k {
+                            ctx.add_variable_from_value(name.as_str(), v.clone());
+                        }
                     }
                 }
-            }
-            if let Ok(v) = cel::to_value(event) {
-                ctx.add_variable_from_value("event", v);
+                ctx.add_variable_from_value("event", whole);
             }
             ctx
         })
