@@ -23,8 +23,27 @@ pub enum Backend {
 
 /// A write for the batching writer.
 enum Write {
-    Enqueue { event: NewEvent, deliveries: Vec<NewDelivery>, reply: oneshot::Sender<Result<Enqueued, StoreError>> },
-    Finish { job: Job, attempt: AttemptRecord, state: JobState, reply: oneshot::Sender<Result<(), StoreError>> },
+    Enqueue {
+        event: NewEvent,
+        deliveries: Vec<NewDelivery>,
+        reply: oneshot::Sender<Result<Enqueued, StoreError>>,
+    },
+    Finish {
+        job: Job,
+        attempt: AttemptRecord,
+        state: JobState,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// An SQLite claim: run by the writer so it never waits for SQLite's
+    /// write lock (whose busy handler sleeps in coarse steps).
+    Claim {
+        sql: String,
+        token: String,
+        lease_until: i64,
+        now: i64,
+        limit: i64,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
 }
 
 /// What one write in a batch came to.
@@ -32,6 +51,7 @@ enum Written {
     Enqueued(Enqueued),
     /// Whether the delivery's row was updated (false: the lease was lost).
     Finished(bool),
+    Claimed(u64),
 }
 
 /// A store in SQLite or PostgreSQL.
@@ -203,6 +223,9 @@ async fn write_batches(pool: AnyPool, mut requests: mpsc::Receiver<Write>, dedup
                             }
                             let _ = reply.send(Ok(()));
                         }
+                        (Write::Claim { reply, .. }, Written::Claimed(n)) => {
+                            let _ = reply.send(Ok(n));
+                        }
                         _ => unreachable!("results follow the batch"),
                     }
                 }
@@ -218,6 +241,9 @@ async fn write_batches(pool: AnyPool, mut requests: mpsc::Receiver<Write>, dedup
                         Write::Finish { reply, .. } => {
                             let _ = reply.send(Err(error));
                         }
+                        Write::Claim { reply, .. } => {
+                            let _ = reply.send(Err(error));
+                        }
                     }
                 }
             }
@@ -231,7 +257,7 @@ async fn write_batch(pool: &AnyPool, batch: &[Write], dedup_window: Duration) ->
         .iter()
         .filter_map(|w| match w {
             Write::Enqueue { event, deliveries, .. } => Some((event, deliveries.as_slice())),
-            Write::Finish { .. } => None,
+            Write::Finish { .. } | Write::Claim { .. } => None,
         })
         .collect();
     let mut enqueued = insert_events(&mut tx, &events, dedup_window).await?.into_iter();
@@ -242,6 +268,16 @@ async fn write_batch(pool: &AnyPool, batch: &[Write], dedup_window: Duration) ->
             Write::Finish { job, attempt, state, .. } => {
                 Written::Finished(record_attempt(&mut tx, job, attempt, state).await?)
             }
+            Write::Claim { sql, token, lease_until, now, limit, .. } => Written::Claimed(
+                sqlx::query(sql)
+                    .bind(token)
+                    .bind(*lease_until)
+                    .bind(*now)
+                    .bind(*limit)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected(),
+            ),
         };
         results.push(result);
     }
@@ -443,15 +479,25 @@ impl Store for SqlStore {
             }
         };
         let claim = format!("UPDATE deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN ({pick})");
-        let claimed = sqlx::query(&claim)
-            .bind(&token)
-            .bind(now + duration_ms(lease))
-            .bind(now)
-            .bind(limit as i64)
-            .execute(&self.pool)
-            .await
-            .map_err(err)?
-            .rows_affected();
+        let lease_until = now + duration_ms(lease);
+        let claimed = match self.backend {
+            Backend::Sqlite => {
+                let (reply, answer) = oneshot::channel();
+                let write =
+                    Write::Claim { sql: claim, token: token.clone(), lease_until, now, limit: limit as i64, reply };
+                self.writer.send(write).await.map_err(|_| StoreError("the store writer stopped".into()))?;
+                answer.await.map_err(|_| StoreError("the store writer stopped".into()))??
+            }
+            Backend::Postgres => sqlx::query(&claim)
+                .bind(&token)
+                .bind(lease_until)
+                .bind(now)
+                .bind(limit as i64)
+                .execute(&self.pool)
+                .await
+                .map_err(err)?
+                .rows_affected(),
+        };
         if claimed == 0 {
             return Ok(Vec::new());
         }
