@@ -166,7 +166,7 @@ impl SqlStore {
             .map_err(err)?;
         MIGRATOR.run(&pool).await.map_err(|e| err(format!("migrations failed: {e}")))?;
         let (writer, requests) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_batches(pool.clone(), requests, dedup_window));
+        tokio::spawn(write_batches(pool.clone(), requests, dedup_window, backend));
         Ok(SqlStore { pool, backend, writer })
     }
 
@@ -201,7 +201,7 @@ const SUMMARY_COLUMNS: &str = "d.id, d.event_id, d.created_at, d.updated_at, d.d
 /// records alike), writes them in one transaction, answers each. While one
 /// batch commits the next gathers, so concurrent requests share a commit
 /// and its fsync, and the single SQLite writer is never fought over.
-async fn write_batches(pool: AnyPool, mut requests: mpsc::Receiver<Write>, dedup_window: Duration) {
+async fn write_batches(pool: AnyPool, mut requests: mpsc::Receiver<Write>, dedup_window: Duration, backend: Backend) {
     while let Some(first) = requests.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -210,7 +210,7 @@ async fn write_batches(pool: AnyPool, mut requests: mpsc::Receiver<Write>, dedup
                 Err(_) => break,
             }
         }
-        match write_batch(&pool, &batch, dedup_window).await {
+        match write_batch(&pool, &batch, dedup_window, backend).await {
             Ok(results) => {
                 for (request, result) in batch.into_iter().zip(results) {
                     match (request, result) {
@@ -251,7 +251,12 @@ async fn write_batches(pool: AnyPool, mut requests: mpsc::Receiver<Write>, dedup
     }
 }
 
-async fn write_batch(pool: &AnyPool, batch: &[Write], dedup_window: Duration) -> Result<Vec<Written>, sqlx::Error> {
+async fn write_batch(
+    pool: &AnyPool,
+    batch: &[Write],
+    dedup_window: Duration,
+    backend: Backend,
+) -> Result<Vec<Written>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let events: Vec<(&NewEvent, &[NewDelivery])> = batch
         .iter()
@@ -260,7 +265,7 @@ async fn write_batch(pool: &AnyPool, batch: &[Write], dedup_window: Duration) ->
             Write::Finish { .. } | Write::Claim { .. } => None,
         })
         .collect();
-    let mut enqueued = insert_events(&mut tx, &events, dedup_window).await?.into_iter();
+    let mut enqueued = insert_events(&mut tx, &events, dedup_window, backend).await?.into_iter();
     let mut results = Vec::with_capacity(batch.len());
     for write in batch {
         let result = match write {
@@ -287,6 +292,34 @@ async fn write_batch(pool: &AnyPool, batch: &[Write], dedup_window: Duration) ->
 
 /// Rows per multi-row INSERT: well inside both engines' parameter limits.
 const ROWS_PER_STATEMENT: usize = 400;
+
+/// A statement whose `$N` parameters are numbered in order of appearance,
+/// as the backend wants it: SQLite gets anonymous `?`, because sqlx looks
+/// every numbered SQLite parameter up by name, which costs quadratic time in
+/// a statement with thousands of them.
+fn for_backend(sql: String, backend: Backend) -> String {
+    if backend == Backend::Postgres {
+        return sql;
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+            }
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// "$first, $first+1, ..." for `n` parameters.
+fn numbered(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
 
 /// "($1, $2, $3), ($4, $5, $6), ..." for `rows` rows of `columns` values,
 /// numbered from `first`.
@@ -315,6 +348,7 @@ async fn insert_events(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     events: &[(&NewEvent, &[NewDelivery])],
     dedup_window: Duration,
+    backend: Backend,
 ) -> Result<Vec<Enqueued>, sqlx::Error> {
     let mut seen = std::collections::HashSet::new();
     let ids: Vec<String> = events.iter().map(|_| new_id()).collect();
@@ -326,23 +360,29 @@ async fn insert_events(
         let sql = format!(
             "INSERT INTO dedup (dedup_key, event_id, received_at) VALUES {} \
              ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, received_at = excluded.received_at \
-             WHERE dedup.received_at < excluded.received_at - $1 RETURNING dedup_key",
-            placeholders(chunk.len(), 3, 2)
+             WHERE dedup.received_at < excluded.received_at - ${} RETURNING dedup_key",
+            placeholders(chunk.len(), 3, 1),
+            chunk.len() * 3 + 1
         );
-        let mut query = sqlx::query(&sql).bind(duration_ms(dedup_window));
+        let sql = for_backend(sql, backend);
+        let mut query = sqlx::query(&sql);
         for &i in chunk {
             let event = events[i].0;
             query = query.bind(&event.key).bind(&ids[i]).bind(ms(event.received_at));
         }
+        let query = query.bind(duration_ms(dedup_window));
         for row in query.fetch_all(&mut **tx).await? {
             fresh.insert(row.try_get::<String, _>("dedup_key")?);
         }
     }
     let accepted: Vec<usize> = candidates.into_iter().filter(|&i| fresh.contains(events[i].0.key.as_str())).collect();
     for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO events (id, dedup_key, received_at, outcome, customer, body) VALUES {}",
-            placeholders(chunk.len(), 6, 1)
+        let sql = for_backend(
+            format!(
+                "INSERT INTO events (id, dedup_key, received_at, outcome, customer, body) VALUES {}",
+                placeholders(chunk.len(), 6, 1)
+            ),
+            backend,
         );
         let mut query = sqlx::query(&sql);
         for &i in chunk {
@@ -361,35 +401,30 @@ async fn insert_events(
     let rows: Vec<(usize, &NewDelivery)> =
         accepted.iter().flat_map(|&i| events[i].1.iter().map(move |d| (i, d))).collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        // Seven numbered values a row, in order: `at` is bound three times.
         let values: Vec<String> = (0..chunk.len())
-            .map(|r| {
-                let p = 1 + r * 5;
-                format!(
-                    "(${}, ${}, ${}, ${}, 'pending', 0, ${}, ${}, ${})",
-                    p,
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 4,
-                    p + 4
-                )
-            })
+            .map(|r| format!("({}, 'pending', 0, {})", numbered(1 + r * 7, 4), numbered(5 + r * 7, 3)))
             .collect();
-        let sql = format!(
-            "INSERT INTO deliveries (id, event_id, destination, routes, status, attempts, next_attempt_at, created_at, updated_at) \
-             VALUES {}",
-            values.join(", ")
+        let sql = for_backend(
+            format!(
+                "INSERT INTO deliveries (id, event_id, destination, routes, status, attempts, next_attempt_at, created_at, updated_at) \
+                 VALUES {}",
+                values.join(", ")
+            ),
+            backend,
         );
         let mut query = sqlx::query(&sql);
         for &(i, d) in chunk {
             let id = new_id();
+            let at = ms(events[i].0.received_at);
             query = query
                 .bind(id.clone())
                 .bind(&ids[i])
                 .bind(&d.destination)
                 .bind(d.routes.join(","))
-                .bind(ms(events[i].0.received_at));
+                .bind(at)
+                .bind(at)
+                .bind(at);
             delivery_ids[i].push(id);
         }
         query.execute(&mut **tx).await?;
@@ -802,6 +837,17 @@ async fn delete_orphan_events(tx: &mut sqlx::Transaction<'_, sqlx::Any>, cutoff:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_statements_get_anonymous_parameters() {
+        let sql = "INSERT INTO t VALUES ($1, $2), ($3, 'x$'), ($4, $10) WHERE a < b - $11".to_owned();
+        assert_eq!(
+            for_backend(sql.clone(), Backend::Sqlite),
+            "INSERT INTO t VALUES (?, ?), (?, 'x$'), (?, ?) WHERE a < b - ?"
+        );
+        assert_eq!(for_backend(sql.clone(), Backend::Postgres), sql);
+        assert_eq!(placeholders(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
+    }
 
     #[test]
     fn sqlite_paths_resolve_against_the_config_directory() {
