@@ -76,12 +76,12 @@ async fn list(state: AppState, q: ListQuery) -> Result<warp::reply::Response, Re
         Some(s) => Some(crate::config::parse_duration(s).map_err(|e| warp::reject::custom(ApiError::BadRequest(e)))?),
     };
     let filter = ListFilter { status, destination: q.destination, since, limit: q.limit.unwrap_or(100).min(10_000) };
-    let deliveries = state.store.list(&filter).await.map_err(unavailable)?;
+    let deliveries = state.store().list(&filter).await.map_err(unavailable)?;
     Ok(warp::reply::json(&json!({ "deliveries": deliveries })).into_response())
 }
 
 async fn show(id: String, state: AppState) -> Result<warp::reply::Response, Rejection> {
-    match state.store.show(&id).await.map_err(unavailable)? {
+    match state.store().show(&id).await.map_err(unavailable)? {
         Some(detail) => {
             let mut value = serde_json::to_value(&detail).unwrap_or_default();
             value["last_payload"] = json!(detail.last_payload);
@@ -92,7 +92,7 @@ async fn show(id: String, state: AppState) -> Result<warp::reply::Response, Reje
 }
 
 async fn replay(id: String, state: AppState) -> Result<warp::reply::Response, Rejection> {
-    let replayed = state.store.replay(std::slice::from_ref(&id)).await.map_err(unavailable)?;
+    let replayed = state.store().replay(std::slice::from_ref(&id)).await.map_err(unavailable)?;
     if replayed.is_empty() {
         return Err(warp::reject::custom(ApiError::NotFound(format!("no delivery \"{id}\""))));
     }

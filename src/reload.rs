@@ -39,12 +39,12 @@ pub fn reload(state: &AppState, why: &str) -> bool {
                 runtime.config.store.url = current.config.store.url.clone();
             }
             state.runtime.store(std::sync::Arc::new(runtime));
-            state.metrics.reloads.with_label_values(&["success"]).inc();
+            state.metrics().reloads.with_label_values(&["success"]).inc();
             info!(trigger = why, config = %path.display(), "configuration reloaded");
             true
         }
         Err(problems) => {
-            state.metrics.reloads.with_label_values(&["error"]).inc();
+            state.metrics().reloads.with_label_values(&["error"]).inc();
             for p in problems.iter() {
                 error!(problem = %p, "configuration reload failed; the running configuration stays");
             }

@@ -28,13 +28,20 @@ use warp::{Buf, Filter, Rejection, Reply};
 pub struct AppState {
     /// The running set; hot reload swaps it whole.
     pub runtime: Arc<ArcSwap<Runtime>>,
-    pub store: Arc<dyn Store>,
     pub wake: Arc<Notify>,
-    pub metrics: Arc<Metrics>,
+    /// The store, metrics, pacer and alerts, shared with the dispatcher.
     pub services: Arc<Services>,
 }
 
 impl AppState {
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.services.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.services.metrics
+    }
+
     /// Compares `presented` with every configured token in constant time,
     /// without stopping at the first match.
     fn token_ok(&self, presented: &[u8]) -> bool {
@@ -83,18 +90,13 @@ impl Application {
             .with_context(|| format!("listen address \"{listen}\" resolves to nothing"))?;
         let metrics = Arc::new(Metrics::new());
         let services = Arc::new(Services {
-            store: store.clone(),
+            store,
             metrics: metrics.clone(),
             pacer: Arc::new(Pacer::default()),
             alerts: Arc::new(Alerts::new(metrics.clone())),
         });
-        let state = AppState {
-            runtime: Arc::new(ArcSwap::from_pointee(runtime)),
-            store,
-            wake: Arc::new(Notify::new()),
-            metrics,
-            services,
-        };
+        let state =
+            AppState { runtime: Arc::new(ArcSwap::from_pointee(runtime)), wake: Arc::new(Notify::new()), services };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound, server) = warp::serve(routes(state.clone()))
             .try_bind_with_graceful_shutdown(addr, async move {
@@ -158,7 +160,7 @@ async fn maintain(state: AppState, mut stop: watch::Receiver<bool>) {
         let runtime = state.runtime.load_full();
         if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_INTERVAL) {
             last_prune = Some(std::time::Instant::now());
-            match state.store.prune(runtime.config.store.retention, runtime.config.dedup_window).await {
+            match state.store().prune(runtime.config.store.retention, runtime.config.dedup_window).await {
                 Ok(0) => {}
                 Ok(n) => info!(pruned = n, "pruned delivered deliveries past retention"),
                 Err(e) => warn!(error = %e, "cannot prune the store"),
@@ -166,7 +168,7 @@ async fn maintain(state: AppState, mut stop: watch::Receiver<bool>) {
         }
         let tick = match &runtime.config.alerts {
             Some(alerts) => {
-                state.services.alerts.check_backlog(runtime.clone(), state.store.as_ref()).await;
+                state.services.alerts.check_backlog(runtime.clone(), state.store().as_ref()).await;
                 (alerts.backlog_after / 4).clamp(std::time::Duration::from_millis(250), PRUNE_INTERVAL)
             }
             None => PRUNE_INTERVAL,
@@ -202,7 +204,7 @@ fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Inf
 /// 200 while the config is loaded and the store answers; 503 with the
 /// reason otherwise.
 async fn readyz(state: AppState) -> Result<warp::reply::Response, Rejection> {
-    match state.store.ping().await {
+    match state.store().ping().await {
         Ok(()) => Ok(warp::reply::json(&json!({"status": "ready"})).into_response()),
         Err(e) => Ok(warp::reply::with_status(
             warp::reply::json(&json!({"status": "unavailable", "reason": e.to_string()})),
@@ -220,7 +222,7 @@ async fn metrics(state: AppState, authorization: Option<String>) -> Result<warp:
     if runtime.config.metrics_auth && !crate::admin::bearer_ok(&runtime.config.admin_tokens, authorization.as_deref()) {
         return Err(warp::reject::custom(ApiError::Unauthorized));
     }
-    let text = state.metrics.render(state.store.as_ref()).await;
+    let text = state.metrics().render(state.store().as_ref()).await;
     Ok(warp::http::Response::builder()
         .header("content-type", "text/plain; version=0.0.4")
         .body(text.into())
@@ -252,7 +254,7 @@ fn authorized(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rej
                 match token {
                     Some(t) if state.token_ok(t.as_bytes()) => Ok(state),
                     presented => {
-                        state.metrics.events.with_label_values(&["unknown", "unauthorized"]).inc();
+                        state.metrics().events.with_label_values(&["unknown", "unauthorized"]).inc();
                         let client = remote.map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
                         let why = if presented.is_some() { "wrong token" } else { "missing token" };
                         warn!(%client, reason = why, "rejected webhook: {why}");
@@ -302,11 +304,11 @@ where
 
 async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, Rejection> {
     let event = Event::parse(&body).map_err(|e| {
-        state.metrics.events.with_label_values(&["unknown", "invalid"]).inc();
+        state.metrics().events.with_label_values(&["unknown", "invalid"]).inc();
         warp::reject::custom(ApiError::BadRequest(e.to_string()))
     })?;
     let outcome = Metrics::outcome_label(event.typed.outcome.as_deref());
-    let metrics = state.metrics.clone();
+    let metrics = state.metrics().clone();
     let count = move |result: &str| metrics.events.with_label_values(&[outcome, result]).inc();
     let key = event.idempotency_key();
     let span = tracing::info_span!("event", event = %key, outcome = %event.outcome());
@@ -315,12 +317,12 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
         let (targets, matched) = runtime.router.route_with_matches(&event.raw);
         let count_matches = || {
             for route in &matched {
-                state.metrics.route_matches.with_label_values(&[route]).inc();
+                state.metrics().route_matches.with_label_values(&[route]).inc();
             }
         };
         if targets.is_empty() {
             count("accepted");
-            state.metrics.unrouted.inc();
+            state.metrics().unrouted.inc();
             info!("event matched no route");
             return Ok(accepted(0));
         }
@@ -333,7 +335,7 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
             customer: event.typed.customer.as_ref().and_then(|c| c.id.clone()),
             received_at: chrono::Utc::now(),
         };
-        match state.store.enqueue(new_event, deliveries).await {
+        match state.store().enqueue(new_event, deliveries).await {
             Ok(Enqueued::Accepted { deliveries }) => {
                 count("accepted");
                 count_matches();

@@ -18,7 +18,6 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub use discord::versioned_url as discord_versioned_url;
 pub use http::redact_url;
 
 /// A message ready to send.
@@ -109,8 +108,6 @@ pub struct Destination {
     html: Option<Template>,
     subject: Option<Template>,
     channel: Channel,
-    /// Scheme and host only: safe for logs.
-    pub redacted_url: Option<String>,
     pub rate_limit: Option<crate::config::Rate>,
 }
 
@@ -186,7 +183,6 @@ impl Destination {
                 html,
                 subject,
                 channel,
-                redacted_url: cfg.url.as_deref().map(redact_url),
                 rate_limit: cfg.rate_limit,
             }),
             _ => Err(problems),

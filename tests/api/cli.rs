@@ -184,7 +184,7 @@ to = ["founders"]
     let (stdout, _) = text(&out);
     assert!(stdout.contains("== destination \"founders\" (console, no route reaches it)"), "{stdout}");
     assert!(stdout.contains("Raaft canceled: Ana Lima"), "{stdout}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // render has exited: anything it sent has arrived.
     assert_eq!(slack.count(), 0, "render sends nothing");
 }
 

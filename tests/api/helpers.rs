@@ -208,9 +208,9 @@ pub async fn spawn_on(config: ConfigDir) -> TestApp {
     let _ = tracing_subscriber::fmt().with_env_filter("raaft_relay=debug").with_test_writer().try_init();
     let runtime = Runtime::load(&config.path()).unwrap_or_else(|p| panic!("config does not load:\n{p}"));
     let app = Application::build(runtime).await.unwrap();
-    let store = app.state().store.clone();
+    let store = app.state().store().clone();
     let address = format!("http://127.0.0.1:{}", app.port());
-    let metrics = app.state().metrics.clone();
+    let metrics = app.state().metrics().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;

@@ -42,7 +42,7 @@ on_both_stores! {
         }
         let stats = app.wait_settled(Duration::from_secs(5)).await;
         assert_eq!((stats.events, stats.delivered), (1, 1));
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Every attempt is recorded, so the receiver's count is final.
         assert_eq!(hook.count(), 1);
         // A different event is not a duplicate.
         app.post_event(sample("canceled.json")).await;
