@@ -79,12 +79,19 @@ macro_rules! on_both_stores {
                 async fn postgres() {
                     match $crate::helpers::TestStore::postgres() {
                         Some(store) => run(store).await,
-                        None => eprintln!("skipped: set RAAFT_RELAY_TEST_POSTGRES to a PostgreSQL URL to run this test there"),
+                        None => $crate::helpers::skipped(concat!(module_path!(), "::postgres")),
                     }
                 }
             }
         )*
     };
+}
+
+/// Says that a PostgreSQL test was skipped, past the test harness's output
+/// capture, so it shows in a passing run too.
+pub fn skipped(test: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped {test}: set RAAFT_RELAY_TEST_POSTGRES to a PostgreSQL URL to run it");
 }
 
 impl TestStore {

@@ -108,7 +108,7 @@ async fn metrics_can_be_turned_off_or_need_the_admin_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_while_the_store_is_unreachable() {
     let Some(store) = TestStore::postgres() else {
-        eprintln!("skipped: set RAAFT_RELAY_TEST_POSTGRES to a PostgreSQL URL to run this test");
+        skipped(concat!(module_path!(), "::readiness_fails_while_the_store_is_unreachable"));
         return;
     };
     use sqlx::Connection;

@@ -106,7 +106,7 @@ on_both_stores! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_share_one_postgres_queue_and_survive_losing_one() {
     let Some(store) = TestStore::postgres() else {
-        eprintln!("skipped: set RAAFT_RELAY_TEST_POSTGRES to a PostgreSQL URL to run this test");
+        skipped(concat!(module_path!(), "::two_relays_share_one_postgres_queue_and_survive_losing_one"));
         return;
     };
     let hook = Receiver::start(Answer::new(200, "").delayed(Duration::from_millis(150))).await;

@@ -311,7 +311,7 @@ async fn a_failing_store_answers_503_and_keeps_nothing_half_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_postgres_answers_503_until_it_is_back() {
     let Some(server) = TestStore::postgres() else {
-        eprintln!("skipped: set RAAFT_RELAY_TEST_POSTGRES to a PostgreSQL URL to run this test");
+        skipped(concat!(module_path!(), "::an_unreachable_postgres_answers_503_until_it_is_back"));
         return;
     };
     use sqlx::Connection;
