@@ -6,7 +6,7 @@
 use crate::check::check_runtime;
 use crate::runtime::Runtime;
 use crate::startup::AppState;
-use notify_debouncer_mini::{new_debouncer, notify::RecursiveMode, DebounceEventResult};
+use notify::{EventKind, RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -58,30 +58,35 @@ pub async fn watch(state: AppState, mut stop: watch::Receiver<bool>) {
     let (changed_tx, mut changed) = mpsc::channel::<()>(1);
     let runtime = state.runtime.load_full();
     let ignored = store_files(&runtime.config.store.url);
-    let handler = move |result: DebounceEventResult| {
-        if let Ok(events) = result {
-            let relevant: Vec<&Path> = events
-                .iter()
-                .map(|e| e.path.as_path())
-                .filter(|p| !ignored.iter().any(|i| p.starts_with(i) || same_file(p, i)))
-                .collect();
-            if !relevant.is_empty() {
-                tracing::debug!(files = ?relevant, "files changed");
-                let _ = changed_tx.try_send(());
-            }
+    // Only writes, creations, renames and removals count: reading the
+    // files (as every reload does) must not trigger another reload.
+    let handler = move |result: notify::Result<notify::Event>| {
+        let Ok(event) = result else { return };
+        if !matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)) {
+            return;
+        }
+        let relevant: Vec<&Path> = event
+            .paths
+            .iter()
+            .map(PathBuf::as_path)
+            .filter(|p| !ignored.iter().any(|i| p.starts_with(i) || same_file(p, i)))
+            .collect();
+        if !relevant.is_empty() {
+            tracing::debug!(files = ?relevant, "files changed");
+            let _ = changed_tx.try_send(());
         }
     };
-    let mut debouncer = match new_debouncer(DEBOUNCE, handler) {
-        Ok(d) => Some(d),
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => Some(w),
         Err(e) => {
             warn!(error = %e, "cannot watch files for changes; reload with SIGHUP");
             None
         }
     };
-    if let Some(d) = debouncer.as_mut() {
+    if let Some(w) = watcher.as_mut() {
         let config_dir = runtime.config.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         for dir in [config_dir, runtime.config.templates_dir.clone()] {
-            if let Err(e) = d.watcher().watch(&dir, RecursiveMode::Recursive) {
+            if let Err(e) = w.watch(&dir, RecursiveMode::Recursive) {
                 warn!(error = %e, dir = %dir.display(), "cannot watch folder for changes");
             }
         }
@@ -102,11 +107,15 @@ pub async fn watch(state: AppState, mut stop: watch::Receiver<bool>) {
         let sighup = std::future::pending::<()>();
         tokio::select! {
             _ = sighup => { reload(&state, "SIGHUP"); }
-            Some(()) = changed.recv() => { reload(&state, "file change"); }
+            Some(()) = changed.recv() => {
+                // Edits come in bursts (write, rename, touch): wait for quiet.
+                while tokio::time::timeout(DEBOUNCE, changed.recv()).await.is_ok_and(|m| m.is_some()) {}
+                reload(&state, "file change");
+            }
             _ = stop.changed() => break,
         }
     }
-    drop(debouncer);
+    drop(watcher);
 }
 
 /// The SQLite files of a store: their writes are not config changes.

@@ -281,6 +281,10 @@ on_both_stores! {
         wait_until_async(Duration::from_secs(10), "the reload", || async { reloads(&app, "success").await >= 1.0 }).await;
         app.post_event(sample("canceled.json")).await;
         assert_eq!(hook.wait_for(2, Duration::from_secs(5)).await[1].body, "v2 canceled for Ana Lima");
+        // Reloading reads the files; reading them must not set off more reloads.
+        let settled = reloads(&app, "success").await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(reloads(&app, "success").await, settled, "reloads keep triggering themselves");
 
         // A broken edit: the running template stays, the relay keeps going.
         std::fs::write(dir.join("templates/note.hbs"), "v3 {{#if outcome}} never closed").unwrap();
