@@ -7,6 +7,9 @@
 #   bench/run.sh            full run (a few minutes)
 #   bench/run.sh --quick    a few seconds per figure (smoke test)
 #
+# (f), the bare baseline forwarding each body to the receiver, shows what
+# delivering while ingesting costs before the relay does any work of its own.
+#
 # Needs: a Rust toolchain; wrk and webhook (installed from Debian when
 # missing); PostgreSQL for the PostgreSQL row (BENCH_POSTGRES, default
 # postgres://postgres@127.0.0.1:5432/test; the row is skipped when it does
@@ -134,6 +137,17 @@ wait_port "$BARE_PORT"
 echo "measuring (a) bare baseline" >&2
 read -r A_RPS A_P50 A_P99 A_BAD < <(load "http://127.0.0.1:$BARE_PORT" /webhooks/raaft)
 
+# (f) the forwarding ceiling: the bare baseline that also sends each body
+# on to the receiver, as any relay delivering while it ingests must.
+F_PORT=$(free_port)
+RAAFT_TOKEN=$TOKEN "$BIN/examples/bench_forward" "127.0.0.1:$F_PORT" "$SINK" &
+F_PID=$!
+PIDS+=("$F_PID")
+wait_port "$F_PORT"
+echo "measuring (f) forwarding ceiling" >&2
+read -r F_RPS F_P50 F_P99 F_BAD < <(load "http://127.0.0.1:$F_PORT" /webhooks/raaft)
+kill "$F_PID"; wait "$F_PID" 2>/dev/null || true
+
 # (b) the relay on SQLite
 B_PORT=$(free_port)
 relay_config "$WORK/sqlite" "127.0.0.1:$B_PORT" "$SINK" "sqlite://$WORK/sqlite/relay.db"
@@ -198,6 +212,7 @@ start_relay "$WORK/backlog/relay.toml"
 wait_port "$G_PORT"
 echo "measuring a backlog of $BACKLOG events" >&2
 RAAFT_TOKEN=$TOKEN "$BIN/examples/bench_post" "http://127.0.0.1:$G_PORT/webhooks/raaft" --count "$BACKLOG" --connections 64 >"$WORK/backlog.post"
+read -r G_IN G_FAILED < <(awk '{ printf "%.0f %d\n", $4 / $8, $6 }' "$WORK/backlog.post")
 "$BIN/examples/bench_sink" "127.0.0.1:$G_SINK_PORT" &
 PIDS+=($!)
 DRAIN_START=$(date +%s.%N)
@@ -240,6 +255,8 @@ micro() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 BA=$(ratio "$B_RPS" "$A_RPS")
+FA=$(ratio "$F_RPS" "$A_RPS")
+BF=$(ratio "$B_RPS" "$F_RPS")
 BD=$(ratio "$B_RPS" "$D_RPS")
 
 # A run that answered anything but 2xx measured failures, not work.
@@ -252,16 +269,20 @@ else
     row "(c) raaft-relay, PostgreSQL" "skipped" "PostgreSQL not reachable"
 fi
 row "(d) adnanh/webhook, header rule" "$D_RPS req/s" "p50 ${D_P50} ms, p99 ${D_P99} ms$(answered "$D_BAD")"
+row "(f) bare + forward to the receiver" "$F_RPS req/s" "p50 ${F_P50} ms, p99 ${F_P99} ms$(answered "$F_BAD")"
+row "(f)/(a): ceiling for delivering while ingesting" "$FA" ""
+row "(b)/(f)" "$BF" ""
 row "(b)/(a)" "$BA" "target >= 0.5: $(check "$BA" '>=' 0.5)"
 row "(b)/(d)" "$BD" "target >= 5: $(check "$BD" '>=' 5)"
 row "(b) p99 ingest latency" "$B_P99 ms" "target <= 10 ms: $(check "$B_P99" '<=' 10)"
 row "end to end at 200 events/s, p50" "$E_P50 ms" ""
 row "end to end at 200 events/s, p99" "$E_P99 ms" "target <= 50 ms: $(check "$E_P99" '<=' 50)"
+row "backlog of $BACKLOG: accepted (destination down)" "$G_IN /s" "64 connections, $G_FAILED not accepted"
 row "backlog of $BACKLOG: drain rate" "$G_RATE /s" "target >= 2000: $(check "$G_RATE" '>=' 2000)"
 row "backlog: peak RSS" "$(mb "$G_HWM") MB" "target <= 128 MB: $(check "$(mb "$G_HWM")" '<=' 128)"
 row "idle RSS after start" "$(mb "$IDLE_RSS") MB" "target <= 16 MB: $(check "$(mb "$IDLE_RSS")" '<=' 16)"
 row "peak RSS during (b)" "$(mb "$B_HWM") MB" "target <= 64 MB: $(check "$(mb "$B_HWM")" '<=' 64)"
-for bench in route_table route_cel render_text render_json; do
+for bench in parse_event route_table route_cel render_text render_json; do
     row "routing/rendering: $bench" "$(micro "$bench")" ""
 done
 row "start-up on the shipped config (median of 5)" "$STARTUP_MS ms" "target <= 100 ms: $(check "$STARTUP_MS" '<=' 100)"

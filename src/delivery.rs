@@ -84,12 +84,16 @@ impl Dispatcher {
             if claimed > 0 && claimed == free {
                 continue;
             }
-            let wait = match store.next_due().await {
-                Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(POLL_INTERVAL),
-                _ => POLL_INTERVAL,
+            // With every worker busy only a finishing attempt (or shutdown)
+            // can change anything: the store is not asked when to look next.
+            let wait = if permits.available_permits() == 0 {
+                POLL_INTERVAL
+            } else {
+                match store.next_due().await {
+                    Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(POLL_INTERVAL),
+                    _ => POLL_INTERVAL,
+                }
             };
-            let wait =
-                if claimed == 0 && wait.is_zero() && permits.available_permits() == 0 { POLL_INTERVAL } else { wait };
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -110,7 +114,7 @@ impl Dispatcher {
 
 /// Makes one attempt of `job` with the destination as configured now, and
 /// records it.
-pub async fn attempt(services: &Services, runtime: Arc<Runtime>, job: Job) {
+pub async fn attempt(services: &Services, runtime: Arc<Runtime>, mut job: Job) {
     let number = job.attempts + 1;
     let span = tracing::info_span!(
         "attempt",
@@ -140,7 +144,7 @@ pub async fn attempt(services: &Services, runtime: Arc<Runtime>, job: Job) {
                 failed(format!("destination \"{}\" is no longer configured", job.destination), started),
                 None,
             ),
-            Some(dest) => match dest.payload(&job.event) {
+            Some(dest) => match dest.payload_in(&job.take_event()) {
                 Ok(payload) => (dest.send(&payload, policy.attempt_timeout).await, Some(payload.display())),
                 Err(e) => (failed(e.to_string(), started), None),
             },

@@ -1,11 +1,10 @@
-//! A Raaft event: the raw JSON object as received, which rules and
-//! templates read so that a field Raaft adds tomorrow is usable without a
-//! release, plus a typed view of the documented fields for the relay's own
-//! use (logs, the idempotency key). Every typed field is optional and a
-//! field of an unexpected type reads as absent instead of failing ingest.
+//! A Raaft event: the JSON object as received, which rules and templates
+//! read so that a field Raaft adds tomorrow is usable without a release.
+//! The relay itself reads a few documented fields (outcome, customer id,
+//! the identifying fields) through accessors; a field of an unexpected type
+//! reads as absent instead of failing ingest.
 
-use serde::{Deserialize, Deserializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// Why a request body is not an event.
@@ -23,7 +22,6 @@ pub struct Event {
     /// The body exactly as parsed; the source of truth for rules and
     /// templates.
     pub raw: Arc<Value>,
-    pub typed: RaaftEvent,
 }
 
 impl Event {
@@ -37,24 +35,39 @@ impl Event {
         if !raw.is_object() {
             return Err(EventError::NotObject(json_type(&raw)));
         }
-        let typed = RaaftEvent::deserialize(&raw).unwrap_or_default();
-        Ok(Event { raw: Arc::new(raw), typed })
+        Ok(Event { raw: Arc::new(raw) })
+    }
+
+    /// The string at `path` (object keys), or `None` when it is missing or
+    /// not a string.
+    pub fn text(&self, path: &[&str]) -> Option<&str> {
+        path.iter().try_fold(&*self.raw, |v, key| v.get(key))?.as_str()
+    }
+
+    /// The documented `outcome` (`canceled`, `saved`, ...), when it is a
+    /// string.
+    pub fn outcome_field(&self) -> Option<&str> {
+        self.text(&["outcome"])
     }
 
     /// The outcome, or "unknown" for logs when Raaft sent none.
     pub fn outcome(&self) -> &str {
-        self.typed.outcome.as_deref().unwrap_or("unknown")
+        self.outcome_field().unwrap_or("unknown")
+    }
+
+    /// The customer's id, when the event names one.
+    pub fn customer_id(&self) -> Option<&str> {
+        self.text(&["customer", "id"])
     }
 
     /// A key that is the same for every retry of one event: the documented
     /// identifying fields, or a hash of the whole body when they are
     /// missing.
     pub fn idempotency_key(&self) -> String {
-        let t = &self.typed;
-        let customer = t.customer.as_ref().and_then(|c| c.id.as_deref());
-        match (&t.app_id, &t.flow_id, &t.created_at, &t.outcome) {
+        let field = |name: &str| self.text(&[name]);
+        match (field("appId"), field("flowId"), field("createdAt"), field("outcome")) {
             (Some(app), Some(flow), Some(created), Some(outcome)) => {
-                format!("{app}|{flow}|{}|{created}|{outcome}", customer.unwrap_or(""))
+                format!("{app}|{flow}|{}|{created}|{outcome}", self.customer_id().unwrap_or(""))
             }
             _ => {
                 use std::hash::{Hash, Hasher};
@@ -77,103 +90,27 @@ pub(crate) fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// The documented fields of a Raaft event. Enums are open strings: Raaft
-/// publishes no closed list of step types or offer types.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RaaftEvent {
-    #[serde(default, deserialize_with = "lenient")]
-    pub app_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub created_at: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub customer: Option<Customer>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub feedback: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub flow_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub motivator: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub outcome: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub path: Option<Vec<Value>>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub response_accepted: Option<Map<String, Value>>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub subscription: Option<Subscription>,
-    /// Fields Raaft does not document (yet).
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Customer {
-    #[serde(default, deserialize_with = "lenient")]
-    pub email: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub id: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub name: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub photo: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Subscription {
-    #[serde(default, deserialize_with = "lenient")]
-    pub id: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub currency: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub created_at: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub plan: Option<Plan>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Plan {
-    #[serde(default, deserialize_with = "lenient")]
-    pub id: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub name: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub amount: Option<f64>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub currency: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    pub interval: Option<String>,
-}
-
-/// Reads a field as `T`, or as absent when it has another type.
-fn lenient<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: serde::de::DeserializeOwned,
-{
-    let value = Value::deserialize(de)?;
-    Ok(serde_json::from_value(value).ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn documented_example_is_typed() {
+    fn documented_fields_are_read() {
         let event = Event::parse(include_bytes!("../config/events/saved-switch-plan.json")).unwrap();
         assert_eq!(event.outcome(), "saved");
-        assert_eq!(event.typed.customer.unwrap().name.as_deref(), Some("Customer Name"));
-        assert_eq!(event.typed.subscription.unwrap().plan.unwrap().amount, Some(10.0));
-        assert_eq!(event.typed.response_accepted.unwrap()["type"], "change-plans");
+        assert_eq!(event.customer_id(), Some("customer-id"));
+        assert_eq!(event.text(&["customer", "name"]), Some("Customer Name"));
+        assert_eq!(event.raw["subscription"]["plan"]["amount"], 10.0);
+        assert_eq!(event.raw["responseAccepted"]["type"], "change-plans");
     }
 
     #[test]
     fn unknown_fields_are_kept_and_odd_types_read_as_absent() {
         let event = Event::parse(br#"{"outcome": 5, "customer": "bob", "newField": {"x": 1}}"#).unwrap();
-        assert_eq!(event.typed.outcome, None);
-        assert!(event.typed.customer.is_none());
-        assert_eq!(event.typed.extra["newField"]["x"], 1);
+        assert_eq!(event.outcome_field(), None);
+        assert_eq!(event.outcome(), "unknown");
+        assert_eq!(event.customer_id(), None);
+        assert_eq!(event.text(&["customer", "id", "x"]), None);
         assert_eq!(event.raw["newField"]["x"], 1);
         assert_eq!(event.raw["outcome"], 5);
     }

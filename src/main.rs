@@ -5,6 +5,13 @@ use clap::Parser;
 use raaft_relay::cli::{run, Cli};
 use std::process::ExitCode;
 
+/// mimalloc: ingest allocates many small, short-lived objects (the parsed
+/// event, SQL arguments) across threads, where it is markedly faster than
+/// the system allocator. Without transparent huge pages (`no_thp`), which
+/// would nearly double the idle footprint.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -65,12 +65,8 @@ pub async fn watch(state: AppState, mut stop: watch::Receiver<bool>) {
         if !matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)) {
             return;
         }
-        let relevant: Vec<&Path> = event
-            .paths
-            .iter()
-            .map(PathBuf::as_path)
-            .filter(|p| !ignored.iter().any(|i| p.starts_with(i) || same_file(p, i)))
-            .collect();
+        let relevant: Vec<&Path> =
+            event.paths.iter().map(PathBuf::as_path).filter(|p| !ignored.iter().any(|i| p == i)).collect();
         if !relevant.is_empty() {
             tracing::debug!(files = ?relevant, "files changed");
             let _ = changed_tx.try_send(());
@@ -85,7 +81,10 @@ pub async fn watch(state: AppState, mut stop: watch::Receiver<bool>) {
     };
     if let Some(w) = watcher.as_mut() {
         let config_dir = runtime.config.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        // Watched as canonical paths, so that events name files as
+        // `store_files` does.
         for dir in [config_dir, runtime.config.templates_dir.clone()] {
+            let dir = dir.canonicalize().unwrap_or(dir);
             if let Err(e) = w.watch(&dir, RecursiveMode::Recursive) {
                 warn!(error = %e, dir = %dir.display(), "cannot watch folder for changes");
             }
@@ -118,16 +117,12 @@ pub async fn watch(state: AppState, mut stop: watch::Receiver<bool>) {
     drop(watcher);
 }
 
-/// The SQLite files of a store: their writes are not config changes.
+/// The SQLite files of a store, by canonical path: their writes (every
+/// commit, when the store sits beside the config) are not config changes.
 fn store_files(url: &str) -> Vec<PathBuf> {
     let Some(rest) = url.strip_prefix("sqlite://") else { return Vec::new() };
     let path = PathBuf::from(rest.split('?').next().unwrap_or(rest));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let sibling = |suffix: &str| path.with_file_name(format!("{name}{suffix}"));
-    vec![path.clone(), sibling("-wal"), sibling("-shm"), sibling("-journal")]
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    a.file_name() == b.file_name()
-        && a.parent().and_then(|p| p.canonicalize().ok()) == b.parent().and_then(|p| p.canonicalize().ok())
+    let dir = path.parent().map(|d| d.canonicalize().unwrap_or_else(|_| d.to_path_buf())).unwrap_or_default();
+    ["", "-wal", "-shm", "-journal"].iter().map(|suffix| dir.join(format!("{name}{suffix}"))).collect()
 }

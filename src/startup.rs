@@ -307,7 +307,7 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
         state.metrics().events.with_label_values(&["unknown", "invalid"]).inc();
         warp::reject::custom(ApiError::BadRequest(e.to_string()))
     })?;
-    let outcome = Metrics::outcome_label(event.typed.outcome.as_deref());
+    let outcome = Metrics::outcome_label(event.outcome_field());
     let metrics = state.metrics().clone();
     let count = move |result: &str| metrics.events.with_label_values(&[outcome, result]).inc();
     let key = event.idempotency_key();
@@ -330,9 +330,10 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
             targets.into_iter().map(|t| NewDelivery { destination: t.destination, routes: t.routes }).collect();
         let new_event = NewEvent {
             key,
-            raw: event.raw.clone(),
-            outcome: event.typed.outcome.clone(),
-            customer: event.typed.customer.as_ref().and_then(|c| c.id.clone()),
+            // serde_json accepted it, so it is UTF-8.
+            body: String::from_utf8_lossy(&body).into_owned(),
+            outcome: event.outcome_field().map(str::to_owned),
+            customer: event.customer_id().map(str::to_owned),
             received_at: chrono::Utc::now(),
         };
         match state.store().enqueue(new_event, deliveries).await {

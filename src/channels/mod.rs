@@ -12,7 +12,7 @@ mod webhook;
 
 use crate::config::{DestinationConfig, DestinationKind, RetryPolicy};
 use crate::problems::{Problem, Problems};
-use crate::render::{Escape, RenderError, Template};
+use crate::render::{Escape, EventContext, RenderError, Template};
 use crate::retry::Outcome;
 use serde_json::Value;
 use std::path::Path;
@@ -195,19 +195,24 @@ impl Destination {
     }
 
     /// Renders the templates for `event`. Pure.
-    pub fn render_templates(&self, event: &Value) -> Result<Rendered, RenderError> {
+    pub fn render_templates(&self, context: &EventContext) -> Result<Rendered, RenderError> {
         Ok(Rendered {
-            body: self.body.render(event)?,
+            body: self.body.render_in(context)?,
             json: self.body.json,
-            html: self.html.as_ref().map(|t| t.render(event)).transpose()?,
-            subject: self.subject.as_ref().map(|t| t.render(event)).transpose()?,
+            html: self.html.as_ref().map(|t| t.render_in(context)).transpose()?,
+            subject: self.subject.as_ref().map(|t| t.render_in(context)).transpose()?,
         })
     }
 
     /// Renders `event` into the payload this destination sends: templates,
     /// wrapping and platform limits. Pure.
     pub fn payload(&self, event: &Value) -> Result<Payload, RenderError> {
-        let rendered = self.render_templates(event)?;
+        self.payload_in(&EventContext::new(event.clone()))
+    }
+
+    /// [`Destination::payload`] for an event already made into a context.
+    pub fn payload_in(&self, context: &EventContext) -> Result<Payload, RenderError> {
+        let rendered = self.render_templates(context)?;
         let template = self.body.name.clone();
         let invalid = |reason: String| RenderError { template: template.clone(), reason };
         match &self.channel {

@@ -94,9 +94,26 @@ impl Template {
     /// Renders with `event` as the root context. A missing field renders
     /// empty.
     pub fn render(&self, event: &Value) -> Result<String, RenderError> {
+        self.render_in(&EventContext::new(event.clone()))
+    }
+
+    /// Renders in `context`, which the templates of one message share.
+    pub fn render_in(&self, context: &EventContext) -> Result<String, RenderError> {
         self.registry
-            .render("t", event)
+            .render_with_context("t", &context.0)
             .map_err(|e| RenderError { template: self.name.clone(), reason: e.reason().to_string() })
+    }
+}
+
+/// An event as templates read it, made once per message from the parsed
+/// event (handlebars' own `render` would copy the event through serde for
+/// every template).
+#[derive(Debug, Clone)]
+pub struct EventContext(handlebars::Context);
+
+impl EventContext {
+    pub fn new(event: Value) -> EventContext {
+        EventContext(handlebars::Context::from(event))
     }
 }
 

@@ -4,6 +4,7 @@
 //! with SQLite (embedded, the default) or PostgreSQL (several replicas).
 
 mod sql;
+mod sqlite;
 
 pub use sql::{resolve_url, Backend, SqlStore};
 
@@ -33,7 +34,8 @@ pub struct StoreError(pub String);
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub key: String,
-    pub raw: Arc<Value>,
+    /// The request body as received (a JSON object).
+    pub body: String,
     pub outcome: Option<String>,
     pub customer: Option<String>,
     pub received_at: DateTime<Utc>,
@@ -68,6 +70,15 @@ pub struct Job {
     pub attempts: u32,
     /// The claim this job was handed out under.
     pub lease: String,
+}
+
+impl Job {
+    /// The event, made into a template context; the job keeps `null` in
+    /// its place (the attempt's record needs the rest, not the event).
+    pub fn take_event(&mut self) -> crate::render::EventContext {
+        let event = std::mem::replace(&mut self.event, Arc::new(Value::Null));
+        crate::render::EventContext::new(Arc::unwrap_or_clone(event))
+    }
 }
 
 /// One attempt, as recorded.

@@ -171,7 +171,7 @@ on_both_stores! {
         app.post_event(sample("canceled.json")).await;
         slow.wait_for(1, Duration::from_secs(5)).await;
         let store_handle = app.store.clone();
-        app.stop().await;
+        let _config = app.stop().await;
         assert_eq!(store_handle.stats().await.unwrap().delivered, 1, "the attempt under way was finished, not cut");
     }
 }

@@ -280,13 +280,16 @@ impl TestApp {
     }
 
     /// Stops the relay and waits for it to finish.
-    pub async fn stop(mut self) {
+    /// Stops the relay and waits for it; returns the config folder (and
+    /// the SQLite store in it) for checks after the stop.
+    pub async fn stop(mut self) -> ConfigDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(handle) = self.handle.take() {
             handle.await.unwrap().unwrap();
         }
+        self._config
     }
 }
 

@@ -131,7 +131,7 @@ on_both_stores! {
         let store = SqlStore::open(&url, Duration::from_secs(3600)).await.unwrap();
         let event = |flow: &str| NewEvent {
             key: flow.to_owned(),
-            raw: Arc::new(json!({"flowId": flow})),
+            body: json!({"flowId": flow}).to_string(),
             outcome: Some("canceled".into()),
             customer: None,
             received_at: chrono::Utc::now(),
@@ -171,7 +171,7 @@ on_both_stores! {
             // Half the requests carry one key (Raaft retrying at once), half their own.
             let key = if i % 2 == 0 { "same".to_owned() } else { format!("own-{i}") };
             tasks.push(tokio::spawn(async move {
-                let event = NewEvent { key, raw: Arc::new(json!({})), outcome: None, customer: None, received_at: chrono::Utc::now() };
+                let event = NewEvent { key, body: "{}".into(), outcome: None, customer: None, received_at: chrono::Utc::now() };
                 store.enqueue(event, vec![NewDelivery { destination: "d".into(), routes: vec![] }]).await.unwrap()
             }));
         }
@@ -190,7 +190,7 @@ on_both_stores! {
         let dir = tempfile::tempdir().unwrap();
         let url = store.fresh_url(dir.path()).await;
         let store = SqlStore::open(&url, Duration::from_secs(3600)).await.unwrap();
-        let event = NewEvent { key: "k".into(), raw: Arc::new(json!({})), outcome: None, customer: None, received_at: chrono::Utc::now() };
+        let event = NewEvent { key: "k".into(), body: "{}".into(), outcome: None, customer: None, received_at: chrono::Utc::now() };
         store.enqueue(event, vec![NewDelivery { destination: "d".into(), routes: vec![] }]).await.unwrap();
         let first = store.claim_due(10, Duration::from_millis(300)).await.unwrap();
         assert_eq!(first.len(), 1);
@@ -316,15 +316,14 @@ async fn an_unreachable_postgres_answers_503_until_it_is_back() {
     };
     use sqlx::Connection;
     let hook = Receiver::start(Answer::new(200, "")).await;
-    let app = spawn_app(flow_config(&hook, ""), &server).await;
+    let cfg = flow_config(&hook, "");
+    let url = server.fresh_url(cfg.dir.path()).await;
+    cfg.set_store(&url);
+    let app = spawn_on(cfg).await;
+    // This test's own database (other tests run beside it).
+    let db = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
     let TestStore::Postgres(server_url) = &server else { unreachable!() };
     let mut admin = sqlx::PgConnection::connect(server_url).await.unwrap();
-    let (db,): (String,) = sqlx::query_as(
-        "SELECT datname FROM pg_stat_activity WHERE datname LIKE 'raaft_relay_test_%' GROUP BY datname ORDER BY MAX(backend_start) DESC LIMIT 1",
-    )
-    .fetch_one(&mut admin)
-    .await
-    .unwrap();
     let cut = |allow: bool| format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS {allow}");
     sqlx::query(&cut(false)).execute(&mut admin).await.unwrap();
     sqlx::query(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"))
