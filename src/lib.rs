@@ -3,7 +3,7 @@
 //! delivers the messages to Slack, Discord, e-mail, webhooks or the console,
 //! retrying with backoff.
 //!
-//! The path of an event: [`startup`] (HTTP ingest) → [`routing`] (which
+//! The path of an event: [`server`] (the HTTP edge) → [`startup`] (ingest) → [`routing`] (which
 //! destinations, by [`rules`]) → [`store`] (the delivery queue) →
 //! [`delivery`] (attempts and retries) → [`channels`] (render and send).
 
@@ -25,6 +25,7 @@ pub mod routing;
 pub mod rules;
 pub mod runtime;
 pub mod samples;
+pub mod server;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -8,6 +8,7 @@ use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::pacing::Pacer;
 use crate::runtime::Runtime;
+use crate::server::ClientAddr;
 use crate::store::{Backend, Enqueued, NewDelivery, NewEvent, SqlStore, Store};
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
@@ -15,7 +16,6 @@ use futures_util::StreamExt;
 use serde_json::json;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tokio::sync::{watch, Notify};
@@ -98,18 +98,18 @@ impl Application {
         let state =
             AppState { runtime: Arc::new(ArcSwap::from_pointee(runtime)), wake: Arc::new(Notify::new()), services };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (bound, server) = warp::serve(routes(state.clone()))
-            .try_bind_with_graceful_shutdown(addr, async move {
-                let _ = stopped.await;
-            })
-            .with_context(|| format!("cannot listen on \"{listen}\""))?;
-        Ok(Application {
-            server: Box::pin(server),
-            stop,
-            port: bound.port(),
-            state,
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-        })
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on \"{listen}\""))?;
+        let port = listener.local_addr()?.port();
+        let server_config = &state.runtime.load().config.server;
+        let limits = crate::server::Limits {
+            header_timeout: server_config.header_timeout,
+            max_connections: server_config.max_connections,
+        };
+        let server = crate::server::serve(listener, routes(state.clone()), limits, async move {
+            let _ = stopped.await;
+        });
+        Ok(Application { server, stop, port, state, max_in_flight: DEFAULT_MAX_IN_FLIGHT })
     }
 
     pub fn port(&self) -> u16 {
@@ -237,6 +237,7 @@ pub(crate) enum ApiError {
     BadRequest(String),
     Unavailable(String),
     NotFound(String),
+    BodyTimeout(std::time::Duration),
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -247,15 +248,15 @@ fn authorized(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rej
     warp::header::optional::<String>("x-raaft-token")
         .or(warp::any().map(|| None))
         .unify()
-        .and(warp::addr::remote())
-        .and_then(move |token: Option<String>, remote: Option<SocketAddr>| {
+        .and(warp::ext::optional::<ClientAddr>())
+        .and_then(move |token: Option<String>, remote: Option<ClientAddr>| {
             let state = state.clone();
             async move {
                 match token {
                     Some(t) if state.token_ok(t.as_bytes()) => Ok(state),
                     presented => {
                         state.metrics().events.with_label_values(&["unknown", "unauthorized"]).inc();
-                        let client = remote.map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
+                        let client = remote.map(|a| a.0.ip().to_string()).unwrap_or_else(|| "unknown".into());
                         let why = if presented.is_some() { "wrong token" } else { "missing token" };
                         warn!(%client, reason = why, "rejected webhook: {why}");
                         Err(warp::reject::custom(ApiError::Unauthorized))
@@ -270,8 +271,15 @@ fn authorized(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rej
 fn body_limited(state: AppState) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length").and(warp::body::stream()).and_then(
         move |declared: Option<u64>, stream| {
-            let limit = state.runtime.load().config.server.max_body_bytes;
-            read_limited(declared, stream, limit)
+            let server = &state.runtime.load().config.server;
+            let (limit, deadline) = (server.max_body_bytes, server.body_timeout);
+            async move {
+                // A client that stops sending gets an answer and a closed
+                // connection, not a worker held forever.
+                tokio::time::timeout(deadline, read_limited(declared, stream, limit))
+                    .await
+                    .unwrap_or(Err(warp::reject::custom(ApiError::BodyTimeout(deadline))))
+            }
         },
     )
 }
@@ -378,6 +386,12 @@ async fn handle_rejection(err: Rejection) -> Result<warp::reply::Response, Infal
             ApiError::BadRequest(reason) => error_reply(StatusCode::BAD_REQUEST, reason),
             ApiError::Unavailable(reason) => error_reply(StatusCode::SERVICE_UNAVAILABLE, reason),
             ApiError::NotFound(what) => error_reply(StatusCode::NOT_FOUND, what),
+            ApiError::BodyTimeout(deadline) => {
+                let message = format!("body not received within {}", humantime::format_duration(*deadline));
+                let mut reply = error_reply(StatusCode::REQUEST_TIMEOUT, &message);
+                reply.headers_mut().insert(warp::http::header::CONNECTION, "close".parse().expect("a valid header"));
+                reply
+            }
         }
     } else if err.is_not_found() {
         error_reply(StatusCode::NOT_FOUND, "not found")

@@ -25,6 +25,14 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// Whether `/metrics` is served.
     pub metrics: bool,
+    /// How long a client has to send a request's headers (and how long an
+    /// idle connection stays open).
+    pub header_timeout: Duration,
+    /// How long a client has to send a request's body once its headers
+    /// are in.
+    pub body_timeout: Duration,
+    /// How many connections are served at once; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 /// At most `count` messages per `per`, evenly spaced.
@@ -220,6 +228,9 @@ struct RawServer {
     listen: Option<String>,
     max_body_bytes: Option<u64>,
     metrics: Option<bool>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -426,14 +437,6 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
     }
 
     let listen = raw.server.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-    let server = ServerConfig {
-        listen,
-        max_body_bytes: raw.server.max_body_bytes.unwrap_or(256 * 1024),
-        metrics: raw.server.metrics.unwrap_or(true),
-    };
-    if server.max_body_bytes == 0 {
-        problems.push(problem("server.max_body_bytes", "must be greater than 0".into()));
-    }
 
     if raw.raaft.tokens.is_empty() {
         problems.push(problem("raaft.tokens", "at least one token is required (tokens = [\"${RAAFT_TOKEN}\"])".into()));
@@ -451,6 +454,31 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
             default
         }),
     };
+    let server = ServerConfig {
+        listen,
+        max_body_bytes: raw.server.max_body_bytes.unwrap_or(256 * 1024),
+        metrics: raw.server.metrics.unwrap_or(true),
+        header_timeout: duration(
+            "server.header_timeout",
+            &raw.server.header_timeout,
+            Duration::from_secs(10),
+            problems,
+        ),
+        body_timeout: duration("server.body_timeout", &raw.server.body_timeout, Duration::from_secs(30), problems),
+        max_connections: raw.server.max_connections.unwrap_or(1024),
+    };
+    if server.max_body_bytes == 0 {
+        problems.push(problem("server.max_body_bytes", "must be greater than 0".into()));
+    }
+    for (key, value) in [("server.header_timeout", server.header_timeout), ("server.body_timeout", server.body_timeout)]
+    {
+        if value.is_zero() {
+            problems.push(problem(key, "must be longer than 0s".into()));
+        }
+    }
+    if server.max_connections == 0 {
+        problems.push(problem("server.max_connections", "must be greater than 0".into()));
+    }
     let dedup_window =
         duration("raaft.dedup_window", &raw.raaft.dedup_window, Duration::from_secs(24 * 3600), problems);
     let retention = duration("store.retention", &raw.store.retention, Duration::from_secs(14 * 24 * 3600), problems);
@@ -648,6 +676,21 @@ fn build_destination(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_limits_have_defaults_and_refuse_zero() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.server.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.server.body_timeout, Duration::from_secs(30));
+        assert_eq!(config.server.max_connections, 1024);
+        let text =
+            format!("{MINIMAL}[server]\nheader_timeout = \"0s\"\nbody_timeout = \"soon\"\nmax_connections = 0\n");
+        let problems = parse(&text).unwrap_err().to_string();
+        for key in ["server.header_timeout", "server.body_timeout", "server.max_connections"] {
+            assert!(problems.contains(key), "{key} missing from:\n{problems}");
+        }
+        assert!(problems.contains("\"soon\""), "{problems}");
+    }
 
     fn parse(text: &str) -> Result<Config, Problems> {
         let dir = tempfile::tempdir().unwrap();

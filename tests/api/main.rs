@@ -7,6 +7,7 @@ mod helpers;
 mod cli;
 mod delivery;
 mod discord;
+mod edge;
 mod email;
 mod ingest;
 mod operate;

@@ -1,0 +1,199 @@
+//! The HTTP edge: accepts connections and serves the relay's routes on
+//! them, with the limits a server on the public internet needs. A client
+//! gets `header_timeout` to send a request's headers (then the connection
+//! is closed; an idle keep-alive connection is closed after the same time).
+//! At most `max_connections` connections are open at once: at the cap, a
+//! new connection takes the place of the connection idle the longest, so
+//! thousands of idle sockets cannot lock out a client with a request to
+//! make; when every connection has a request under way, new ones wait in
+//! the kernel's backlog. The body's own deadline is enforced where it is
+//! read (see `startup`).
+
+use futures_util::future::BoxFuture;
+use hyper::server::conn::Http;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch, Notify};
+use tracing::{debug, warn};
+use warp::{Filter, Reply};
+
+/// The address of the peer a request came from, as the routes see it
+/// (`warp::ext::optional::<ClientAddr>()`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The edge's limits, from `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// How long shutdown waits for requests under way before closing their
+/// connections.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// An open connection: how many of its requests are under way, and how to
+/// close it.
+struct Open {
+    busy: Arc<AtomicUsize>,
+    evict: oneshot::Sender<()>,
+}
+
+/// The open connections, oldest first (ids only grow).
+#[derive(Default)]
+struct Connections {
+    open: Mutex<BTreeMap<u64, Open>>,
+    /// Signalled whenever a connection ends.
+    ended: Notify,
+}
+
+impl Connections {
+    fn len(&self) -> usize {
+        self.open.lock().expect("not poisoned").len()
+    }
+
+    /// Closes the connection idle the longest; false when all are busy.
+    fn evict_idle(&self) -> bool {
+        let mut open = self.open.lock().expect("not poisoned");
+        let idle = open.iter().find(|(_, c)| c.busy.load(Ordering::Acquire) == 0).map(|(id, _)| *id);
+        match idle.and_then(|id| open.remove(&id)) {
+            Some(conn) => {
+                let _ = conn.evict.send(());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        self.open.lock().expect("not poisoned").remove(&id);
+        self.ended.notify_waiters();
+    }
+}
+
+/// Serves `filter` on `listener` until `shutdown` completes, then stops
+/// accepting, lets requests under way finish (up to [`SHUTDOWN_DEADLINE`])
+/// and returns.
+pub fn serve<F>(
+    listener: TcpListener,
+    filter: F,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> BoxFuture<'static, ()>
+where
+    F: Filter + Clone + Send + Sync + 'static,
+    F::Future: Send,
+    <F::Future as futures_util::TryFuture>::Ok: Reply,
+{
+    let service = warp::service(filter);
+    let mut http = Http::new();
+    http.http1_only(true).http1_header_read_timeout(limits.header_timeout);
+    let http = Arc::new(http);
+    let connections = Arc::new(Connections::default());
+    let max = limits.max_connections.max(1);
+    Box::pin(async move {
+        let (closing_tx, closing) = watch::channel(false);
+        tokio::pin!(shutdown);
+        let mut next_id = 0u64;
+        'accept: loop {
+            // At the cap, make room before accepting: the longest idle
+            // connection goes; if every one is busy, wait for one to end.
+            while connections.len() >= max && !connections.evict_idle() {
+                let ended = connections.ended.notified();
+                tokio::select! {
+                    _ = ended => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = &mut shutdown => break 'accept,
+                }
+            }
+            let (stream, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pause
+                        // instead of spinning, then go on.
+                        warn!(error = %e, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break 'accept,
+            };
+            let _ = stream.set_nodelay(true);
+            let id = next_id;
+            next_id += 1;
+            let busy = Arc::new(AtomicUsize::new(0));
+            let (evict, evicted) = oneshot::channel();
+            connections.open.lock().expect("not poisoned").insert(id, Open { busy: busy.clone(), evict });
+            let service = service.clone();
+            let http = http.clone();
+            let connections = connections.clone();
+            let mut closing = closing.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::Body>| {
+                    request.extensions_mut().insert(ClientAddr(remote));
+                    let mut service = service.clone();
+                    let busy = busy.clone();
+                    busy.fetch_add(1, Ordering::AcqRel);
+                    async move {
+                        let response = tower_call(&mut service, request).await;
+                        busy.fetch_sub(1, Ordering::AcqRel);
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let connection = http.serve_connection(stream, service);
+                tokio::pin!(connection);
+                let result = tokio::select! {
+                    result = connection.as_mut() => result,
+                    _ = evicted => {
+                        debug!(client = %remote, "idle connection closed to make room");
+                        Ok(())
+                    }
+                    _ = async { drop(closing.wait_for(|c| *c).await) } => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(e) = result {
+                    debug!(client = %remote, error = %e, "connection closed with an error");
+                }
+                connections.remove(id);
+            });
+        }
+        drop(listener);
+        let _ = closing_tx.send(true);
+        let drained = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
+            while connections.len() > 0 {
+                let ended = connections.ended.notified();
+                tokio::select! {
+                    _ = ended => {}
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        });
+        if drained.await.is_err() {
+            warn!("shutdown deadline passed with requests under way");
+        }
+    })
+}
+
+/// Calls warp's service (whose error type is `Infallible`).
+async fn tower_call<S>(service: &mut S, request: hyper::Request<hyper::Body>) -> hyper::Response<hyper::Body>
+where
+    S: hyper::service::Service<
+        hyper::Request<hyper::Body>,
+        Response = hyper::Response<hyper::Body>,
+        Error = Infallible,
+    >,
+{
+    match service.call(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}

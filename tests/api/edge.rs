@@ -1,0 +1,175 @@
+//! The HTTP edge against hostile clients, over raw sockets: slow headers
+//! and slow bodies are cut off, thousands of idle connections do not lock
+//! out a client with an event to deliver, and malformed bodies get a 400
+//! (or a closed connection) while the relay goes on serving.
+
+use crate::helpers::*;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A console destination with `[server]` settings added.
+fn edge_config(server: &str) -> ConfigDir {
+    let config = ConfigDir::new(
+        "[destinations.out]\nkind = \"console\"\ntemplate = \"console/event.hbs\"\n[[routes]]\nname = \"all\"\nto = [\"out\"]\n",
+    );
+    let text = std::fs::read_to_string(config.path())
+        .unwrap()
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:0\"\n{server}"));
+    std::fs::write(config.path(), text).unwrap();
+    config
+}
+
+async fn connect(app: &TestApp) -> TcpStream {
+    TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap()
+}
+
+/// Reads until the peer closes the connection (or `deadline` passes, which
+/// fails the test); returns what arrived.
+async fn read_until_closed(stream: &mut TcpStream, deadline: Duration) -> String {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(deadline, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the relay kept the connection open past {deadline:?}");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A raw POST of `body` to the webhook, with the right token.
+fn raw_post(body: &[u8], extra_headers: &str) -> Vec<u8> {
+    let mut request = format!(
+        "POST /webhooks/raaft HTTP/1.1\r\nhost: relay\r\nx-raaft-token: {TOKEN}\r\ncontent-length: {}\r\n{extra_headers}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+#[tokio::test]
+async fn headers_that_never_finish_get_the_connection_closed() {
+    let app = spawn_app(edge_config("header_timeout = \"1s\""), &TestStore::Sqlite).await;
+    let mut slow = connect(&app).await;
+    slow.write_all(b"POST /webhooks/raaft HTTP/1.1\r\nhost: relay\r\n").await.unwrap();
+    let started = Instant::now();
+    read_until_closed(&mut slow, Duration::from_secs(5)).await;
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed before the timeout: {:?}", started.elapsed());
+    assert_eq!(app.post_event(sample("canceled.json")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_body_that_never_finishes_gets_408_and_a_closed_connection() {
+    let app = spawn_app(edge_config("body_timeout = \"1s\""), &TestStore::Sqlite).await;
+    let mut slow = connect(&app).await;
+    let full = raw_post(sample("canceled.json").as_bytes(), "content-type: application/json\r\n");
+    // Headers and half the body, then silence.
+    slow.write_all(&full[..full.len() - 200]).await.unwrap();
+    let answer = read_until_closed(&mut slow, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body not received within 1s"), "{answer}");
+    assert_eq!(app.stats().await.events, 0);
+    assert_eq!(app.post_event(sample("canceled.json")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn thousands_of_idle_connections_do_not_lock_out_a_sender() {
+    // Fewer slots than idle sockets: the cap is reached and must make room.
+    let app = spawn_app(edge_config("max_connections = 256"), &TestStore::Sqlite).await;
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        idle.push(connect(&app).await);
+    }
+    let started = Instant::now();
+    let response = tokio::time::timeout(Duration::from_secs(5), app.post_event(sample("canceled.json")))
+        .await
+        .expect("a sender got no answer while idle connections held the relay");
+    assert_eq!(response.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A connection with a request under way is never the one closed.
+    let mut busy = connect(&app).await;
+    busy.write_all(&raw_post(sample("saved-discount.json").as_bytes(), "")).await.unwrap();
+    let answer = read_until_closed_or_answered(&mut busy).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(idle);
+}
+
+/// Reads one answer's head.
+async fn read_until_closed_or_answered(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer within 5s");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_400_and_the_relay_keeps_serving() {
+    let app = spawn_app(edge_config(""), &TestStore::Sqlite).await;
+    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_object = format!("{}1{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("deeply nested arrays", nested.into_bytes()),
+        ("deeply nested objects", deep_object.into_bytes()),
+        ("invalid UTF-8", b"{\"outcome\": \"canceled\xff\xfe\"}".to_vec()),
+        ("a NUL byte", b"{\"outcome\": \"canceled\"}\0".to_vec()),
+        ("a NUL byte inside a string", b"{\"outcome\": \"can\0celed\"}".to_vec()),
+        ("truncated JSON", b"{\"outcome\": \"canc".to_vec()),
+        ("not an object", b"[1, 2, 3]".to_vec()),
+        ("empty", Vec::new()),
+    ];
+    for (what, body) in cases {
+        let response = app.post_event(body).await;
+        assert_eq!(response.status(), 400, "{what}");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: {answer}");
+    }
+    // Huge numbers and duplicate keys are JSON: accepted as Raaft sent them.
+    let response = app.post_event(r#"{"outcome": "canceled", "outcome": "saved", "amount": 1e999999}"#).await;
+    assert!(response.status() == 200 || response.status() == 400, "{}", response.status());
+    let response = app.post_event(format!(r#"{{"outcome": "canceled", "n": {}}}"#, "9".repeat(5000))).await;
+    assert!(response.status() == 200 || response.status() == 400, "{}", response.status());
+
+    // A body shorter than its Content-Length: the relay waits for the rest
+    // (up to body_timeout); a client that closes gets nothing stored.
+    let mut short = connect(&app).await;
+    let full = raw_post(b"{\"outcome\": \"canceled\", \"flowId\": \"short\"}", "");
+    short.write_all(&full[..full.len() - 10]).await.unwrap();
+    short.shutdown().await.unwrap();
+    read_until_closed(&mut short, Duration::from_secs(5)).await;
+    // A body longer than its Content-Length: the extra bytes are the next
+    // request, which is garbage, answered 400 and closed.
+    let mut long = connect(&app).await;
+    let mut request = raw_post(b"{\"outcome\": \"canceled\", \"flowId\": \"long\"}", "");
+    request.extend_from_slice(b"trailing garbage that is no request\r\n\r\n");
+    long.write_all(&request).await.unwrap();
+    let answer = read_until_closed(&mut long, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("HTTP/1.1 400"), "the garbage after the body was not refused: {answer}");
+
+    // Content-Type is not required to be exactly application/json.
+    for content_type in ["application/json; charset=utf-8", "text/plain", ""] {
+        let mut stream = connect(&app).await;
+        let header = if content_type.is_empty() { String::new() } else { format!("content-type: {content_type}\r\n") };
+        let body = format!(r#"{{"outcome": "canceled", "flowId": "ct-{content_type}"}}"#);
+        stream.write_all(&raw_post(body.as_bytes(), &header)).await.unwrap();
+        let answer = read_until_closed_or_answered(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "content-type {content_type:?}: {answer}");
+    }
+    assert_eq!(app.post_event(sample("canceled.json")).await.status(), 200);
+    assert!(app.stats().await.events >= 5);
+}
