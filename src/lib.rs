@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod auth;
 pub mod channels;
 pub mod check;
 pub mod cli;

@@ -3,6 +3,7 @@
 //! `run_until_stopped()`; `main` and the tests call the same function.
 
 use crate::alerts::Alerts;
+use crate::auth::AuthGuard;
 use crate::delivery::{Dispatcher, Services, DEFAULT_MAX_IN_FLIGHT};
 use crate::event::Event;
 use crate::metrics::Metrics;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// The store, metrics, pacer and alerts, shared with the dispatcher.
     pub services: Arc<Services>,
+    /// Failed authentications per client address.
+    pub auth: Arc<AuthGuard>,
 }
 
 impl AppState {
@@ -95,8 +98,16 @@ impl Application {
             pacer: Arc::new(Pacer::default()),
             alerts: Arc::new(Alerts::new(metrics.clone())),
         });
-        let state =
-            AppState { runtime: Arc::new(ArcSwap::from_pointee(runtime)), wake: Arc::new(Notify::new()), services };
+        let auth = Arc::new(AuthGuard::new(
+            runtime.config.server.auth_failures,
+            runtime.config.server.trusted_proxies.clone(),
+        ));
+        let state = AppState {
+            runtime: Arc::new(ArcSwap::from_pointee(runtime)),
+            wake: Arc::new(Notify::new()),
+            services,
+            auth,
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on \"{listen}\""))?;
@@ -160,6 +171,7 @@ async fn maintain(state: AppState, mut stop: watch::Receiver<bool>) {
         let runtime = state.runtime.load_full();
         if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_INTERVAL) {
             last_prune = Some(std::time::Instant::now());
+            state.auth.forget_recovered();
             match state.store().prune(runtime.config.store.retention, runtime.config.dedup_window).await {
                 Ok(0) => {}
                 Ok(n) => info!(pruned = n, "pruned delivered deliveries past retention"),
@@ -238,27 +250,37 @@ pub(crate) enum ApiError {
     Unavailable(String),
     NotFound(String),
     BodyTimeout(std::time::Duration),
+    TooManyFailures(std::time::Duration),
 }
 
 impl warp::reject::Reject for ApiError {}
 
 /// Lets the request through only with a valid `x-raaft-token`; the body is
-/// not read otherwise.
+/// not read otherwise. Failures count against the client's allowance.
 fn authorized(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rejection> + Clone {
     warp::header::optional::<String>("x-raaft-token")
         .or(warp::any().map(|| None))
         .unify()
         .and(warp::ext::optional::<ClientAddr>())
-        .and_then(move |token: Option<String>, remote: Option<ClientAddr>| {
+        .and(warp::header::optional::<String>("x-forwarded-for").or(warp::any().map(|| None)).unify())
+        .and_then(move |token: Option<String>, peer: Option<ClientAddr>, forwarded_for: Option<String>| {
             let state = state.clone();
             async move {
                 match token {
                     Some(t) if state.token_ok(t.as_bytes()) => Ok(state),
                     presented => {
+                        let client = state.auth.client(peer.map(|a| a.0.ip()), forwarded_for.as_deref());
+                        let shown = client.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into());
+                        if let Some(wait) = client.and_then(|ip| state.auth.failed(ip).err()) {
+                            state.metrics().events.with_label_values(&["unknown", "limited"]).inc();
+                            if client.is_some_and(|ip| state.auth.should_report(ip)) {
+                                warn!(client = %shown, "too many failed authentications; answering 429 for a while");
+                            }
+                            return Err(warp::reject::custom(ApiError::TooManyFailures(wait)));
+                        }
                         state.metrics().events.with_label_values(&["unknown", "unauthorized"]).inc();
-                        let client = remote.map(|a| a.0.ip().to_string()).unwrap_or_else(|| "unknown".into());
                         let why = if presented.is_some() { "wrong token" } else { "missing token" };
-                        warn!(%client, reason = why, "rejected webhook: {why}");
+                        warn!(client = %shown, reason = why, "rejected webhook: {why}");
                         Err(warp::reject::custom(ApiError::Unauthorized))
                     }
                 }
@@ -386,6 +408,15 @@ async fn handle_rejection(err: Rejection) -> Result<warp::reply::Response, Infal
             ApiError::BadRequest(reason) => error_reply(StatusCode::BAD_REQUEST, reason),
             ApiError::Unavailable(reason) => error_reply(StatusCode::SERVICE_UNAVAILABLE, reason),
             ApiError::NotFound(what) => error_reply(StatusCode::NOT_FOUND, what),
+            ApiError::TooManyFailures(wait) => {
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let mut reply = error_reply(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &format!("too many failed authentications from this address; retry in {seconds}s"),
+                );
+                reply.headers_mut().insert(warp::http::header::RETRY_AFTER, seconds.into());
+                reply
+            }
             ApiError::BodyTimeout(deadline) => {
                 let message = format!("body not received within {}", humantime::format_duration(*deadline));
                 let mut reply = error_reply(StatusCode::REQUEST_TIMEOUT, &message);

@@ -33,6 +33,11 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// How many connections are served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// How many requests with a missing or wrong token one client address
+    /// may make before it gets 429 (`None`: no limit).
+    pub auth_failures: Option<Rate>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// At most `count` messages per `per`, evenly spaced.
@@ -231,6 +236,9 @@ struct RawServer {
     header_timeout: Option<String>,
     body_timeout: Option<String>,
     max_connections: Option<usize>,
+    auth_failures: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -466,6 +474,31 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
         ),
         body_timeout: duration("server.body_timeout", &raw.server.body_timeout, Duration::from_secs(30), problems),
         max_connections: raw.server.max_connections.unwrap_or(1024),
+        auth_failures: match &raw.server.auth_failures {
+            None => Some(Rate { count: 20, per: Duration::from_secs(60) }),
+            Some(text) => Rate::parse(text).unwrap_or_else(|e| {
+                problems.push(problem("server.auth_failures", e));
+                None
+            }),
+        },
+        trusted_proxies: raw
+            .server
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, text)| {
+                let parsed =
+                    text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+                parsed
+                    .map_err(|_| {
+                        problems.push(problem(
+                            &format!("server.trusted_proxies[{i}]"),
+                            format!("\"{text}\" is not an IP address or network (e.g. \"10.0.0.1\", \"10.0.0.0/8\")"),
+                        ))
+                    })
+                    .ok()
+            })
+            .collect(),
     };
     if server.max_body_bytes == 0 {
         problems.push(problem("server.max_body_bytes", "must be greater than 0".into()));
@@ -683,10 +716,26 @@ mod tests {
         assert_eq!(config.server.header_timeout, Duration::from_secs(10));
         assert_eq!(config.server.body_timeout, Duration::from_secs(30));
         assert_eq!(config.server.max_connections, 1024);
+        assert_eq!(config.server.auth_failures, Some(Rate { count: 20, per: Duration::from_secs(60) }));
+        assert!(config.server.trusted_proxies.is_empty());
         let text =
-            format!("{MINIMAL}[server]\nheader_timeout = \"0s\"\nbody_timeout = \"soon\"\nmax_connections = 0\n");
+            format!("{MINIMAL}[server]\ntrusted_proxies = [\"10.0.0.1\", \"fd00::/8\"]\nauth_failures = \"none\"\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.server.trusted_proxies.len(), 2);
+        assert_eq!(config.server.auth_failures, None);
+        let text = format!(
+            "{MINIMAL}[server]\nheader_timeout = \"0s\"\nbody_timeout = \"soon\"\nmax_connections = 0\n\
+             auth_failures = \"often\"\ntrusted_proxies = [\"proxy.local\"]\n"
+        );
         let problems = parse(&text).unwrap_err().to_string();
-        for key in ["server.header_timeout", "server.body_timeout", "server.max_connections"] {
+        for key in [
+            "server.header_timeout",
+            "server.body_timeout",
+            "server.max_connections",
+            "server.auth_failures",
+            "server.trusted_proxies[0]",
+            "\"proxy.local\"",
+        ] {
             assert!(problems.contains(key), "{key} missing from:\n{problems}");
         }
         assert!(problems.contains("\"soon\""), "{problems}");

@@ -173,3 +173,61 @@ async fn malformed_bodies_get_400_and_the_relay_keeps_serving() {
     assert_eq!(app.post_event(sample("canceled.json")).await.status(), 200);
     assert!(app.stats().await.events >= 5);
 }
+
+/// A POST with `token`, claiming to come from `forwarded_for`.
+async fn post_from(app: &TestApp, token: &str, forwarded_for: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/webhooks/raaft", app.address))
+        .header("x-raaft-token", token)
+        .body(sample("canceled.json"));
+    if let Some(ip) = forwarded_for {
+        request = request.header("x-forwarded-for", ip);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn failed_authentication_is_limited_per_address_and_recovers() {
+    // Three failures at once, then one more every 500 ms.
+    let app = spawn_app(edge_config("auth_failures = \"3/1500ms\""), &TestStore::Sqlite).await;
+    for _ in 0..3 {
+        assert_eq!(post_from(&app, "guess", None).await.status(), 401);
+    }
+    let limited = post_from(&app, "guess", None).await;
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert!(limited.text().await.unwrap().contains("too many failed authentications"));
+    // The right token from the same address is not slowed.
+    assert_eq!(app.post_event(sample("canceled.json")).await.status(), 200);
+    // The allowance refills: a wrong token is a plain 401 again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match post_from(&app, "guess", None).await.status().as_u16() {
+            401 => break,
+            429 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("still limited after 5 s (last answer {other})"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn forwarded_for_names_the_client_only_behind_a_trusted_proxy() {
+    let behind_proxy =
+        spawn_app(edge_config("auth_failures = \"2/min\"\ntrusted_proxies = [\"127.0.0.1\"]"), &TestStore::Sqlite)
+            .await;
+    for _ in 0..2 {
+        assert_eq!(post_from(&behind_proxy, "guess", Some("198.51.100.1")).await.status(), 401);
+    }
+    assert_eq!(post_from(&behind_proxy, "guess", Some("198.51.100.1")).await.status(), 429);
+    // Another client behind the same proxy has its own allowance.
+    assert_eq!(post_from(&behind_proxy, "guess", Some("198.51.100.2")).await.status(), 401);
+
+    // Without the proxy trusted, the header is the client's own claim and
+    // changing it does not buy new attempts.
+    let direct = spawn_app(edge_config("auth_failures = \"2/min\""), &TestStore::Sqlite).await;
+    for n in 0..2 {
+        assert_eq!(post_from(&direct, "guess", Some(&format!("198.51.100.{n}"))).await.status(), 401);
+    }
+    assert_eq!(post_from(&direct, "guess", Some("198.51.100.9")).await.status(), 429);
+}
