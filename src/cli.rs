@@ -124,8 +124,9 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let runtime = load(path)?;
     let destinations = runtime.destinations().count();
     let routes = runtime.config.routes.len();
+    let tls = runtime.config.server.tls.is_some();
     let app = crate::Application::build(runtime).await?;
-    tracing::info!(port = app.port(), destinations, routes, config = %path.display(), "raaft-relay listening");
+    tracing::info!(port = app.port(), tls, destinations, routes, config = %path.display(), "raaft-relay listening");
     app.run_until_stopped(shutdown_signal()).await?;
     tracing::info!("raaft-relay stopped");
     Ok(ExitCode::SUCCESS)

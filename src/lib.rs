@@ -31,6 +31,7 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod text;
+pub mod tls;
 
 pub use runtime::Runtime;
 pub use startup::Application;

@@ -28,10 +28,12 @@ use warp::{Filter, Reply};
 pub struct ClientAddr(pub SocketAddr);
 
 /// The edge's limits, from `[server]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Limits {
     pub header_timeout: Duration,
     pub max_connections: usize,
+    /// Set when the relay terminates TLS itself.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// How long shutdown waits for requests under way before closing their
@@ -134,7 +136,9 @@ where
             let service = service.clone();
             let http = http.clone();
             let connections = connections.clone();
-            let mut closing = closing.clone();
+            let closing = closing.clone();
+            let tls = limits.tls.clone();
+            let header_timeout = limits.header_timeout;
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::Body>| {
                     request.extensions_mut().insert(ClientAddr(remote));
@@ -147,21 +151,23 @@ where
                         Ok::<_, Infallible>(response)
                     }
                 });
-                let connection = http.serve_connection(stream, service);
-                tokio::pin!(connection);
-                let result = tokio::select! {
-                    result = connection.as_mut() => result,
-                    _ = evicted => {
-                        debug!(client = %remote, "idle connection closed to make room");
-                        Ok(())
+                let closed = |mut closing: watch::Receiver<bool>| async move { drop(closing.wait_for(|c| *c).await) };
+                match tls {
+                    None => serve_connection(&http, stream, service, remote, evicted, closed(closing)).await,
+                    Some(acceptor) => {
+                        // The handshake counts as part of the headers' time.
+                        let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
+                        tokio::select! {
+                            shaken = handshake => match shaken {
+                                Ok(Ok(stream)) => {
+                                    serve_connection(&http, stream, service, remote, evicted, closed(closing.clone())).await
+                                }
+                                Ok(Err(e)) => debug!(client = %remote, error = %e, "TLS handshake failed"),
+                                Err(_) => debug!(client = %remote, "TLS handshake not done in time"),
+                            },
+                            _ = closed(closing.clone()) => {}
+                        }
                     }
-                    _ = async { drop(closing.wait_for(|c| *c).await) } => {
-                        connection.as_mut().graceful_shutdown();
-                        connection.await
-                    }
-                };
-                if let Err(e) = result {
-                    debug!(client = %remote, error = %e, "connection closed with an error");
                 }
                 connections.remove(id);
             });
@@ -181,6 +187,43 @@ where
             warn!("shutdown deadline passed with requests under way");
         }
     })
+}
+
+/// Serves one connection until it ends, is evicted (closed at once) or the
+/// relay is closing (requests under way finish).
+async fn serve_connection<I, S>(
+    http: &Http,
+    io: I,
+    service: S,
+    remote: SocketAddr,
+    evicted: oneshot::Receiver<()>,
+    closing: impl std::future::Future<Output = ()>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::Body>,
+            Response = hyper::Response<hyper::Body>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let connection = http.serve_connection(io, service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = evicted => {
+            debug!(client = %remote, "idle connection closed to make room");
+            Ok(())
+        }
+        _ = closing => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(client = %remote, error = %e, "connection closed with an error");
+    }
 }
 
 /// Calls warp's service (whose error type is `Infallible`).

@@ -113,9 +113,14 @@ impl Application {
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on \"{listen}\""))?;
         let port = listener.local_addr()?.port();
         let server_config = &state.runtime.load().config.server;
+        let tls = match &server_config.tls {
+            Some(files) => Some(crate::tls::acceptor(&files.cert, &files.key)?),
+            None => None,
+        };
         let limits = crate::server::Limits {
             header_timeout: server_config.header_timeout,
             max_connections: server_config.max_connections,
+            tls,
         };
         let server = crate::server::serve(listener, routes(state.clone()), limits, async move {
             let _ = stopped.await;

@@ -38,6 +38,15 @@ pub struct ServerConfig {
     pub auth_failures: Option<Rate>,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// TLS termination: the PEM certificate chain and private key.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Where the TLS certificate chain and key are (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// At most `count` messages per `per`, evenly spaced.
@@ -239,6 +248,8 @@ struct RawServer {
     auth_failures: Option<String>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -499,6 +510,33 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
                     .ok()
             })
             .collect(),
+        tls: match (&raw.server.tls_cert, &raw.server.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let files = TlsFiles { cert: base_dir.join(cert), key: base_dir.join(key) };
+                // Checked here, so that `check` and a reload report a bad
+                // pair with its key and line.
+                match crate::tls::acceptor(&files.cert, &files.key) {
+                    Ok(_) => Some(files),
+                    Err(e) => {
+                        let key = match e {
+                            crate::tls::TlsError::Key { .. } => "server.tls_key",
+                            _ => "server.tls_cert",
+                        };
+                        problems.push(problem(key, e.to_string()));
+                        None
+                    }
+                }
+            }
+            (Some(_), None) => {
+                problems.push(problem("server.tls_cert", "needs server.tls_key as well".into()));
+                None
+            }
+            (None, Some(_)) => {
+                problems.push(problem("server.tls_key", "needs server.tls_cert as well".into()));
+                None
+            }
+        },
     };
     if server.max_body_bytes == 0 {
         problems.push(problem("server.max_body_bytes", "must be greater than 0".into()));

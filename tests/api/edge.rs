@@ -231,3 +231,66 @@ async fn forwarded_for_names_the_client_only_behind_a_trusted_proxy() {
     }
     assert_eq!(post_from(&direct, "guess", Some("198.51.100.9")).await.status(), 429);
 }
+
+/// A self-signed certificate for `localhost`, written beside the config.
+fn self_signed(config: &ConfigDir) -> String {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(config.dir.path().join("cert.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(config.dir.path().join("key.pem"), certified.key_pair.serialize_pem()).unwrap();
+    certified.cert.pem()
+}
+
+#[tokio::test]
+async fn the_relay_terminates_tls_with_the_configured_certificate() {
+    let config = edge_config("tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"");
+    let cert = self_signed(&config);
+    let app = spawn_app(config, &TestStore::Sqlite).await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let response = client
+        .post(format!("https://localhost:{port}/webhooks/raaft"))
+        .header("x-raaft-token", TOKEN)
+        .body(sample("canceled.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.stats().await.events, 1);
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = reqwest::Client::new()
+        .post(format!("{}/webhooks/raaft", app.address))
+        .header("x-raaft-token", TOKEN)
+        .body(sample("saved-discount.json"))
+        .send()
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
+    // A client that does not trust the certificate cannot connect.
+    let error = reqwest::Client::new()
+        .post(format!("https://localhost:{port}/webhooks/raaft"))
+        .header("x-raaft-token", TOKEN)
+        .body(sample("saved-discount.json"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(error.is_connect(), "{error}");
+    assert_eq!(app.stats().await.events, 1);
+}
+
+#[tokio::test]
+async fn a_certificate_that_cannot_be_used_is_a_config_problem() {
+    let config = edge_config("tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"");
+    self_signed(&config);
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(config.dir.path().join("key.pem"), other.key_pair.serialize_pem()).unwrap();
+    let problems = raaft_relay::Runtime::load(&config.path()).unwrap_err().to_string();
+    assert!(problems.contains("server.tls_cert") && problems.contains("do not go together"), "{problems}");
+    std::fs::write(config.dir.path().join("key.pem"), "not a key").unwrap();
+    let problems = raaft_relay::Runtime::load(&config.path()).unwrap_err().to_string();
+    assert!(problems.contains("server.tls_key") && problems.contains("key.pem"), "{problems}");
+    let only_cert = edge_config("tls_cert = \"cert.pem\"");
+    let problems = raaft_relay::Runtime::load(&only_cert.path()).unwrap_err().to_string();
+    assert!(problems.contains("needs server.tls_key"), "{problems}");
+}
