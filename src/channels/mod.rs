@@ -4,10 +4,10 @@
 //! platform's quirks.
 
 mod console;
-mod discord;
+pub mod discord;
 mod email;
 mod http;
-mod slack;
+pub mod slack;
 mod webhook;
 
 use crate::config::{DestinationConfig, DestinationKind, RetryPolicy};

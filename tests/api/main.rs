@@ -12,5 +12,6 @@ mod email;
 mod ingest;
 mod operate;
 mod process;
+mod properties;
 mod slack;
 mod store;
