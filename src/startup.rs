@@ -408,9 +408,13 @@ async fn handle_rejection(err: Rejection) -> Result<warp::reply::Response, Infal
         match e {
             ApiError::Unauthorized => error_reply(StatusCode::UNAUTHORIZED, "missing or invalid x-raaft-token"),
             ApiError::TooLarge(limit) => {
+                warn!(limit, "refused a request: body too large");
                 error_reply(StatusCode::PAYLOAD_TOO_LARGE, &format!("body exceeds {limit} bytes"))
             }
-            ApiError::BadRequest(reason) => error_reply(StatusCode::BAD_REQUEST, reason),
+            ApiError::BadRequest(reason) => {
+                warn!(%reason, "refused a request: bad request");
+                error_reply(StatusCode::BAD_REQUEST, reason)
+            }
             ApiError::Unavailable(reason) => error_reply(StatusCode::SERVICE_UNAVAILABLE, reason),
             ApiError::NotFound(what) => error_reply(StatusCode::NOT_FOUND, what),
             ApiError::TooManyFailures(wait) => {
@@ -424,6 +428,7 @@ async fn handle_rejection(err: Rejection) -> Result<warp::reply::Response, Infal
             }
             ApiError::BodyTimeout(deadline) => {
                 let message = format!("body not received within {}", humantime::format_duration(*deadline));
+                warn!("refused a request: {message}");
                 let mut reply = error_reply(StatusCode::REQUEST_TIMEOUT, &message);
                 reply.headers_mut().insert(warp::http::header::CONNECTION, "close".parse().expect("a valid header"));
                 reply
