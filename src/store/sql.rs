@@ -435,6 +435,20 @@ async fn insert_events(
         .collect())
 }
 
+/// A delivery's status, next attempt time and last error after an
+/// attempt that ended in `state` (both engines record it the same way).
+pub(super) fn delivery_after<'a>(
+    state: &'a JobState,
+    attempt: &'a AttemptRecord,
+    now: i64,
+) -> (&'static str, i64, Option<&'a str>) {
+    match state {
+        JobState::Delivered => ("delivered", now, None),
+        JobState::RetryAt(at) => ("pending", ms(*at), attempt.error.as_deref()),
+        JobState::Dead { reason } => ("dead", now, Some(reason.as_str())),
+    }
+}
+
 /// Records an attempt and the delivery's new state, if the lease is still
 /// this job's. Returns whether the delivery was updated.
 async fn record_attempt(
@@ -445,11 +459,7 @@ async fn record_attempt(
 ) -> Result<bool, sqlx::Error> {
     let number = i64::from(job.attempts) + 1;
     let now = now_ms();
-    let (status, next, last_error) = match state {
-        JobState::Delivered => ("delivered", now, None),
-        JobState::RetryAt(at) => ("pending", ms(*at), attempt.error.clone()),
-        JobState::Dead { reason } => ("dead", now, Some(reason.clone())),
-    };
+    let (status, next, last_error) = delivery_after(state, attempt, now);
     sqlx::query(
         "INSERT INTO attempts (id, delivery_id, number, at, status_code, latency_ms, response, error, payload) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -5,7 +5,7 @@
 //! few commits, not one per request, and nothing ever waits for SQLite's
 //! write lock. Reads go through the pool beside it (WAL keeps them apart).
 
-use super::sql::{ms, now_ms, Written};
+use super::sql::{delivery_after, ms, now_ms, Written};
 use super::*;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
@@ -190,11 +190,7 @@ fn finish(
 ) -> rusqlite::Result<bool> {
     let number = i64::from(job.attempts) + 1;
     let now = now_ms();
-    let (status, next, last_error) = match state {
-        JobState::Delivered => ("delivered", now, None),
-        JobState::RetryAt(at) => ("pending", ms(*at), attempt.error.as_deref()),
-        JobState::Dead { reason } => ("dead", now, Some(reason.as_str())),
-    };
+    let (status, next, last_error) = delivery_after(state, attempt, now);
     tx.prepare_cached(
         "INSERT INTO attempts (id, delivery_id, number, at, status_code, latency_ms, response, error, payload) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",

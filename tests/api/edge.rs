@@ -27,10 +27,20 @@ async fn connect(app: &TestApp) -> TcpStream {
 /// Reads until the peer closes the connection (or `deadline` passes, which
 /// fails the test); returns what arrived.
 async fn read_until_closed(stream: &mut TcpStream, deadline: Duration) -> String {
+    read_until(stream, deadline, |_| false).await
+}
+
+/// Reads one answer's head (within 5 s, or the test fails).
+async fn read_until_closed_or_answered(stream: &mut TcpStream) -> String {
+    read_until(stream, Duration::from_secs(5), |got| got.contains("\r\n\r\n")).await
+}
+
+/// Reads until `done` holds for what arrived or the peer closes.
+async fn read_until(stream: &mut TcpStream, deadline: Duration, done: impl Fn(&str) -> bool) -> String {
     let mut got = Vec::new();
     let read = tokio::time::timeout(deadline, async {
         let mut buf = [0u8; 4096];
-        loop {
+        while !done(&String::from_utf8_lossy(&got)) {
             match stream.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => got.extend_from_slice(&buf[..n]),
@@ -38,7 +48,7 @@ async fn read_until_closed(stream: &mut TcpStream, deadline: Duration) -> String
         }
     })
     .await;
-    assert!(read.is_ok(), "the relay kept the connection open past {deadline:?}");
+    assert!(read.is_ok(), "no answer and no close within {deadline:?}");
     String::from_utf8_lossy(&got).into_owned()
 }
 
@@ -86,35 +96,16 @@ async fn thousands_of_idle_connections_do_not_lock_out_a_sender() {
     for _ in 0..2000 {
         idle.push(connect(&app).await);
     }
-    let started = Instant::now();
     let response = tokio::time::timeout(Duration::from_secs(5), app.post_event(sample("canceled.json")))
         .await
         .expect("a sender got no answer while idle connections held the relay");
     assert_eq!(response.status(), 200);
-    assert!(started.elapsed() < Duration::from_secs(5));
     // A connection with a request under way is never the one closed.
     let mut busy = connect(&app).await;
     busy.write_all(&raw_post(sample("saved-discount.json").as_bytes(), "")).await.unwrap();
     let answer = read_until_closed_or_answered(&mut busy).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(idle);
-}
-
-/// Reads one answer's head.
-async fn read_until_closed_or_answered(stream: &mut TcpStream) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
-        while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "no answer within 5s");
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 #[tokio::test]

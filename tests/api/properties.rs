@@ -184,14 +184,16 @@ fn chars(v: &Value) -> usize {
     v.as_str().map_or(0, |s| s.chars().count())
 }
 
+/// `n` characters (or items) against the platform's `max`.
+fn check(what: &str, n: usize, max: usize) -> Result<(), String> {
+    if n > max {
+        Err(format!("{what}: {n} > {max}"))
+    } else {
+        Ok(())
+    }
+}
+
 fn within_slack_limits(payload: &Value) -> Result<(), String> {
-    let check = |what: &str, n: usize, max: usize| {
-        if n > max {
-            Err(format!("{what}: {n} > {max}"))
-        } else {
-            Ok(())
-        }
-    };
     check("text", chars(&payload["text"]), slack::TEXT_MAX)?;
     let blocks = payload["blocks"].as_array().cloned().unwrap_or_default();
     check("blocks", blocks.len(), slack::BLOCKS_MAX)?;
@@ -218,13 +220,6 @@ fn within_slack_limits(payload: &Value) -> Result<(), String> {
 }
 
 fn within_discord_limits(payload: &Value) -> Result<(), String> {
-    let check = |what: &str, n: usize, max: usize| {
-        if n > max {
-            Err(format!("{what}: {n} > {max}"))
-        } else {
-            Ok(())
-        }
-    };
     check("content", chars(&payload["content"]), discord::CONTENT_MAX)?;
     let embeds = payload["embeds"].as_array().cloned().unwrap_or_default();
     check("embeds", embeds.len(), discord::EMBEDS_MAX)?;
