@@ -126,33 +126,39 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let routes = runtime.config.routes.len();
     let tls = runtime.config.server.tls.is_some();
     let app = crate::Application::build(runtime).await?;
+    // Registered before the port is announced, like SIGHUP: a SIGTERM sent
+    // right after must drain, not kill.
+    let shutdown = shutdown_signal();
     tracing::info!(port = app.port(), tls, destinations, routes, config = %path.display(), "raaft-relay listening");
-    app.run_until_stopped(shutdown_signal()).await?;
+    app.run_until_stopped(shutdown).await?;
     tracing::info!("raaft-relay stopped");
     Ok(ExitCode::SUCCESS)
 }
 
 /// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    // Both listeners exist once this returns, before the future is polled.
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        let term = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
 
 fn run_check(path: &Path) -> anyhow::Result<ExitCode> {

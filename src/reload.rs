@@ -53,8 +53,41 @@ pub fn reload(state: &AppState, why: &str) -> bool {
     }
 }
 
+/// The SIGHUP listener. Until it exists the signal's default action ends
+/// the process, so it is registered before the relay says it listens.
+pub struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    /// Starts catching SIGHUP (needs a tokio runtime).
+    pub fn register() -> Hangup {
+        #[cfg(unix)]
+        {
+            let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+            if let Err(e) = &signal {
+                warn!(error = %e, "cannot catch SIGHUP; reload through file changes");
+            }
+            Hangup { signal: signal.ok() }
+        }
+        #[cfg(not(unix))]
+        Hangup {}
+    }
+
+    /// Resolves at the next SIGHUP (never, where there is none).
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = self.signal.as_mut() {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    }
+}
+
 /// Reloads on SIGHUP and on file changes until `stop` turns true.
-pub async fn watch(state: AppState, mut stop: watch::Receiver<bool>) {
+pub async fn watch(state: AppState, mut hangup: Hangup, mut stop: watch::Receiver<bool>) {
     let (changed_tx, mut changed) = mpsc::channel::<()>(1);
     let runtime = state.runtime.load_full();
     let ignored = store_files(&runtime.config.store.url);
@@ -90,22 +123,9 @@ pub async fn watch(state: AppState, mut stop: watch::Receiver<bool>) {
             }
         }
     }
-    #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
-        #[cfg(unix)]
-        let sighup = async {
-            match hangup.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let sighup = std::future::pending::<()>();
         tokio::select! {
-            _ = sighup => { reload(&state, "SIGHUP"); }
+            _ = hangup.recv() => { reload(&state, "SIGHUP"); }
             Some(()) = changed.recv() => {
                 // Edits come in bursts (write, rename, touch): wait for quiet.
                 while tokio::time::timeout(DEBOUNCE, changed.recv()).await.is_ok_and(|m| m.is_some()) {}

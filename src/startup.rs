@@ -65,6 +65,9 @@ pub struct Application {
     port: u16,
     state: AppState,
     max_in_flight: usize,
+    /// SIGHUP, registered before the port is announced: a signal sent as
+    /// soon as the relay listens must reload it, not end it.
+    hangup: crate::reload::Hangup,
 }
 
 impl Application {
@@ -125,7 +128,8 @@ impl Application {
         let server = crate::server::serve(listener, routes(state.clone()), limits, async move {
             let _ = stopped.await;
         });
-        Ok(Application { server, stop, port, state, max_in_flight: DEFAULT_MAX_IN_FLIGHT })
+        let hangup = crate::reload::Hangup::register();
+        Ok(Application { server, stop, port, state, max_in_flight: DEFAULT_MAX_IN_FLIGHT, hangup })
     }
 
     pub fn port(&self) -> u16 {
@@ -148,7 +152,7 @@ impl Application {
         };
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx.clone()));
         let maintenance = tokio::spawn(maintain(self.state.clone(), stop_rx.clone()));
-        let reloads = tokio::spawn(crate::reload::watch(self.state.clone(), stop_rx));
+        let reloads = tokio::spawn(crate::reload::watch(self.state.clone(), self.hangup, stop_rx));
         let stop = self.stop;
         tokio::spawn(async move {
             shutdown.await;

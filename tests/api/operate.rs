@@ -304,14 +304,20 @@ async fn sighup_reloads_at_once_and_a_listen_change_waits_for_a_restart() {
     ));
     cfg.write_template("note.hbs", "before");
     cfg.set_store(&TestStore::Sqlite.fresh_url(cfg.dir.path()).await);
-    let relay = RelayProcess::start(&cfg.path()).await;
+    let mut relay = RelayProcess::start(&cfg.path()).await;
     std::fs::write(cfg.dir.path().join("templates/note.hbs"), "after").unwrap();
     let text =
         std::fs::read_to_string(cfg.path()).unwrap().replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"");
     std::fs::write(cfg.path(), text).unwrap();
     let pid = relay.child.id().to_string();
+    // Sent as soon as the relay has said it listens: the signal must be
+    // caught by then (its default action ends the process).
     assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
-    wait_until(Duration::from_secs(5), "the SIGHUP reload", || relay.logs().contains("\"trigger\":\"SIGHUP\"")).await;
+    wait_until(Duration::from_secs(5), "the SIGHUP reload", || {
+        relay.logs().contains("\"trigger\":\"SIGHUP\"") || relay.child.try_wait().unwrap().is_some()
+    })
+    .await;
+    assert_eq!(relay.child.try_wait().unwrap(), None, "SIGHUP ended the relay:\n{}", relay.logs());
     assert!(relay.logs().contains("server.listen changed: restart the relay to apply it"), "{}", relay.logs());
     assert_eq!(relay.post(sample("canceled.json")).await.status(), 200, "still listening where it was");
     assert_eq!(hook.wait_for(1, Duration::from_secs(5)).await[0].body, "after");
