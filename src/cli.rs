@@ -137,7 +137,8 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
 
 /// Completes on SIGINT or SIGTERM.
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    // Both listeners exist once this returns, before the future is polled.
+    // SIGTERM (what service managers send) is caught from the moment this
+    // returns, before the future is first polled; Ctrl-C from the first poll.
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let ctrl_c = tokio::signal::ctrl_c();
