@@ -74,8 +74,33 @@ impl Condition {
     }
 
     /// Compiles a CEL expression.
+    ///
+    /// Parsing recurses as deep as the expression nests, so it runs on a
+    /// thread of its own with room for the parser's own limit, whatever
+    /// thread loads the config; and a condition nested deeper than
+    /// [`MAX_CEL_DEPTH`] is refused, since evaluating it recurses as deep
+    /// on the thread that routes each event.
     pub fn cel(source: &str) -> Result<Condition, String> {
+        std::thread::scope(|scope| {
+            let compiling = std::thread::Builder::new()
+                .name("raaft-cel-compile".into())
+                .stack_size(CEL_COMPILE_STACK)
+                .spawn_scoped(scope, || Self::cel_here(source))
+                .map_err(|e| format!("cannot compile CEL condition \"{source}\": {e}"))?;
+            compiling
+                .join()
+                .unwrap_or_else(|_| Err(format!("invalid CEL condition \"{source}\": the CEL parser failed on it")))
+        })
+    }
+
+    fn cel_here(source: &str) -> Result<Condition, String> {
         let program = compile(source)?;
+        let depth = depth(program.expression());
+        if depth > MAX_CEL_DEPTH {
+            return Err(format!(
+                "invalid CEL condition \"{source}\": nested {depth} levels deep, more than the {MAX_CEL_DEPTH} a condition may use"
+            ));
+        }
         let parts = split_top_level(source, "&&")
             .into_iter()
             .filter_map(|part| {
@@ -130,6 +155,34 @@ impl Condition {
                 Verdict::NotMatched { condition: c.source.clone(), saw: "false".into() }
             }
         }
+    }
+}
+
+/// The deepest CEL condition accepted, in levels of the parsed expression
+/// (`a == 1 && b == 2` is 3; real routing rules stay well under 10).
+pub const MAX_CEL_DEPTH: usize = 32;
+
+/// Room for the CEL parser: its own limit (96 nested expressions) takes a
+/// few megabytes of stack in an unoptimised build.
+const CEL_COMPILE_STACK: usize = 64 << 20;
+
+/// Levels of a parsed CEL expression.
+fn depth(e: &cel::IdedExpr) -> usize {
+    use cel::common::ast::{EntryExpr, Expr};
+    let entry = |e: &cel::common::ast::IdedEntryExpr| match &e.expr {
+        EntryExpr::StructField(f) => depth(&f.value),
+        EntryExpr::MapEntry(m) => depth(&m.key).max(depth(&m.value)),
+    };
+    1 + match &e.expr {
+        Expr::Call(c) => c.target.iter().map(|t| depth(t)).chain(c.args.iter().map(depth)).max().unwrap_or(0),
+        Expr::Comprehension(c) => {
+            [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter().map(depth).max().unwrap_or(0)
+        }
+        Expr::List(l) => l.elements.iter().map(depth).max().unwrap_or(0),
+        Expr::Map(m) => m.entries.iter().map(entry).max().unwrap_or(0),
+        Expr::Struct(s) => s.entries.iter().map(entry).max().unwrap_or(0),
+        Expr::Select(s) => depth(&s.operand),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => 0,
     }
 }
 
@@ -327,6 +380,51 @@ mod tests {
 
     fn holds(c: &Condition, event: &Value) -> bool {
         c.matches(event, &mut EvalContext::default())
+    }
+
+    /// `1 + 1 + ... >= 1` with `terms` ones: `terms + 1` levels deep.
+    fn chain(terms: usize) -> String {
+        format!("{} >= 1", vec!["1"; terms].join(" + "))
+    }
+
+    #[test]
+    fn deep_cel_conditions_are_refused_not_a_crash() {
+        // The parser's own limit, far past what the calling thread's stack
+        // (2 MB for a tokio worker, where a reload compiles) would hold.
+        let err = Condition::cel(&format!("{}true{}", "(".repeat(400), ")".repeat(400))).unwrap_err();
+        assert!(err.starts_with("invalid CEL condition \"((("), "{err}");
+        let err = Condition::cel(&chain(2000)).unwrap_err();
+        assert!(err.contains("nested 2001 levels deep, more than the 32 a condition may use"), "{err}");
+        let err = Condition::cel(&format!("{}1{} == [[1]]", "[".repeat(40), "]".repeat(40))).unwrap_err();
+        assert!(err.contains("levels deep"), "{err}");
+        let err = Condition::cel(&chain(MAX_CEL_DEPTH)).unwrap_err();
+        assert!(err.contains(&format!("nested {} levels deep", MAX_CEL_DEPTH + 1)), "{err}");
+    }
+
+    #[test]
+    fn the_deepest_accepted_condition_evaluates_on_a_small_stack() {
+        let deepest = Condition::cel(&chain(MAX_CEL_DEPTH - 1)).unwrap();
+        let Condition::Cel(c) = &deepest else { unreachable!() };
+        assert_eq!(depth(c.program.expression()), MAX_CEL_DEPTH);
+        // A tokio worker's stack, in whatever build the tests run.
+        let on_worker_stack = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || holds(&deepest, &canceled()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(on_worker_stack);
+    }
+
+    #[test]
+    fn compiling_works_from_any_thread() {
+        let cond = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(|| Condition::cel(r#"outcome == "canceled" && subscription.plan.amount >= 10"#).unwrap())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(holds(&cond, &canceled()));
     }
 
     #[test]
