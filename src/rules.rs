@@ -175,9 +175,11 @@ fn depth(e: &cel::IdedExpr) -> usize {
     };
     1 + match &e.expr {
         Expr::Call(c) => c.target.iter().map(|t| depth(t)).chain(c.args.iter().map(depth)).max().unwrap_or(0),
-        Expr::Comprehension(c) => {
-            [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter().map(depth).max().unwrap_or(0)
-        }
+        Expr::Comprehension(c) => [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result]
+            .into_iter()
+            .map(depth)
+            .max()
+            .unwrap_or(0),
         Expr::List(l) => l.elements.iter().map(depth).max().unwrap_or(0),
         Expr::Map(m) => m.entries.iter().map(entry).max().unwrap_or(0),
         Expr::Struct(s) => s.entries.iter().map(entry).max().unwrap_or(0),

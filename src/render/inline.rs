@@ -41,9 +41,8 @@ impl Inlinable {
     }
 
     fn copy_in(&self, template: &Template, in_block_params: bool) -> Template {
-        let mut out = template.clone();
-        out.elements.clear();
-        out.mapping.clear();
+        let mut out = Template::new();
+        out.name.clone_from(&template.name);
         for (i, element) in template.elements.iter().enumerate() {
             let mapping = template.mapping.get(i).cloned();
             let replacement = match element {

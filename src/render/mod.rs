@@ -92,9 +92,11 @@ impl Template {
             }
         })?;
         if inline_partials {
-            let inlinable = inline::Inlinable::new(partials.iter().filter_map(|(name, source)| {
-                Some((name.as_str(), source.as_str(), registry.get_template(name)?))
-            }));
+            let inlinable = inline::Inlinable::new(
+                partials
+                    .iter()
+                    .filter_map(|(name, source)| Some((name.as_str(), source.as_str(), registry.get_template(name)?))),
+            );
             if let Some(compiled) = registry.get_template("t") {
                 let copied = inlinable.apply(compiled);
                 registry.register_template("t", copied);

@@ -11,15 +11,20 @@ use raaft_relay::Runtime;
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
 
-/// Any JSON value, with strings of any Unicode (long ones included).
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
+/// Any JSON scalar: null, booleans, integers, finite floats, any text.
+fn any_scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
         any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f).map(Value::Number)),
         any_text().prop_map(Value::from),
-    ];
+    ]
+}
+
+/// Any JSON value, with strings of any Unicode (long ones included).
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = any_scalar();
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
@@ -33,13 +38,7 @@ fn any_json() -> impl Strategy<Value = Value> {
 /// can take while templates still read them as written (Handlebars refuses
 /// `a.b` when `a` is an array, see `odd_shapes_fail_cleanly`).
 fn any_json_without_arrays() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f).map(Value::Number)),
-        any_text().prop_map(Value::from),
-    ];
+    let leaf = any_scalar();
     leaf.prop_recursive(3, 24, 6, |inner| {
         prop::collection::vec((any_text(), inner), 0..6)
             .prop_map(|entries| Value::Object(entries.into_iter().collect::<Map<_, _>>()))
