@@ -204,27 +204,44 @@ sleep 1
 read -r E_P50 E_P99 < <(curl -s "http://127.0.0.1:$E_SINK_PORT/stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); print("%.2f %.2f" % (s["p50_ms"], s["p99_ms"]))')
 kill "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
 
-# Backlog: accepted while the destination is down, then drained.
-G_PORT=$(free_port)
-G_SINK_PORT=$(free_port)
-relay_config "$WORK/backlog" "127.0.0.1:$G_PORT" "http://127.0.0.1:$G_SINK_PORT/in" "sqlite://$WORK/backlog/relay.db"
-start_relay "$WORK/backlog/relay.toml"
-wait_port "$G_PORT"
-echo "measuring a backlog of $BACKLOG events" >&2
-RAAFT_TOKEN=$TOKEN "$BIN/examples/bench_post" "http://127.0.0.1:$G_PORT/webhooks/raaft" --count "$BACKLOG" --connections 64 >"$WORK/backlog.post"
-read -r G_IN G_FAILED < <(awk '{ printf "%.0f %d\n", $4 / $8, $6 }' "$WORK/backlog.post")
-"$BIN/examples/bench_sink" "127.0.0.1:$G_SINK_PORT" &
-PIDS+=($!)
-DRAIN_START=$(date +%s.%N)
-for _ in $(seq 1 6000); do
-    COUNT=$(curl -s "http://127.0.0.1:$G_SINK_PORT/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])' 2>/dev/null || echo 0)
-    [[ "$COUNT" -ge "$BACKLOG" ]] && break
-    sleep 0.2
-done
-DRAIN_END=$(date +%s.%N)
-G_RATE=$(awk -v n="$COUNT" -v a="$DRAIN_START" -v b="$DRAIN_END" 'BEGIN { printf "%.0f", n / (b - a) }')
-G_HWM=$(hwm_kb "$RELAY_PID")
-kill "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
+# Backlog: accepted while the destination is down, then drained; on
+# SQLite, and on PostgreSQL when it answers. Prints "accepted_per_s
+# not_accepted drained_per_s peak_rss_kb".
+backlog() { # name store
+    local dir="$WORK/backlog-$1" port sink_port sink_pid count start end
+    port=$(free_port)
+    sink_port=$(free_port)
+    relay_config "$dir" "127.0.0.1:$port" "http://127.0.0.1:$sink_port/in" "$2"
+    start_relay "$dir/relay.toml"
+    wait_port "$port"
+    RAAFT_TOKEN=$TOKEN "$BIN/examples/bench_post" "http://127.0.0.1:$port/webhooks/raaft" --count "$BACKLOG" --connections 64 >"$dir/post.out"
+    "$BIN/examples/bench_sink" "127.0.0.1:$sink_port" &
+    sink_pid=$!
+    PIDS+=("$sink_pid")
+    start=$(date +%s.%N)
+    count=0
+    for _ in $(seq 1 6000); do
+        count=$(curl -s "http://127.0.0.1:$sink_port/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])' 2>/dev/null || echo 0)
+        [[ "$count" -ge "$BACKLOG" ]] && break
+        sleep 0.2
+    done
+    end=$(date +%s.%N)
+    local hwm
+    hwm=$(hwm_kb "$RELAY_PID")
+    kill "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
+    kill "$sink_pid"; wait "$sink_pid" 2>/dev/null || true
+    awk -v n="$count" -v a="$start" -v b="$end" -v hwm="$hwm" '
+        NR == 1 { printf "%.0f %d %.0f %d\n", $4 / $8, $6, n / (b - a), hwm }' "$dir/post.out"
+}
+echo "measuring a backlog of $BACKLOG events on SQLite" >&2
+read -r G_IN G_FAILED G_RATE G_HWM < <(backlog sqlite "sqlite://$WORK/backlog-sqlite/relay.db")
+H_IN=""
+if [[ -n "${PG_URL:-}" ]]; then
+    psql "$PG_SERVER" -qc 'DROP DATABASE IF EXISTS raaft_relay_bench_backlog' >/dev/null
+    psql "$PG_SERVER" -qc 'CREATE DATABASE raaft_relay_bench_backlog' >/dev/null
+    echo "measuring a backlog of $BACKLOG events on PostgreSQL" >&2
+    read -r H_IN H_FAILED H_RATE H_HWM < <(backlog pg "${PG_SERVER%/*}/raaft_relay_bench_backlog")
+fi
 
 # Start-up on the shipped config, exec to accepting connections (median of 5).
 S_PORT=$(free_port)
@@ -269,6 +286,7 @@ row "(a) bare warp + token check" "$A_RPS req/s" "p50 ${A_P50} ms, p99 ${A_P99} 
 row "(b) raaft-relay, SQLite, fsync per commit" "$B_RPS req/s" "p50 ${B_P50} ms, p99 ${B_P99} ms$(answered "$B_BAD")"
 if [[ -n "$C_RPS" ]]; then
     row "(c) raaft-relay, PostgreSQL" "$C_RPS req/s" "p50 ${C_P50} ms, p99 ${C_P99} ms$(answered "$C_BAD")"
+    row "(c)/(b)" "$(ratio "$C_RPS" "$B_RPS")" "target >= 0.5: $(check "$(ratio "$C_RPS" "$B_RPS")" '>=' 0.5)"
 else
     row "(c) raaft-relay, PostgreSQL" "skipped" "PostgreSQL not reachable"
 fi
@@ -283,6 +301,10 @@ row "end to end at 200 events/s, p50" "$E_P50 ms" ""
 row "end to end at 200 events/s, p99" "$E_P99 ms" "target <= 50 ms: $(check "$E_P99" '<=' 50)"
 row "backlog of $BACKLOG: accepted (destination down)" "$G_IN /s" "64 connections, $G_FAILED not accepted"
 row "backlog of $BACKLOG: drain rate" "$G_RATE /s" "target >= 2000: $(check "$G_RATE" '>=' 2000)"
+if [[ -n "$H_IN" ]]; then
+    row "backlog on PostgreSQL: accepted" "$H_IN /s" "64 connections, $H_FAILED not accepted"
+    row "backlog on PostgreSQL: drain rate" "$H_RATE /s" "peak RSS $(mb "$H_HWM") MB"
+fi
 row "backlog: peak RSS" "$(mb "$G_HWM") MB" "target <= 128 MB: $(check "$(mb "$G_HWM")" '<=' 128)"
 row "idle RSS after start" "$(mb "$IDLE_RSS") MB" "target <= 16 MB: $(check "$(mb "$IDLE_RSS")" '<=' 16)"
 row "peak RSS during (b)" "$(mb "$B_HWM") MB" "target <= 64 MB: $(check "$(mb "$B_HWM")" '<=' 64)"

@@ -93,9 +93,12 @@ async fn show(id: String, state: AppState) -> Result<warp::reply::Response, Reje
 
 async fn replay(id: String, state: AppState) -> Result<warp::reply::Response, Rejection> {
     let replayed = state.store().replay(std::slice::from_ref(&id)).await.map_err(unavailable)?;
-    if replayed.is_empty() {
+    let Some(r) = replayed.first() else {
         return Err(warp::reject::custom(ApiError::NotFound(format!("no delivery \"{id}\""))));
-    }
+    };
     state.wake.notify_one();
-    Ok(warp::reply::json(&json!({ "replayed": replayed })).into_response())
+    // `after_attempt_under_way`: the attempt in flight is not interrupted;
+    // the delivery starts over once it is recorded.
+    Ok(warp::reply::json(&json!({ "replayed": [&r.id], "after_attempt_under_way": r.after_attempt_under_way }))
+        .into_response())
 }

@@ -6,7 +6,7 @@ use crate::event::Event;
 use crate::routing::RouteReport;
 use crate::rules::Verdict;
 use crate::runtime::Runtime;
-use crate::store::{ListFilter, SqlStore, Status, Store};
+use crate::store::{Access, ListFilter, Status, Store};
 use crate::telemetry::LogFormat;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -254,7 +254,7 @@ async fn send_test(config: &Path, name: &str, event_path: Option<&Path>) -> anyh
     let payload = dest.payload(&event.raw).map_err(|e| anyhow::anyhow!("cannot render: {e}"))?;
     let report = dest.send(&payload, runtime.config.retry.attempt_timeout).await;
     let status = report.status.map(|s| format!(" ({s})")).unwrap_or_default();
-    let response = report.response.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+    let response = report.response.as_deref().map(|r| format!(": {}", one_line(r))).unwrap_or_default();
     match &report.outcome {
         crate::retry::Outcome::Delivered => {
             println!("delivered to \"{name}\"{status} in {} ms", report.latency.as_millis());
@@ -271,15 +271,23 @@ async fn send_test(config: &Path, name: &str, event_path: Option<&Path>) -> anyh
     }
 }
 
-async fn open_store(path: &Path) -> anyhow::Result<SqlStore> {
+async fn open_store(path: &Path) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     let config = crate::config::Config::load(path).map_err(|p| anyhow::anyhow!("invalid configuration:\n{p}"))?;
-    SqlStore::open(&config.store.url, config.dedup_window)
+    crate::store::open(&config.store.location, config.dedup_window, Access::Tool)
         .await
-        .with_context(|| format!("cannot open the store at \"{}\"", crate::channels::redact_url(&config.store.url)))
+        .with_context(|| format!("cannot open the store at \"{}\"", config.store.location))
 }
 
-fn one_line(s: &str) -> String {
-    crate::text::truncate_chars(&crate::text::single_line(s), 120)
+/// Stored text on one line of a listing: control characters and bytes
+/// that are not UTF-8 shown as escapes, cut to 120 characters.
+fn one_line(s: &[u8]) -> String {
+    crate::text::truncate_chars(&crate::text::single_line(&crate::text::shown(s)), 120)
+}
+
+/// Stored text as it is, but for control characters (a NUL, an escape
+/// sequence) and bytes that are not UTF-8, shown as escapes.
+fn shown(s: &str) -> String {
+    crate::text::shown(s.as_bytes())
 }
 
 async fn deliveries(config: &Path, command: &DeliveriesCommand) -> anyhow::Result<ExitCode> {
@@ -301,10 +309,10 @@ async fn deliveries(config: &Path, command: &DeliveriesCommand) -> anyhow::Resul
                     d.created_at.format("%Y-%m-%d %H:%M:%S"),
                     d.destination,
                     d.routes.join(","),
-                    d.customer.as_deref().unwrap_or("-"),
+                    d.customer.as_deref().map(shown).unwrap_or_else(|| "-".into()),
                     d.status.as_str(),
                     d.attempts,
-                    d.last_error.as_deref().map(one_line).unwrap_or_default(),
+                    d.last_error.as_deref().map(|e| one_line(e.as_bytes())).unwrap_or_default(),
                 )?;
             }
         }
@@ -320,20 +328,21 @@ async fn deliveries(config: &Path, command: &DeliveriesCommand) -> anyhow::Resul
                 out,
                 "event        {} ({}, customer {})",
                 s.event_id,
-                s.outcome.as_deref().unwrap_or("-"),
-                s.customer.as_deref().unwrap_or("-")
+                s.outcome.as_deref().map(shown).unwrap_or_else(|| "-".into()),
+                s.customer.as_deref().map(shown).unwrap_or_else(|| "-".into())
             )?;
             writeln!(out, "created      {}", s.created_at.to_rfc3339())?;
             if s.status == Status::Pending {
                 writeln!(out, "next attempt {}", s.next_attempt_at.to_rfc3339())?;
             }
             if let Some(e) = &s.last_error {
-                writeln!(out, "last error   {e}")?;
+                writeln!(out, "last error   {}", shown(e))?;
             }
             writeln!(out, "\nattempts:")?;
             for a in &d.attempt_log {
                 let status = a.status_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
-                let what = a.error.as_deref().or(a.response.as_deref()).map(one_line).unwrap_or_default();
+                let what =
+                    a.error.as_deref().map(str::as_bytes).or(a.response.as_deref()).map(one_line).unwrap_or_default();
                 writeln!(
                     out,
                     "  #{:<2} {}  status {:<4} {:>6} ms  {}",
@@ -346,7 +355,7 @@ async fn deliveries(config: &Path, command: &DeliveriesCommand) -> anyhow::Resul
             }
             writeln!(out, "\nevent:\n{}", serde_json::to_string_pretty(&d.event)?)?;
             if let Some(p) = &d.last_payload {
-                writeln!(out, "\npayload of the last attempt:\n{p}")?;
+                writeln!(out, "\npayload of the last attempt:\n{}", shown(p))?;
             }
         }
         DeliveriesCommand::Replay { ids, dead, destination } => {
@@ -355,11 +364,15 @@ async fn deliveries(config: &Path, command: &DeliveriesCommand) -> anyhow::Resul
                 writeln!(out, "replayed {n} dead deliveries")?;
             } else {
                 let replayed = store.replay(ids).await?;
-                for id in &replayed {
-                    writeln!(out, "replayed {id}")?;
+                for r in &replayed {
+                    if r.after_attempt_under_way {
+                        writeln!(out, "replayed {} (after the attempt under way, which is not interrupted)", r.id)?;
+                    } else {
+                        writeln!(out, "replayed {}", r.id)?;
+                    }
                 }
                 let missing: Vec<&String> =
-                    ids.iter().filter(|id| !replayed.contains(&id.to_ascii_lowercase())).collect();
+                    ids.iter().filter(|id| !replayed.iter().any(|r| r.id == id.to_ascii_lowercase())).collect();
                 if !missing.is_empty() {
                     let list: Vec<String> = missing.iter().map(|m| format!("\"{m}\"")).collect();
                     bail!("no delivery {}", list.join(", "));

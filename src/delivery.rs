@@ -2,7 +2,9 @@
 //! on its own task, at most `max_in_flight` at once, so one slow or failing
 //! destination never delays ingest or the others. Each destination is
 //! paced; every attempt is recorded with its outcome and, for retries, the
-//! time of the next one.
+//! time of the next one. An attempt whose record cannot be written is kept
+//! (its claim extended) and recorded again until it is, so a store that
+//! fails is never a reason to send a message twice.
 
 use crate::alerts::Alerts;
 use crate::channels::AttemptReport;
@@ -10,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::pacing::{Pacer, Turn};
 use crate::retry::{next_step, NextStep, Outcome};
 use crate::runtime::Runtime;
-use crate::store::{AttemptRecord, Job, JobState, Store};
+use crate::store::{AttemptRecord, Job, JobState, Recorded, Store};
 use arc_swap::ArcSwap;
 use chrono::Utc;
 use std::sync::Arc;
@@ -32,6 +34,9 @@ pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 const MAX_PACE_WAIT: Duration = Duration::from_secs(2);
 /// How long shutdown waits for attempts already under way.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long to wait before recording an attempt again after the store
+/// refused the record: short at first, then at most this.
+const RECORD_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
 
 /// What attempts share.
 pub struct Services {
@@ -64,7 +69,7 @@ impl Dispatcher {
             let free = permits.available_permits();
             let mut claimed = 0;
             if free > 0 {
-                let lease = self.runtime.load().config.retry.attempt_timeout + MAX_PACE_WAIT + LEASE_MARGIN;
+                let lease = lease_for(&self.runtime.load());
                 match store.claim_due(free, lease).await {
                     Ok(jobs) => {
                         claimed = jobs.len();
@@ -72,8 +77,9 @@ impl Dispatcher {
                             let permit = permits.clone().acquire_owned().await.expect("semaphore never closes");
                             let services = self.services.clone();
                             let runtime = self.runtime.load_full();
+                            let stop = shutdown.clone();
                             tasks.spawn(async move {
-                                attempt(&services, runtime, job).await;
+                                attempt(&services, runtime, job, stop).await;
                                 drop(permit);
                             });
                         }
@@ -90,7 +96,7 @@ impl Dispatcher {
                 POLL_INTERVAL
             } else {
                 match store.next_due().await {
-                    Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(POLL_INTERVAL),
+                    Ok(Some(due_in)) => due_in.min(POLL_INTERVAL),
                     _ => POLL_INTERVAL,
                 }
             };
@@ -112,10 +118,17 @@ impl Dispatcher {
     }
 }
 
+/// How long a claim lasts: the attempt, a wait for the destination's turn,
+/// and a margin.
+fn lease_for(runtime: &Runtime) -> Duration {
+    runtime.config.retry.attempt_timeout + MAX_PACE_WAIT + LEASE_MARGIN
+}
+
 /// Makes one attempt of `job` with the destination as configured now, and
-/// records it.
-pub async fn attempt(services: &Services, runtime: Arc<Runtime>, mut job: Job) {
-    let number = job.attempts + 1;
+/// records it. `stop` turns true at shutdown (a record the store keeps
+/// refusing is then given up).
+pub async fn attempt(services: &Services, runtime: Arc<Runtime>, mut job: Job, stop: watch::Receiver<bool>) {
+    let number = job.attempt;
     let span = tracing::info_span!(
         "attempt",
         event = %job.event_key,
@@ -127,12 +140,33 @@ pub async fn attempt(services: &Services, runtime: Arc<Runtime>, mut job: Job) {
     async move {
         let started = Instant::now();
         let policy = &runtime.config.retry;
+        if number > policy.max_attempts {
+            // The attempts before this one reached the limit without one
+            // deciding the delivery's fate: one was cut short (the relay
+            // stopped during it, or lost its store) and counted all the
+            // same, or `max_attempts` was lowered since.
+            let reason = format!(
+                "gave up before attempt {number}: max_attempts is {} (an attempt cut short by a stop counts too)",
+                policy.max_attempts
+            );
+            error!(%reason, "delivery failed for good");
+            let record = AttemptRecord {
+                at: Utc::now(),
+                status: None,
+                latency: Duration::ZERO,
+                response: None,
+                error: Some(reason.clone()),
+                payload: None,
+            };
+            record_attempt(services, &runtime, &job, record, JobState::Dead { reason: reason.clone() }, stop).await;
+            services.alerts.delivery_dead(runtime.clone(), &job.destination, &job.id, &reason);
+            return;
+        }
         let dest = runtime.destination(&job.destination);
         if let Some(dest) = dest {
             let pace = services.pacer.for_destination(&dest.name, dest.rate_limit);
             if let Turn::Later(wait) = pace.turn(MAX_PACE_WAIT).await {
-                let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
-                if let Err(e) = services.store.postpone(&job, until).await {
+                if let Err(e) = services.store.postpone(&job, wait).await {
                     warn!(error = %e, "cannot postpone a paced delivery");
                 }
                 return;
@@ -168,11 +202,11 @@ pub async fn attempt(services: &Services, runtime: Arc<Runtime>, mut job: Job) {
             NextStep::RetryIn(delay) => {
                 let reason = reason(&report.outcome);
                 warn!(%status, latency_ms, %reason, retry_in_ms = delay.as_millis() as u64, "attempt failed, will retry");
-                let at = Utc::now() + chrono::Duration::from_std(*delay).unwrap_or(chrono::Duration::MAX);
-                (JobState::RetryAt(at), "retried")
+                (JobState::RetryIn(*delay), "retried")
             }
             NextStep::Dead { reason } => {
-                error!(%status, latency_ms, %reason, response = report.response.as_deref().unwrap_or(""), "delivery failed for good");
+                let response = report.response.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                error!(%status, latency_ms, %reason, %response, "delivery failed for good");
                 (JobState::Dead { reason: reason.clone() }, "dead")
             }
         };
@@ -192,15 +226,57 @@ pub async fn attempt(services: &Services, runtime: Arc<Runtime>, mut job: Job) {
             JobState::Dead { reason } => Some(reason.clone()),
             _ => None,
         };
-        if let Err(e) = services.store.finish_attempt(&job, record, state).await {
-            error!(error = %e, "cannot record the attempt");
-        }
+        record_attempt(services, &runtime, &job, record, state, stop).await;
         if let Some(why) = dead_reason {
             services.alerts.delivery_dead(runtime.clone(), &job.destination, &job.id, &why);
         }
     }
     .instrument(span)
     .await
+}
+
+/// Records an attempt, trying again while the store refuses: the delivery
+/// stays claimed (its lease extended) meanwhile, so it is not sent again
+/// beside an attempt whose outcome is known but not yet written. Gives up
+/// only at shutdown, once the drain deadline has passed; the claim then
+/// runs out and the next claim counts the attempt.
+async fn record_attempt(
+    services: &Services,
+    runtime: &Runtime,
+    job: &Job,
+    record: AttemptRecord,
+    state: JobState,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut wait = RECORD_RETRY.0;
+    let mut stopping_since: Option<Instant> = None;
+    loop {
+        match services.store.finish_attempt(job, record.clone(), state.clone()).await {
+            Ok(Recorded::Done) => return,
+            Ok(Recorded::LeaseLost) => {
+                warn!(delivery = %job.id, "lease lost before the attempt was recorded; another worker owns it now");
+                return;
+            }
+            Err(e) => {
+                error!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot record the attempt; trying again")
+            }
+        }
+        if *stop.borrow() {
+            let since = *stopping_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= DRAIN_DEADLINE {
+                error!(delivery = %job.id, "shutting down with an attempt not recorded; it counts when claimed again");
+                return;
+            }
+        }
+        if let Err(e) = services.store.extend_lease(job, lease_for(runtime)).await {
+            warn!(error = %e, "cannot extend the claim of an attempt waiting to be recorded");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed(), if !*stop.borrow() => {}
+        }
+        wait = (wait * 2).min(RECORD_RETRY.1);
+    }
 }
 
 fn failed(reason: String, started: Instant) -> AttemptReport {

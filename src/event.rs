@@ -60,23 +60,39 @@ impl Event {
         self.text(&["customer", "id"])
     }
 
-    /// A key that is the same for every retry of one event: the documented
-    /// identifying fields, or a hash of the whole body when they are
-    /// missing.
+    /// A key that is the same for every retry of one event, and stable
+    /// across releases: the lowercase hex SHA-256 of the documented
+    /// identifying fields (`appId`, `flowId`, `customer.id`, `createdAt`,
+    /// `outcome`), or of the whole event (re-serialized as compact JSON,
+    /// keys in the order received) when one of them is missing. Every part
+    /// is preceded by its length, so no value can pass for two.
     pub fn idempotency_key(&self) -> String {
         let field = |name: &str| self.text(&[name]);
         match (field("appId"), field("flowId"), field("createdAt"), field("outcome")) {
             (Some(app), Some(flow), Some(created), Some(outcome)) => {
-                format!("{app}|{flow}|{}|{created}|{outcome}", self.customer_id().unwrap_or(""))
+                let customer = self.customer_id().unwrap_or("");
+                key_of(&[KEY_OF_FIELDS, app, flow, customer, created, outcome])
             }
-            _ => {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                self.raw.to_string().hash(&mut h);
-                format!("body:{:016x}", h.finish())
-            }
+            _ => key_of(&[KEY_OF_BODY, &self.raw.to_string()]),
         }
     }
+}
+
+/// What a key was made of: the first part hashed, so the two kinds can
+/// never give the same key.
+const KEY_OF_FIELDS: &str = "raaft-relay/fields/v1";
+const KEY_OF_BODY: &str = "raaft-relay/body/v1";
+
+/// SHA-256 over each part as its length (8 bytes, big-endian) and its UTF-8
+/// bytes, in lowercase hex.
+fn key_of(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub(crate) fn json_type(v: &Value) -> &'static str {
@@ -124,12 +140,39 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_key_is_stable_and_falls_back_to_a_body_hash() {
-        let a = Event::parse(include_bytes!("../config/events/canceled.json")).unwrap();
-        let b = Event::parse(include_bytes!("../config/events/canceled.json")).unwrap();
-        assert_eq!(a.idempotency_key(), b.idempotency_key());
-        assert!(a.idempotency_key().contains("cus_Q1w2E3r4"));
-        let bare = Event::parse(br#"{"outcome":"canceled"}"#).unwrap();
-        assert!(bare.idempotency_key().starts_with("body:"));
+    fn idempotency_key_is_pinned_for_the_documented_example() {
+        // The example of Raaft's webhook documentation. This constant must
+        // never change: a Raaft retry after an upgrade would be delivered
+        // again. The README shows how to compute it.
+        let event = Event::parse(include_bytes!("../config/events/saved-switch-plan.json")).unwrap();
+        assert_eq!(event.idempotency_key(), "b4f5fee35bf160cf828564a48160b2b08fdd217c82de946803478b4eca33f1c5");
+        let same = Event::parse(include_bytes!("../config/events/saved-switch-plan.json")).unwrap();
+        assert_eq!(event.idempotency_key(), same.idempotency_key());
+    }
+
+    #[test]
+    fn idempotency_key_parts_are_length_prefixed() {
+        let fields = |app: &str, flow: &str| {
+            let body = serde_json::json!({"appId": app, "flowId": flow, "createdAt": "t", "outcome": "saved"});
+            Event::from_value(body).unwrap().idempotency_key()
+        };
+        // With a separator, both were "a|b|c|t|saved|".
+        assert_ne!(fields("a|b", "c"), fields("a", "b|c"));
+        assert_ne!(fields("ab", ""), fields("a", "b"));
+        assert_eq!(fields("a", "b").len(), 64);
+        assert!(fields("a", "b").bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    }
+
+    #[test]
+    fn idempotency_key_falls_back_to_the_whole_event() {
+        let bare = Event::parse(br#"{"outcome":"canceled","n":1}"#).unwrap();
+        let spaced = Event::parse(br#"{ "outcome": "canceled", "n": 1 }"#).unwrap();
+        let other = Event::parse(br#"{"outcome":"canceled","n":2}"#).unwrap();
+        assert_eq!(bare.idempotency_key(), spaced.idempotency_key());
+        assert_ne!(bare.idempotency_key(), other.idempotency_key());
+        assert_eq!(bare.idempotency_key(), key_of(&[KEY_OF_BODY, r#"{"outcome":"canceled","n":1}"#]));
+        // A body cannot pass for the fields of another event.
+        let full = Event::parse(include_bytes!("../config/events/canceled.json")).unwrap();
+        assert_ne!(full.idempotency_key(), key_of(&[KEY_OF_BODY, &full.raw.to_string()]));
     }
 }

@@ -4,6 +4,7 @@
 //! running one, in one swap; a broken edit leaves the old set running.
 
 use crate::check::check_runtime;
+use crate::config::StoreLocation;
 use crate::runtime::Runtime;
 use crate::startup::AppState;
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -34,9 +35,9 @@ pub fn reload(state: &AppState, why: &str) -> bool {
                 );
                 runtime.config.server.listen = current.config.server.listen.clone();
             }
-            if runtime.config.store.url != current.config.store.url {
+            if runtime.config.store.location != current.config.store.location {
                 warn!("store.url changed: restart the relay to apply it");
-                runtime.config.store.url = current.config.store.url.clone();
+                runtime.config.store.location = current.config.store.location.clone();
             }
             state.runtime.store(std::sync::Arc::new(runtime));
             state.metrics().reloads.with_label_values(&["success"]).inc();
@@ -90,7 +91,7 @@ impl Hangup {
 pub async fn watch(state: AppState, mut hangup: Hangup, mut stop: watch::Receiver<bool>) {
     let (changed_tx, mut changed) = mpsc::channel::<()>(1);
     let runtime = state.runtime.load_full();
-    let ignored = store_files(&runtime.config.store.url);
+    let ignored = store_files(&runtime.config.store.location);
     // Only writes, creations, renames and removals count: reading the
     // files (as every reload does) must not trigger another reload.
     let handler = move |result: notify::Result<notify::Event>| {
@@ -139,9 +140,8 @@ pub async fn watch(state: AppState, mut hangup: Hangup, mut stop: watch::Receive
 
 /// The SQLite files of a store, by canonical path: their writes (every
 /// commit, when the store sits beside the config) are not config changes.
-fn store_files(url: &str) -> Vec<PathBuf> {
-    let Some(rest) = url.strip_prefix("sqlite://") else { return Vec::new() };
-    let path = PathBuf::from(rest.split('?').next().unwrap_or(rest));
+fn store_files(location: &StoreLocation) -> Vec<PathBuf> {
+    let StoreLocation::Sqlite(path) = location else { return Vec::new() };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let dir = path.parent().map(|d| d.canonicalize().unwrap_or_else(|_| d.to_path_buf())).unwrap_or_default();
     ["", "-wal", "-shm", "-journal"].iter().map(|suffix| dir.join(format!("{name}{suffix}"))).collect()

@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::pacing::Pacer;
 use crate::runtime::Runtime;
 use crate::server::ClientAddr;
-use crate::store::{Backend, Enqueued, NewDelivery, NewEvent, SqlStore, Store};
+use crate::store::{Access, Enqueued, NewDelivery, NewEvent, Store, StoreError};
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -71,19 +71,17 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store of the runtime's config and binds `server.listen`.
+    /// Opens the store of the runtime's config (for `serve`: an SQLite
+    /// file is this process's alone) and binds `server.listen`.
     pub async fn build(runtime: Runtime) -> anyhow::Result<Self> {
-        use anyhow::Context;
         let config = &runtime.config;
-        let store = SqlStore::open(&config.store.url, config.dedup_window).await.with_context(|| {
-            format!("cannot open the store at \"{}\"", crate::channels::redact_url(&config.store.url))
-        })?;
-        if store.backend() == Backend::Sqlite {
-            // Only this process uses an SQLite store: claims left by a
-            // previous run (killed mid-attempt) are free at once.
-            store.release_leases().await?;
-        }
-        Self::build_with_store(runtime, Arc::new(store)).await
+        let store = crate::store::open(&config.store.location, config.dedup_window, Access::Serve).await.map_err(
+            |e| match e {
+                StoreError::InUse(_) => anyhow::Error::new(e),
+                e => anyhow::Error::new(e).context(format!("cannot open the store at \"{}\"", config.store.location)),
+            },
+        )?;
+        Self::build_with_store(runtime, store).await
     }
 
     pub async fn build_with_store(runtime: Runtime, store: Arc<dyn Store>) -> anyhow::Result<Self> {
@@ -373,7 +371,6 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
             body: String::from_utf8_lossy(&body).into_owned(),
             outcome: event.outcome_field().map(str::to_owned),
             customer: event.customer_id().map(str::to_owned),
-            received_at: chrono::Utc::now(),
         };
         match state.store().enqueue(new_event, deliveries).await {
             Ok(Enqueued::Accepted { deliveries }) => {

@@ -45,6 +45,30 @@ pub fn single_line(s: &str) -> String {
     s.split(['\r', '\n']).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
+/// Bytes as they can be shown on a terminal without being misread or
+/// acting on it: control characters other than line breaks and tabs (NUL,
+/// escape sequences) written as `\0`, `\r`, `\x1b`, `\u{85}`, and bytes
+/// that are not UTF-8 as `\xNN`. Everything else is left as it is.
+pub fn shown(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\n' | '\t' => out.push(c),
+                '\0' => out.push_str("\\0"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +101,13 @@ mod tests {
     #[test]
     fn single_line_drops_cr_and_lf() {
         assert_eq!(single_line("a\r\nBcc: x@y\nz"), "a Bcc: x@y z");
+    }
+
+    #[test]
+    fn shown_text_escapes_what_a_terminal_would_act_on() {
+        assert_eq!(shown(b"plain \xc3\xa9t\xc3\xa9\nline\ttab"), "plain \u{e9}t\u{e9}\nline\ttab");
+        assert_eq!(shown(b"a\0b\r\x1b[31mred"), "a\\0b\\r\\x1b[31mred");
+        assert_eq!(shown(b"bad \xff\xfe bytes"), "bad \\xff\\xfe bytes");
+        assert_eq!(shown("c1 \u{85}".as_bytes()), "c1 \\u{85}");
     }
 }

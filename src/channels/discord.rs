@@ -96,12 +96,12 @@ impl Discord {
 /// more precise than the `Retry-After` header.
 fn classify(answer: &Answer) -> Outcome {
     let body_after = (answer.status == 429)
-        .then(|| serde_json::from_str::<Value>(&answer.body).ok())
+        .then(|| serde_json::from_slice::<Value>(&answer.body).ok())
         .flatten()
         .and_then(|v| v.get("retry_after").and_then(Value::as_f64))
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(|s| Duration::from_secs_f64(s.min(86_400.0)));
-    classify_status(answer.status, body_after.or(answer.retry_after), &answer.body)
+    classify_status(answer.status, body_after.or(answer.retry_after), &answer.text())
 }
 
 fn cut(value: Option<&mut Value>, max: usize) {
@@ -273,7 +273,7 @@ mod tests {
         };
         assert_eq!(
             classify(&a),
-            Outcome::Retry { after: Some(Duration::from_millis(250)), reason: format!("HTTP 429: {}", a.body) }
+            Outcome::Retry { after: Some(Duration::from_millis(250)), reason: format!("HTTP 429: {}", a.text()) }
         );
         let a = Answer {
             status: 404,
@@ -282,7 +282,7 @@ mod tests {
             body: r#"{"message": "Unknown Webhook", "code": 10015}"#.into(),
         };
         assert!(matches!(classify(&a), Outcome::Permanent { .. }));
-        let a = Answer { status: 204, retry_after: None, exhausted_for: None, body: String::new() };
+        let a = Answer { status: 204, retry_after: None, exhausted_for: None, body: bytes::Bytes::new() };
         assert_eq!(classify(&a), Outcome::Delivered);
     }
 }

@@ -69,7 +69,7 @@ impl Email {
             Ok(Ok(response)) => {
                 let code = response.code().to_string().parse().ok();
                 let text = response.message().collect::<Vec<_>>().join(" ");
-                AttemptReport::new(Outcome::Delivered, code, super::http::excerpt(&text), started)
+                AttemptReport::new(Outcome::Delivered, code, super::http::excerpt(text.as_bytes()), started)
             }
             Ok(Err(e)) => {
                 let code = e.status().and_then(|c| c.to_string().parse().ok());
@@ -79,7 +79,7 @@ impl Email {
                 } else {
                     Outcome::Retry { after: None, reason: reason.clone() }
                 };
-                AttemptReport::new(outcome, code, Some(reason), started)
+                AttemptReport::new(outcome, code, Some(reason.into_bytes()), started)
             }
             Err(_) => {
                 let outcome = Outcome::Retry { after: None, reason: format!("smtp: timed out after {timeout:?}") };

@@ -5,8 +5,8 @@ use super::AttemptReport;
 use crate::retry::{classify_status, parse_retry_after, Outcome};
 use std::time::{Duration, Instant, SystemTime};
 
-/// How much of a receiver's answer is kept.
-pub const RESPONSE_EXCERPT: usize = 1024;
+/// How much of a receiver's answer is kept with an attempt, in bytes.
+pub const RESPONSE_EXCERPT: usize = 4096;
 
 /// A receiver's answer.
 pub struct Answer {
@@ -15,7 +15,15 @@ pub struct Answer {
     /// `X-RateLimit-Reset-After` when `X-RateLimit-Remaining` is 0
     /// (Discord says so before it answers 429).
     pub exhausted_for: Option<Duration>,
-    pub body: String,
+    /// The start of the body, as the bytes received.
+    pub body: bytes::Bytes,
+}
+
+impl Answer {
+    /// The body as text, for classifying it (invalid sequences replaced).
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
 }
 
 /// Sends `request` and reads the answer; a transport failure is a
@@ -35,8 +43,7 @@ pub async fn exchange(request: reqwest::RequestBuilder, timeout: Duration) -> Re
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(|s| Duration::from_secs_f64(s.min(3600.0)));
     let bytes = response.bytes().await.map_err(transport_error)?;
-    let end = bytes.len().min(64 * 1024);
-    let body = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    let body = bytes.slice(..bytes.len().min(64 * 1024));
     Ok(Answer { status, retry_after, exhausted_for, body })
 }
 
@@ -57,7 +64,7 @@ fn transport_error(e: reqwest::Error) -> Outcome {
 pub fn report(result: Result<Answer, Outcome>, started: Instant) -> AttemptReport {
     match result {
         Ok(answer) => {
-            let outcome = classify_status(answer.status, answer.retry_after, &answer.body);
+            let outcome = classify_status(answer.status, answer.retry_after, &answer.text());
             let mut report = AttemptReport::new(outcome, Some(answer.status), excerpt(&answer.body), started);
             report.pause = pause_for(&answer, answer.retry_after);
             report
@@ -76,9 +83,11 @@ pub fn pause_for(answer: &Answer, retry_after: Option<Duration>) -> Option<Durat
     answer.exhausted_for
 }
 
-pub fn excerpt(body: &str) -> Option<String> {
-    let body = body.trim();
-    (!body.is_empty()).then(|| crate::text::truncate_chars(body, RESPONSE_EXCERPT))
+/// The start of an answer, as received (NUL and invalid sequences
+/// included: the store keeps bytes), without surrounding whitespace.
+pub fn excerpt(body: &[u8]) -> Option<Vec<u8>> {
+    let body = body.trim_ascii();
+    (!body.is_empty()).then(|| body[..body.len().min(RESPONSE_EXCERPT)].to_vec())
 }
 
 /// A URL reduced to scheme, host and port: webhook paths (Slack's

@@ -64,8 +64,8 @@ pub struct AttemptReport {
     pub outcome: Outcome,
     /// HTTP status or SMTP reply code.
     pub status: Option<u16>,
-    /// The start of the receiver's answer.
-    pub response: Option<String>,
+    /// The start of the receiver's answer, as the bytes it sent.
+    pub response: Option<Vec<u8>>,
     pub latency: Duration,
     /// The receiver asked for a break (429, or no requests left): the whole
     /// destination waits this long.
@@ -73,7 +73,7 @@ pub struct AttemptReport {
 }
 
 impl AttemptReport {
-    fn new(outcome: Outcome, status: Option<u16>, response: Option<String>, started: Instant) -> Self {
+    fn new(outcome: Outcome, status: Option<u16>, response: Option<Vec<u8>>, started: Instant) -> Self {
         AttemptReport { outcome, status, response, latency: started.elapsed(), pause: None }
     }
 

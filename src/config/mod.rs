@@ -5,9 +5,11 @@
 
 mod interpolate;
 mod spans;
+mod store;
 
 pub use interpolate::{interpolate, InterpolateError};
 pub use spans::KeyLines;
+pub use store::StoreLocation;
 
 use crate::problems::{Problem, Problems};
 use crate::rules::Condition;
@@ -94,9 +96,8 @@ pub struct AlertsConfig {
 /// Where deliveries are kept.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// A sqlx URL: `sqlite://...` with the path resolved against the config
-    /// directory, or `postgres://...`.
-    pub url: String,
+    /// Which engine, and where.
+    pub location: StoreLocation,
     /// Delivered deliveries, their attempts and events are pruned after this.
     pub retention: Duration,
 }
@@ -554,9 +555,9 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
         duration("raaft.dedup_window", &raw.raaft.dedup_window, Duration::from_secs(24 * 3600), problems);
     let retention = duration("store.retention", &raw.store.retention, Duration::from_secs(14 * 24 * 3600), problems);
     let store_url = raw.store.url.as_deref().unwrap_or("sqlite://../data/relay.db");
-    let store_url = crate::store::resolve_url(store_url, base_dir).unwrap_or_else(|e| {
+    let location = StoreLocation::parse(store_url, base_dir).unwrap_or_else(|e| {
         problems.push(problem("store.url", e));
-        String::new()
+        StoreLocation::Sqlite(PathBuf::new())
     });
     if raw.admin.metrics_auth && raw.admin.tokens.is_empty() {
         problems.push(problem("admin.metrics_auth", "needs at least one admin token".into()));
@@ -594,6 +595,9 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
     let mut destinations = BTreeMap::new();
     for (name, d) in raw.destinations {
         let key = format!("destinations.{name}");
+        if let Err(e) = check_name(&name) {
+            problems.push(problem(&key, format!("destination name {e}")));
+        }
         if let Some(dest) = build_destination(&name, d, &key, &problem, problems) {
             destinations.insert(name, DestinationConfig { line: lines.line_of(&key), ..dest });
         }
@@ -614,6 +618,9 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
         let name = r.name.unwrap_or_else(|| format!("route-{}", i + 1));
         if !names.insert(name.clone()) {
             problems.push(problem(&format!("{key}.name"), format!("route \"{name}\" is defined twice")));
+        }
+        if let Err(e) = check_name(&name) {
+            problems.push(problem(&format!("{key}.name"), format!("route name {e}")));
         }
         if r.to.is_empty() {
             problems.push(problem(&format!("{key}.to"), format!("route \"{name}\": `to` names no destination")));
@@ -647,7 +654,7 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
         server,
         tokens: raw.raaft.tokens,
         dedup_window,
-        store: StoreConfig { url: store_url, retention },
+        store: StoreConfig { location, retention },
         admin_tokens: raw.admin.tokens,
         metrics_auth: raw.admin.metrics_auth,
         alerts,
@@ -655,6 +662,18 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
         destinations,
         routes,
     }
+}
+
+/// Destination and route names appear in logs, metric labels and the
+/// store (a delivery lists its routes separated by commas).
+fn check_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err(format!("\"{name}\" is blank"));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control() || *c == ',') {
+        return Err(format!("\"{}\" contains {c:?}, which a name may not", name.escape_debug()));
+    }
+    Ok(())
 }
 
 fn build_destination(
@@ -802,13 +821,21 @@ mod tests {
         assert_eq!(config.retry, RetryPolicy::default());
         assert_eq!(config.dedup_window, Duration::from_secs(86_400));
         assert_eq!(config.store.retention, Duration::from_secs(14 * 86_400));
-        assert!(
-            config.store.url.starts_with("sqlite:///") && config.store.url.ends_with("/data/relay.db?mode=rwc"),
-            "{}",
-            config.store.url
-        );
+        let StoreLocation::Sqlite(store) = &config.store.location else { panic!("{:?}", config.store.location) };
+        assert!(store.is_absolute() && store.ends_with("data/relay.db"), "{}", store.display());
         assert!(config.admin_tokens.is_empty());
         assert_eq!(config.routes[0].to, vec!["out"]);
+    }
+
+    #[test]
+    fn names_that_the_store_could_not_keep_apart_are_refused() {
+        let text = MINIMAL
+            .replace("[destinations.out]", "[destinations.\"o\\u0000ut\"]")
+            .replace("\"out\"]", "\"o\\u0000ut\"]");
+        let problems = parse(&text).unwrap_err().to_string();
+        assert!(problems.contains("destination name \"o\\0ut\" contains '\\0'"), "{problems}");
+        let problems = parse(&MINIMAL.replace("name = \"all\"", "name = \"a,b\"")).unwrap_err().to_string();
+        assert!(problems.contains("`routes[0].name`: route name \"a,b\" contains ','"), "{problems}");
     }
 
     #[test]

@@ -1,17 +1,26 @@
-//! The delivery queue behind one small trait: ingest writes an event and
-//! one delivery per destination, workers claim due deliveries and record
-//! each attempt, operators list, inspect and replay. [`SqlStore`] backs it
-//! with SQLite (embedded, the default) or PostgreSQL (several replicas).
+//! The delivery queue behind one trait: ingest records an event and one
+//! delivery per destination, workers claim due deliveries and record each
+//! attempt, operators list, inspect and replay. Two engines implement it,
+//! each whole in its own module: [`sqlite`] (embedded, the default; one
+//! `serve` per file) and [`postgres`] (several replicas on one database).
+//! What they do alike lives once in [`policy`].
+//!
+//! The promise both keep: an event acknowledged is never lost, and an
+//! attempt is sent at most once. Leases and due times run on the store's
+//! clock, an attempt counts from the moment it is claimed, and a delivery
+//! whose attempt cannot be recorded is not handed out again while its
+//! worker keeps trying.
 
-mod sql;
-mod sqlite;
+pub mod policy;
+pub mod postgres;
+pub mod sqlite;
 
-pub use sql::{resolve_url, Backend, SqlStore};
-
+use crate::config::StoreLocation;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,21 +33,55 @@ pub fn new_id() -> String {
     ulid::Ulid::new().to_string().to_ascii_lowercase()
 }
 
-/// The store cannot take or give work right now (unreachable, disk full).
-/// Ingest answers 503 so Raaft retries.
 #[derive(Debug, thiserror::Error)]
-#[error("store unavailable: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// The store cannot take or give work right now (unreachable, disk
+    /// full, a write refused). Ingest answers 503 so Raaft retries.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Another `serve` holds the SQLite file.
+    #[error(
+        "the store \"{}\" is in use by another raaft-relay serve (one serve per SQLite file; \
+         several relays need PostgreSQL)",
+        .0.display()
+    )]
+    InUse(PathBuf),
+}
+
+/// Who opens the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `serve`: the one process that delivers from an SQLite file (it takes
+    /// the file's lock and the claims a previous run left).
+    Serve,
+    /// The `deliveries` commands, beside a running `serve`.
+    Tool,
+}
+
+/// Opens (creating and migrating it if needed) the store at `location`.
+/// `dedup_window` is how long an idempotency key makes a new event a
+/// duplicate.
+pub async fn open(
+    location: &StoreLocation,
+    dedup_window: Duration,
+    access: Access,
+) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match location {
+        StoreLocation::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path, dedup_window, access).await?),
+        StoreLocation::Postgres(url) => Arc::new(postgres::PostgresStore::open(url, dedup_window).await?),
+    })
+}
 
 /// An event to record, with what identifies it across Raaft's retries.
+/// The store stamps its receipt time with its own clock.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    /// The idempotency key.
     pub key: String,
     /// The request body as received (a JSON object).
     pub body: String,
     pub outcome: Option<String>,
     pub customer: Option<String>,
-    pub received_at: DateTime<Utc>,
 }
 
 /// One (event, destination) pair to deliver.
@@ -66,8 +109,10 @@ pub struct Job {
     pub event: Arc<Value>,
     pub destination: String,
     pub routes: Vec<String>,
-    /// Attempts made before this one (since the last replay).
-    pub attempts: u32,
+    /// This attempt's number (1 for the first since the delivery was
+    /// created or replayed). It was counted when claimed: an attempt that
+    /// never got recorded (the relay died during it) counts too.
+    pub attempt: u32,
     /// The claim this job was handed out under.
     pub lease: String,
 }
@@ -87,7 +132,8 @@ pub struct AttemptRecord {
     pub at: DateTime<Utc>,
     pub status: Option<u16>,
     pub latency: Duration,
-    pub response: Option<String>,
+    /// The start of the receiver's answer, as the bytes it sent.
+    pub response: Option<Vec<u8>>,
     pub error: Option<String>,
     /// The rendered payload, as sent.
     pub payload: Option<String>,
@@ -97,8 +143,30 @@ pub struct AttemptRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobState {
     Delivered,
-    RetryAt(DateTime<Utc>),
-    Dead { reason: String },
+    /// Pending again, due this long after the attempt is recorded.
+    RetryIn(Duration),
+    Dead {
+        reason: String,
+    },
+}
+
+/// What [`Store::finish_attempt`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The attempt and the delivery's new state are stored.
+    Done,
+    /// The attempt is stored, but the lease ran out before: another worker
+    /// owns the delivery now and decides its state.
+    LeaseLost,
+}
+
+/// What a replay did to one delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replayed {
+    pub id: DeliveryId,
+    /// An attempt was under way: the replay waits for it to finish instead
+    /// of sending the message a second time beside it.
+    pub after_attempt_under_way: bool,
 }
 
 /// A delivery's status as stored and listed.
@@ -136,6 +204,7 @@ pub struct ListFilter {
     pub destination: Option<String>,
     /// Only deliveries created within this long.
     pub since: Option<Duration>,
+    /// At most this many; 0 for all.
     pub limit: usize,
 }
 
@@ -151,6 +220,8 @@ pub struct DeliverySummary {
     pub outcome: Option<String>,
     pub customer: Option<String>,
     pub status: Status,
+    /// Attempts made (the one under way included) since creation or the
+    /// last replay.
     pub attempts: u32,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
@@ -163,10 +234,17 @@ pub struct AttemptView {
     pub at: DateTime<Utc>,
     pub status_code: Option<u16>,
     pub latency_ms: u64,
-    pub response: Option<String>,
+    /// The receiver's bytes; JSON shows them as text (invalid sequences
+    /// replaced), `deliveries show` with escapes.
+    #[serde(serialize_with = "bytes_as_text")]
+    pub response: Option<Vec<u8>>,
     pub error: Option<String>,
     #[serde(skip)]
     pub payload: Option<String>,
+}
+
+fn bytes_as_text<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    bytes.as_deref().map(String::from_utf8_lossy).serialize(s)
 }
 
 /// Everything about one delivery, for `deliveries show`.
@@ -178,18 +256,6 @@ pub struct DeliveryDetail {
     /// The rendered payload of the last attempt.
     pub last_payload: Option<String>,
     pub attempt_log: Vec<AttemptView>,
-}
-
-/// Counts for health checks, metrics and tests.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct StoreStats {
-    pub pending: u64,
-    /// Pending deliveries currently claimed by a worker.
-    pub in_flight: u64,
-    pub delivered: u64,
-    pub dead: u64,
-    pub attempts: u64,
-    pub events: u64,
 }
 
 /// What waits in the store for one destination.
@@ -204,41 +270,49 @@ pub struct DestinationStats {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Records `event` and its deliveries in one transaction: after `Ok`
-    /// nothing of it may be lost. An event whose key was seen within the
-    /// dedup window is a [`Enqueued::Duplicate`].
+    /// Records `event` and its deliveries: after `Ok` nothing of it may be
+    /// lost. An event whose key was seen within the dedup window is a
+    /// [`Enqueued::Duplicate`]. One event that cannot be written fails
+    /// alone, never the others written with it.
     async fn enqueue(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Result<Enqueued, StoreError>;
 
-    /// Claims up to `limit` due deliveries for `lease`; a claimed delivery
-    /// is not handed out again until its attempt is recorded or the lease
-    /// runs out (its holder died).
+    /// Claims up to `limit` due deliveries for `lease` (by the store's
+    /// clock), counting an attempt for each; a claimed delivery is not
+    /// handed out again until its attempt is recorded or the lease runs
+    /// out (its worker died).
     async fn claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, StoreError>;
 
-    /// Records an attempt of a claimed delivery and its new state.
-    async fn finish_attempt(&self, job: &Job, attempt: AttemptRecord, state: JobState) -> Result<(), StoreError>;
+    /// How long until the earliest unclaimed pending delivery is due (zero
+    /// when one is due now), if any.
+    async fn next_due(&self) -> Result<Option<Duration>, StoreError>;
 
-    /// When the earliest pending delivery is due, if any.
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Records an attempt of a claimed delivery and its new state. A record
+    /// whose content cannot be stored is kept reduced (outcome, status,
+    /// latency), so the attempt always counts; an `Err` means the store
+    /// could not be written at all, and the caller tries again.
+    async fn finish_attempt(&self, job: &Job, attempt: AttemptRecord, state: JobState) -> Result<Recorded, StoreError>;
+
+    /// Keeps a claim for `lease` more, while its attempt waits to be
+    /// recorded. False when the lease was already lost.
+    async fn extend_lease(&self, job: &Job, lease: Duration) -> Result<bool, StoreError>;
+
+    /// Hands a claimed delivery back, due in `delay`, without counting its
+    /// attempt (its destination is paced or paused).
+    async fn postpone(&self, job: &Job, delay: Duration) -> Result<(), StoreError>;
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    async fn stats(&self) -> Result<StoreStats, StoreError>;
-
     /// Pending and dead deliveries per destination.
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError>;
-
-    /// Hands a claimed delivery back for later without counting an attempt
-    /// (its destination is paced or paused).
-    async fn postpone(&self, job: &Job, until: DateTime<Utc>) -> Result<(), StoreError>;
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError>;
 
     async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError>;
 
-    /// Requeues the given deliveries for an attempt now, with a fresh
-    /// attempt budget; returns the ids that exist.
-    async fn replay(&self, ids: &[String]) -> Result<Vec<DeliveryId>, StoreError>;
+    /// Requeues the given deliveries with a fresh attempt budget, at once,
+    /// or after the attempt under way; returns the ones that exist.
+    async fn replay(&self, ids: &[String]) -> Result<Vec<Replayed>, StoreError>;
 
     /// Requeues every dead delivery (of one destination); returns how many.
     async fn replay_dead(&self, destination: Option<&str>) -> Result<u64, StoreError>;
@@ -249,7 +323,4 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes delivered deliveries, their attempts and their events older
     /// than `retention`, and idempotency keys older than `dedup_window`.
     async fn prune(&self, retention: Duration, dedup_window: Duration) -> Result<u64, StoreError>;
-
-    /// Hands back every lease: for a store only this process uses, at start.
-    async fn release_leases(&self) -> Result<(), StoreError>;
 }

@@ -1,196 +1,422 @@
-//! The SQLite write path: one thread owns the store's write connection and
-//! takes every write (new events, attempt records, claims) from a queue.
-//! Whatever is waiting when it looks goes into one transaction with one
-//! fsync, through statements prepared once, so a burst of events costs a
-//! few commits, not one per request, and nothing ever waits for SQLite's
-//! write lock. Reads go through the pool beside it (WAL keeps them apart).
+//! The SQLite store: one file, private to its owner, used by one `serve` at
+//! a time (an OS lock on the file says so; the `deliveries` commands work
+//! beside it). One thread owns the write connection and takes every write
+//! from a queue: whatever is waiting when it looks goes into one
+//! transaction with one fsync, each write under a savepoint of its own so
+//! that one that fails is undone alone. Reads go through a small pool of
+//! read-only connections (WAL keeps them apart from the writer). Times are
+//! milliseconds since the epoch by SQLite's clock, read when each
+//! statement runs.
 
-use super::sql::{delivery_after, ms, now_ms, Written};
+use super::policy::{self, millis};
 use super::*;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use crate::event::Event;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
+use rusqlite_migration::{HookResult, Migrations, M};
+use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
 use tokio::sync::{mpsc, oneshot};
 
-/// How many writes one transaction takes at most.
-const MAX_BATCH: usize = 1024;
-
-/// A claimed delivery as read in the claim's transaction; the body is
-/// parsed by the caller, off the writer's thread.
-pub(super) struct ClaimedRow {
-    pub id: String,
-    pub destination: String,
-    pub routes: String,
-    pub attempts: i64,
-    pub event_key: String,
-    pub body: String,
+/// Now, by SQLite's clock, in milliseconds since the epoch.
+macro_rules! now {
+    () => {
+        "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
+    };
 }
 
-/// A request to the writer thread.
-pub(super) enum Request {
-    Enqueue {
-        event: NewEvent,
-        deliveries: Vec<NewDelivery>,
-        reply: oneshot::Sender<Result<Enqueued, StoreError>>,
-    },
-    Finish {
-        job: Job,
-        attempt: AttemptRecord,
-        state: JobState,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Claim {
-        token: String,
-        lease_until: i64,
-        now: i64,
-        limit: i64,
-        reply: oneshot::Sender<Result<Vec<ClaimedRow>, StoreError>>,
-    },
+/// The schema, in order: the first release's, then each change.
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../../migrations/sqlite/20261128000001_init.sql"),
+    include_str!("../../migrations/sqlite/20261201000001_exactly_once.sql"),
+];
+
+/// How long a connection waits for another process's write lock (a
+/// `deliveries` command beside `serve`).
+const BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 10000;";
+
+/// The store in one SQLite file.
+pub struct SqliteStore {
+    writes: mpsc::Sender<Box<dyn Write>>,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+    /// The file's lock, held by `serve` while the store is open.
+    _lock: Option<File>,
 }
 
-/// What one request in a batch came to.
-enum Outcome {
-    Written(Written),
-    Claimed(Vec<ClaimedRow>),
+impl SqliteStore {
+    /// Opens the store at `path`, creating it (readable by its owner only)
+    /// and migrating it as needed. `serve` takes the file's lock and frees
+    /// the claims a previous run left behind.
+    pub async fn open(path: &Path, dedup_window: Duration, access: Access) -> Result<SqliteStore, StoreError> {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path, dedup_window, access))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot open the store: {e}")))?
+    }
+
+    fn open_blocking(path: &Path, dedup_window: Duration, access: Access) -> Result<SqliteStore, StoreError> {
+        let shown = path.display();
+        create_private(path)?;
+        let lock = match access {
+            Access::Serve => Some(lock(path)?),
+            Access::Tool => None,
+        };
+        let failed =
+            |what: &str, e: &dyn std::fmt::Display| StoreError::Unavailable(format!("cannot {what} \"{shown}\": {e}"));
+        let mut conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| failed("open", &e))?;
+        // Every acknowledged event is on disk (FULL) without blocking
+        // readers (WAL).
+        conn.execute_batch(concat!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            "PRAGMA busy_timeout = 10000;"
+        ))
+        .map_err(|e| failed("set up", &e))?;
+        migrate(&mut conn).map_err(|e| failed("migrate", &e))?;
+        if access == Access::Serve {
+            // Only this process delivers from the file: a claim left by a
+            // previous run (killed mid-attempt) is free at once. Its
+            // attempt was counted when it was claimed.
+            conn.execute(
+                "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
+                [],
+            )
+            .map_err(|e| failed("free the claims of a previous run in", &e))?;
+        }
+        conn.set_prepared_statement_cache_capacity(32);
+        let readers = r2d2::Pool::builder()
+            .max_size(4)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(10))
+            .build(
+                SqliteConnectionManager::file(path)
+                    .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                    .with_init(|c| c.execute_batch(BUSY_TIMEOUT)),
+            )
+            .map_err(|e| failed("read", &e))?;
+        let (writes, queue) = mpsc::channel(4 * policy::MAX_BATCH);
+        let window = millis(dedup_window);
+        std::thread::Builder::new()
+            .name("raaft-store-writer".into())
+            .spawn(move || write_batches(conn, queue, window))
+            .map_err(|e| failed("start the writer of", &e))?;
+        Ok(SqliteStore { writes, readers, _lock: lock })
+    }
+
+    /// Runs `work` on the writer thread, in the next batch's transaction.
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>, i64) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let op = Op { work: Some(work), done: None, reply };
+        self.writes.send(Box::new(op)).await.map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
+    }
+
+    /// Runs `work` on a read-only connection, off the async runtime.
+    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.get().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            work(&conn).map_err(unavailable)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
 }
 
-/// Opens the write connection to the SQLite file at `path` (already
-/// migrated) and starts the writer thread; it stops when every sender is
-/// dropped.
-pub(super) fn start(path: &str, dedup_window: Duration) -> Result<mpsc::Sender<Request>, StoreError> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| StoreError(format!("cannot open \"{path}\": {e}")))?;
-    // Every acknowledged event is on disk (FULL) without blocking readers
-    // (WAL); writes made through the pool (replay, retention) are waited for.
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-    )
-    .map_err(|e| StoreError(format!("cannot set up \"{path}\": {e}")))?;
-    conn.set_prepared_statement_cache_capacity(16);
-    let (sender, requests) = mpsc::channel(4 * MAX_BATCH);
-    let window = i64::try_from(dedup_window.as_millis()).unwrap_or(i64::MAX);
-    std::thread::Builder::new()
-        .name("raaft-store-writer".into())
-        .spawn(move || run(conn, requests, window))
-        .map_err(|e| StoreError(format!("cannot start the store writer: {e}")))?;
-    Ok(sender)
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
 }
 
-fn run(mut conn: Connection, mut requests: mpsc::Receiver<Request>, dedup_window: i64) {
-    while let Some(first) = requests.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match requests.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+fn writer_stopped() -> StoreError {
+    StoreError::Unavailable("the store writer stopped".into())
+}
+
+/// Creates the store's folder (owner only) and file (owner read and write)
+/// when missing. SQLite gives the `-wal` and `-shm` files the file's
+/// permissions. A store made readable by others is left as it is, with a
+/// warning.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let failed = |what: &str, at: &Path, e: std::io::Error| {
+        StoreError::Unavailable(format!("cannot create {what} \"{}\": {e}", at.display()))
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| failed("the folder", dir, e))?;
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    store = %path.display(),
+                    mode = %format!("{mode:o}"),
+                    "the store holds customers' data and is readable by other users: chmod 600 it and its -wal and -shm files"
+                );
             }
         }
-        match write(&mut conn, &batch, dedup_window) {
-            Ok(outcomes) => {
-                for (request, outcome) in batch.into_iter().zip(outcomes) {
-                    answer(request, outcome);
-                }
-            }
+        Err(e) => return Err(failed("the store", path, e)),
+    }
+    Ok(())
+}
+
+/// Takes the lock that says a `serve` uses the file, or says who holds it.
+fn lock(path: &Path) -> Result<File, StoreError> {
+    let file = File::open(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open \"{}\" to lock it: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(path.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::Unavailable(format!("cannot lock \"{}\": {e}", path.display())))
+        }
+    }
+}
+
+/// Brings the schema to the latest version. A store made by the first
+/// release was migrated by another tool, which left its own bookkeeping
+/// table and no schema version: it is at version 1.
+fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
+    let first_release: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sqlx_migrations') \
+         AND (SELECT user_version FROM pragma_user_version) = 0",
+        [],
+        |row| row.get(0),
+    )?;
+    if first_release {
+        conn.pragma_update(None, "user_version", 1)?;
+    }
+    Migrations::new(vec![M::up(MIGRATIONS[0]), M::up_with_hook(MIGRATIONS[1], rekey_first_release)]).to_latest(conn)
+}
+
+/// The first release's idempotency keys, recomputed from their events as
+/// this release computes them, so that a Raaft retry of an event received
+/// before the upgrade is still a duplicate. A key whose event is gone
+/// could not match anything again and is dropped.
+fn rekey_first_release(tx: &Transaction<'_>) -> HookResult {
+    let rows: Vec<(String, Option<String>)> = tx
+        .prepare("SELECT d.dedup_key, e.body FROM dedup d LEFT JOIN events e ON e.id = d.event_id")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut rekey = tx.prepare("UPDATE OR REPLACE dedup SET dedup_key = ?1 WHERE dedup_key = ?2")?;
+    let mut drop = tx.prepare("DELETE FROM dedup WHERE dedup_key = ?1")?;
+    for (old, body) in rows {
+        match body.and_then(|b| Event::parse(b.as_bytes()).ok()) {
+            Some(event) => rekey.execute(params![event.idempotency_key(), old])?,
+            None => drop.execute(params![old])?,
+        };
+    }
+    Ok(())
+}
+
+/// A write for the writer thread: applied inside a batch's transaction,
+/// answered once the batch is committed (or has failed).
+trait Write: Send {
+    /// `window` is the dedup window in milliseconds.
+    fn apply(&mut self, tx: &Transaction<'_>, window: i64) -> rusqlite::Result<()>;
+    fn answer(self: Box<Self>, failure: Option<StoreError>);
+}
+
+struct Op<T, F> {
+    work: Option<F>,
+    done: Option<T>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Write for Op<T, F>
+where
+    T: Send,
+    F: FnOnce(&Transaction<'_>, i64) -> rusqlite::Result<T> + Send,
+{
+    fn apply(&mut self, tx: &Transaction<'_>, window: i64) -> rusqlite::Result<()> {
+        let work = self.work.take().expect("a write is applied once");
+        self.done = Some(work(tx, window)?);
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>, failure: Option<StoreError>) {
+        let result = match (failure, self.done) {
+            (Some(e), _) => Err(e),
+            (None, Some(done)) => Ok(done),
+            (None, None) => Err(StoreError::Unavailable("the write was not applied".into())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The writer thread: batches until every sender is gone.
+fn write_batches(mut conn: Connection, mut queue: mpsc::Receiver<Box<dyn Write>>, window: i64) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = policy::gather(first, || queue.try_recv().ok());
+        let failures = match write_batch(&mut conn, &mut batch, window) {
+            Ok(failures) => failures,
             Err(e) => {
                 tracing::warn!(error = %e, writes = batch.len(), "cannot write to the store");
-                for request in batch {
-                    let error = StoreError(e.to_string());
-                    match request {
-                        Request::Enqueue { reply, .. } => drop(reply.send(Err(error))),
-                        Request::Finish { reply, .. } => drop(reply.send(Err(error))),
-                        Request::Claim { reply, .. } => drop(reply.send(Err(error))),
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn answer(request: Request, outcome: Outcome) {
-    match (request, outcome) {
-        (Request::Enqueue { reply, .. }, Outcome::Written(Written::Enqueued(e))) => drop(reply.send(Ok(e))),
-        (Request::Finish { reply, job, .. }, Outcome::Written(Written::Finished(updated))) => {
-            if !updated {
-                tracing::warn!(delivery = %job.id, "lease lost before the attempt was recorded; another worker owns it now");
-            }
-            drop(reply.send(Ok(())));
-        }
-        (Request::Claim { reply, .. }, Outcome::Claimed(rows)) => drop(reply.send(Ok(rows))),
-        _ => unreachable!("outcomes follow the batch"),
-    }
-}
-
-/// Writes one batch in one transaction.
-fn write(conn: &mut Connection, batch: &[Request], dedup_window: i64) -> rusqlite::Result<Vec<Outcome>> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for request in batch {
-        let outcome = match request {
-            Request::Enqueue { event, deliveries, .. } => {
-                Outcome::Written(Written::Enqueued(enqueue(&tx, event, deliveries, dedup_window)?))
-            }
-            Request::Finish { job, attempt, state, .. } => {
-                Outcome::Written(Written::Finished(finish(&tx, job, attempt, state)?))
-            }
-            Request::Claim { token, lease_until, now, limit, .. } => {
-                Outcome::Claimed(claim(&tx, token, *lease_until, *now, *limit)?)
+                batch.iter().map(|_| Some(StoreError::Unavailable(e.to_string()))).collect()
             }
         };
-        outcomes.push(outcome);
+        for (write, failure) in batch.into_iter().zip(failures) {
+            write.answer(failure);
+        }
+    }
+}
+
+/// Applies each write of `batch` under its own savepoint and commits them
+/// together: a write that fails is undone alone and answered with its
+/// error. An error here (the transaction itself failed) fails them all.
+fn write_batch(
+    conn: &mut Connection,
+    batch: &mut [Box<dyn Write>],
+    window: i64,
+) -> rusqlite::Result<Vec<Option<StoreError>>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut failures = Vec::with_capacity(batch.len());
+    for write in batch.iter_mut() {
+        tx.prepare_cached("SAVEPOINT write")?.execute([])?;
+        match write.apply(&tx, window) {
+            Ok(()) => failures.push(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "a write to the store failed; the others in its batch go on");
+                tx.prepare_cached("ROLLBACK TO write")?.execute([])?;
+                failures.push(Some(unavailable(e)));
+            }
+        }
+        tx.prepare_cached("RELEASE write")?.execute([])?;
     }
     tx.commit()?;
-    Ok(outcomes)
+    Ok(failures)
 }
 
 /// Records an event and its deliveries unless its key was seen within the
 /// dedup window (in the store, or earlier in this batch); an older key is
 /// taken over.
 fn enqueue(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Transaction<'_>,
     event: &NewEvent,
     deliveries: &[NewDelivery],
-    dedup_window: i64,
+    window: i64,
 ) -> rusqlite::Result<Enqueued> {
     let id = new_id();
-    let at = ms(event.received_at);
     let fresh = tx
-        .prepare_cached(
-            "INSERT INTO dedup (dedup_key, event_id, received_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, received_at = excluded.received_at \
-             WHERE dedup.received_at < excluded.received_at - ?4 RETURNING dedup_key",
-        )?
-        .query_row(params![event.key, id, at, dedup_window], |_| Ok(()))
+        .prepare_cached(concat!(
+            "INSERT INTO dedup (dedup_key, event_id, received_at) VALUES (?1, ?2, ",
+            now!(),
+            ") ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, received_at = excluded.received_at \
+             WHERE dedup.received_at < excluded.received_at - ?3 RETURNING dedup_key"
+        ))?
+        .query_row(params![event.key, id, window], |_| Ok(()))
         .optional()?
         .is_some();
     if !fresh {
         return Ok(Enqueued::Duplicate);
     }
-    tx.prepare_cached(
-        "INSERT INTO events (id, dedup_key, received_at, outcome, customer, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![id, event.key, at, event.outcome, event.customer, event.body])?;
-    let mut insert = tx.prepare_cached(
+    tx.prepare_cached(concat!(
+        "INSERT INTO events (id, dedup_key, received_at, outcome, customer, body) VALUES (?1, ?2, ",
+        now!(),
+        ", ?3, ?4, ?5)"
+    ))?
+    .execute(params![id, event.key, event.outcome, event.customer, event.body])?;
+    let mut insert = tx.prepare_cached(concat!(
         "INSERT INTO deliveries (id, event_id, destination, routes, status, attempts, next_attempt_at, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5)",
-    )?;
+         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ",
+        now!(),
+        ", ",
+        now!(),
+        ", ",
+        now!(),
+        ")"
+    ))?;
     let mut ids = Vec::with_capacity(deliveries.len());
     for d in deliveries {
         let delivery = new_id();
-        insert.execute(params![delivery, id, d.destination, d.routes.join(","), at])?;
+        insert.execute(params![delivery, id, d.destination, policy::join_routes(&d.routes)])?;
         ids.push(delivery);
     }
     Ok(Enqueued::Accepted { deliveries: ids })
 }
 
-/// Records an attempt and the delivery's new state, if the lease is still
-/// the job's. Returns whether the delivery was updated.
-fn finish(
-    tx: &rusqlite::Transaction<'_>,
-    job: &Job,
-    attempt: &AttemptRecord,
-    state: &JobState,
-) -> rusqlite::Result<bool> {
-    let number = i64::from(job.attempts) + 1;
-    let now = now_ms();
-    let (status, next, last_error) = delivery_after(state, attempt, now);
+/// A claimed delivery as read in the claim's transaction; its event is
+/// parsed by the caller, off the writer thread.
+struct Claimed {
+    id: String,
+    destination: String,
+    routes: String,
+    attempt: i64,
+    due: i64,
+    event_key: String,
+    body: String,
+}
+
+/// Leases up to `limit` due deliveries to `owner` for `lease_ms`, counts
+/// their attempt, and reads them with their events.
+fn claim(tx: &Transaction<'_>, owner: &str, limit: usize, lease_ms: i64) -> rusqlite::Result<Vec<Claimed>> {
+    let mut claimed: Vec<(Claimed, String)> = tx
+        .prepare_cached(concat!(
+            "UPDATE deliveries SET lease_owner = ?1, lease_until = ",
+            now!(),
+            " + ?2, attempts = CASE WHEN replay_requested THEN 1 ELSE attempts + 1 END, replay_requested = 0 \
+             WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ",
+            now!(),
+            " AND (lease_until IS NULL OR lease_until < ",
+            now!(),
+            ") ORDER BY next_attempt_at LIMIT ?3) \
+             RETURNING id, event_id, destination, routes, attempts, next_attempt_at"
+        ))?
+        .query_map(params![owner, lease_ms, limit as i64], |row| {
+            let claimed = Claimed {
+                id: row.get(0)?,
+                destination: row.get(2)?,
+                routes: row.get(3)?,
+                attempt: row.get(4)?,
+                due: row.get(5)?,
+                event_key: String::new(),
+                body: String::new(),
+            };
+            Ok((claimed, row.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    claimed.sort_by_key(|(c, _)| c.due);
+    let mut event = tx.prepare_cached("SELECT dedup_key, body FROM events WHERE id = ?1")?;
+    claimed
+        .into_iter()
+        .map(|(mut c, event_id)| {
+            (c.event_key, c.body) = event.query_row(params![event_id], |row| Ok((row.get(0)?, text(row, 1)?)))?;
+            Ok(c)
+        })
+        .collect()
+}
+
+/// Records an attempt and the delivery's new state (if the lease is still
+/// the job's). A full record that cannot be stored is replaced by a
+/// reduced one, so the attempt counts whatever its content.
+fn finish(tx: &Transaction<'_>, job: &Job, attempt: &AttemptRecord, state: &JobState) -> rusqlite::Result<Recorded> {
+    tx.prepare_cached("SAVEPOINT record")?.execute([])?;
+    let full = record(tx, job, attempt, state);
+    if full.is_err() {
+        tx.prepare_cached("ROLLBACK TO record")?.execute([])?;
+    }
+    tx.prepare_cached("RELEASE record")?.execute([])?;
+    match full {
+        Ok(recorded) => Ok(recorded),
+        Err(e) => {
+            tracing::warn!(delivery = %job.id, error = %e, "cannot store an attempt's full record; keeping a reduced one");
+            let reduced = policy::reduced(attempt, &e.to_string());
+            record(tx, job, &reduced, &policy::reduced_state(state, &reduced))
+        }
+    }
+}
+
+fn record(tx: &Transaction<'_>, job: &Job, attempt: &AttemptRecord, state: &JobState) -> rusqlite::Result<Recorded> {
     tx.prepare_cached(
         "INSERT INTO attempts (id, delivery_id, number, at, status_code, latency_ms, response, error, payload) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -198,55 +424,334 @@ fn finish(
     .execute(params![
         new_id(),
         job.id,
-        number,
-        ms(attempt.at),
-        attempt.status.map(i64::from),
-        i64::try_from(attempt.latency.as_millis()).unwrap_or(i64::MAX),
+        job.attempt,
+        attempt.at.timestamp_millis(),
+        attempt.status,
+        millis(attempt.latency),
         attempt.response,
         attempt.error,
         attempt.payload,
     ])?;
+    let after = policy::after_attempt(state, attempt);
+    // A replay asked for during the attempt starts the delivery over now,
+    // whatever the attempt came to.
     let updated = tx
-        .prepare_cached(
-            "UPDATE deliveries SET status = ?1, attempts = ?2, next_attempt_at = ?3, last_error = ?4, \
-             lease_owner = NULL, lease_until = NULL, updated_at = ?5 WHERE id = ?6 AND lease_owner = ?7",
-        )?
-        .execute(params![status, number, next, last_error, now, job.id, job.lease])?;
-    Ok(updated > 0)
+        .prepare_cached(concat!(
+            "UPDATE deliveries SET status = CASE WHEN replay_requested THEN 'pending' ELSE ?1 END, \
+             attempts = CASE WHEN replay_requested THEN 0 ELSE attempts END, \
+             next_attempt_at = ",
+            now!(),
+            " + CASE WHEN replay_requested OR ?2 IS NULL THEN 0 ELSE ?2 END, \
+             last_error = ?3, replay_requested = 0, lease_owner = NULL, lease_until = NULL, updated_at = ",
+            now!(),
+            " WHERE id = ?4 AND lease_owner = ?5"
+        ))?
+        .execute(params![after.status.as_str(), after.retry_in.map(millis), after.last_error, job.id, job.lease])?;
+    Ok(if updated > 0 { Recorded::Done } else { Recorded::LeaseLost })
 }
 
-/// Leases up to `limit` due deliveries to `token` and reads them back with
-/// their events.
-fn claim(
-    tx: &rusqlite::Transaction<'_>,
-    token: &str,
-    lease_until: i64,
-    now: i64,
-    limit: i64,
-) -> rusqlite::Result<Vec<ClaimedRow>> {
-    let claimed = tx
-        .prepare_cached(
-            "UPDATE deliveries SET lease_owner = ?1, lease_until = ?2 WHERE id IN (\
-             SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?3 \
-             AND (lease_until IS NULL OR lease_until < ?3) ORDER BY next_attempt_at LIMIT ?4)",
-        )?
-        .execute(params![token, lease_until, now, limit])?;
-    if claimed == 0 {
-        return Ok(Vec::new());
+/// Hands deliveries back to the queue: requeued now with a fresh attempt
+/// budget, or, when an attempt is under way (a live lease), marked to be
+/// requeued when that attempt is recorded.
+fn replay(tx: &Transaction<'_>, ids: &[String]) -> rusqlite::Result<Vec<Replayed>> {
+    let mut update = tx.prepare_cached(concat!(
+        "UPDATE deliveries SET \
+         replay_requested = (lease_owner IS NOT NULL AND lease_until >= ",
+        now!(),
+        "), \
+         status = CASE WHEN lease_owner IS NOT NULL AND lease_until >= ",
+        now!(),
+        " THEN status ELSE 'pending' END, \
+         attempts = CASE WHEN lease_owner IS NOT NULL AND lease_until >= ",
+        now!(),
+        " THEN attempts ELSE 0 END, \
+         next_attempt_at = CASE WHEN lease_owner IS NOT NULL AND lease_until >= ",
+        now!(),
+        " THEN next_attempt_at ELSE ",
+        now!(),
+        " END, \
+         lease_until = CASE WHEN lease_until >= ",
+        now!(),
+        " THEN lease_until END, \
+         lease_owner = CASE WHEN lease_until >= ",
+        now!(),
+        " THEN lease_owner END, \
+         updated_at = ",
+        now!(),
+        " WHERE id = ?1 RETURNING replay_requested"
+    ))?;
+    let mut replayed = Vec::new();
+    for id in ids {
+        let id = id.to_ascii_lowercase();
+        if let Some(waits) = update.query_row(params![id], |row| row.get::<_, bool>(0)).optional()? {
+            replayed.push(Replayed { id, after_attempt_under_way: waits });
+        }
     }
-    let mut select = tx.prepare_cached(
-        "SELECT d.id, d.destination, d.routes, d.attempts, e.dedup_key, e.body \
-         FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.lease_owner = ?1 ORDER BY d.next_attempt_at",
+    Ok(replayed)
+}
+
+/// Deletes deliveries in `status` last updated more than `age_ms` ago,
+/// their attempts, and the events left without deliveries. Returns how
+/// many deliveries went.
+fn delete_older(tx: &Transaction<'_>, status: Status, age_ms: i64) -> rusqlite::Result<u64> {
+    tx.execute(
+        concat!(
+            "DELETE FROM attempts WHERE delivery_id IN \
+             (SELECT id FROM deliveries WHERE status = ?1 AND updated_at < ",
+            now!(),
+            " - ?2)"
+        ),
+        params![status.as_str(), age_ms],
     )?;
-    let rows = select.query_map(params![token], |row| {
-        Ok(ClaimedRow {
-            id: row.get(0)?,
-            destination: row.get(1)?,
-            routes: row.get(2)?,
-            attempts: row.get(3)?,
-            event_key: row.get(4)?,
-            body: row.get(5)?,
+    let n = tx.execute(
+        concat!("DELETE FROM deliveries WHERE status = ?1 AND updated_at < ", now!(), " - ?2"),
+        params![status.as_str(), age_ms],
+    )?;
+    tx.execute(
+        concat!(
+            "DELETE FROM events WHERE received_at < ",
+            now!(),
+            " - ?1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)"
+        ),
+        params![age_ms],
+    )?;
+    Ok(n as u64)
+}
+
+/// A text column, also when it holds bytes.
+fn text(row: &Row<'_>, i: usize) -> rusqlite::Result<String> {
+    Ok(optional_text(row, i)?.unwrap_or_default())
+}
+
+fn optional_text(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    Ok(bytes(row, i)?
+        .map(|b| String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())))
+}
+
+/// A column of bytes (a receiver's reply), also when an earlier release
+/// stored it as text.
+fn bytes(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Vec<u8>>> {
+    Ok(match row.get_ref(i)? {
+        ValueRef::Text(b) | ValueRef::Blob(b) => Some(b.to_vec()),
+        ValueRef::Null => None,
+        ValueRef::Integer(n) => Some(n.to_string().into_bytes()),
+        ValueRef::Real(x) => Some(x.to_string().into_bytes()),
+    })
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+const SUMMARY_COLUMNS: &str = "d.id, d.event_id, d.created_at, d.updated_at, d.destination, d.routes, \
+     e.outcome, e.customer, d.status, d.attempts, d.next_attempt_at, d.last_error";
+
+fn summary(row: &Row<'_>) -> rusqlite::Result<DeliverySummary> {
+    Ok(DeliverySummary {
+        id: row.get(0)?,
+        event_id: row.get(1)?,
+        created_at: time(row.get(2)?),
+        updated_at: time(row.get(3)?),
+        destination: row.get(4)?,
+        routes: policy::split_routes(&text(row, 5)?),
+        outcome: optional_text(row, 6)?,
+        customer: optional_text(row, 7)?,
+        status: Status::parse(&text(row, 8)?).unwrap_or(Status::Pending),
+        attempts: row.get::<_, i64>(9)?.try_into().unwrap_or(u32::MAX),
+        next_attempt_at: time(row.get(10)?),
+        last_error: optional_text(row, 11)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn enqueue(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Result<Enqueued, StoreError> {
+        self.write(move |tx, window| enqueue(tx, &event, &deliveries, window)).await
+    }
+
+    async fn claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, StoreError> {
+        let owner = new_id();
+        let lease_ms = millis(lease);
+        let claimed = {
+            let owner = owner.clone();
+            self.write(move |tx, _| claim(tx, &owner, limit, lease_ms)).await?
+        };
+        Ok(claimed
+            .into_iter()
+            .map(|c| Job {
+                id: c.id,
+                event_key: c.event_key,
+                event: Arc::new(serde_json::from_str(&c.body).unwrap_or(Value::Null)),
+                destination: c.destination,
+                routes: policy::split_routes(&c.routes),
+                attempt: c.attempt.try_into().unwrap_or(u32::MAX),
+                lease: owner.clone(),
+            })
+            .collect())
+    }
+
+    async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
+        self.read(|conn| {
+            let wait: Option<i64> = conn
+                .prepare_cached(concat!(
+                    "SELECT MIN(next_attempt_at) - ",
+                    now!(),
+                    " FROM deliveries WHERE status = 'pending' AND lease_owner IS NULL"
+                ))?
+                .query_row([], |row| row.get(0))?;
+            Ok(wait.map(|ms| Duration::from_millis(ms.max(0) as u64)))
         })
-    })?;
-    rows.collect()
+        .await
+    }
+
+    async fn finish_attempt(&self, job: &Job, attempt: AttemptRecord, state: JobState) -> Result<Recorded, StoreError> {
+        let job = Job { event: Arc::new(Value::Null), ..job.clone() };
+        self.write(move |tx, _| finish(tx, &job, &attempt, &state)).await
+    }
+
+    async fn extend_lease(&self, job: &Job, lease: Duration) -> Result<bool, StoreError> {
+        let (id, owner, lease_ms) = (job.id.clone(), job.lease.clone(), millis(lease));
+        self.write(move |tx, _| {
+            let n = tx
+                .prepare_cached(concat!(
+                    "UPDATE deliveries SET lease_until = ",
+                    now!(),
+                    " + ?1 WHERE id = ?2 AND lease_owner = ?3"
+                ))?
+                .execute(params![lease_ms, id, owner])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn postpone(&self, job: &Job, delay: Duration) -> Result<(), StoreError> {
+        let (id, owner, delay_ms) = (job.id.clone(), job.lease.clone(), millis(delay));
+        self.write(move |tx, _| {
+            // The attempt counted by the claim was not made.
+            tx.prepare_cached(concat!(
+                "UPDATE deliveries SET next_attempt_at = ",
+                now!(),
+                " + ?1, attempts = CASE WHEN replay_requested THEN 0 ELSE attempts - 1 END, \
+                 replay_requested = 0, lease_owner = NULL, lease_until = NULL WHERE id = ?2 AND lease_owner = ?3"
+            ))?
+            .execute(params![delay_ms, id, owner])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await
+    }
+
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = self
+            .read(|conn| {
+                conn.prepare_cached(concat!(
+                    "SELECT destination, status, COUNT(*), ",
+                    now!(),
+                    " - MIN(created_at) FROM deliveries WHERE status IN ('pending', 'dead') GROUP BY destination, status"
+                ))?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
+                .collect()
+            })
+            .await?;
+        Ok(policy::per_destination(rows))
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError> {
+        let status = filter.status.map(Status::as_str).unwrap_or("");
+        let destination = filter.destination.clone().unwrap_or_default();
+        let since = filter.since.map(millis);
+        let limit = if filter.limit == 0 { i64::MAX } else { filter.limit as i64 };
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {SUMMARY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
+                 WHERE (?1 = '' OR d.status = ?1) AND (?2 = '' OR d.destination = ?2) \
+                 AND (?3 IS NULL OR d.created_at >= {} - ?3) ORDER BY d.created_at DESC, d.id DESC LIMIT ?4",
+                now!()
+            );
+            conn.prepare_cached(&sql)?.query_map(params![status, destination, since, limit], summary)?.collect()
+        })
+        .await
+    }
+
+    async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
+        let id = id.to_ascii_lowercase();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {SUMMARY_COLUMNS}, e.body FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = ?1"
+            );
+            let Some((summary, body)) = conn
+                .prepare_cached(&sql)?
+                .query_row(params![id], |row| Ok((summary(row)?, text(row, 12)?)))
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let attempt_log: Vec<AttemptView> = conn
+                .prepare_cached(
+                    "SELECT number, at, status_code, latency_ms, response, error, payload FROM attempts \
+                     WHERE delivery_id = ?1 ORDER BY at, id",
+                )?
+                .query_map(params![summary.id], |row| {
+                    Ok(AttemptView {
+                        number: row.get::<_, i64>(0)?.try_into().unwrap_or(0),
+                        at: time(row.get(1)?),
+                        status_code: row.get::<_, Option<i64>>(2)?.and_then(|c| u16::try_from(c).ok()),
+                        latency_ms: row.get::<_, i64>(3)?.max(0) as u64,
+                        response: bytes(row, 4)?,
+                        error: optional_text(row, 5)?,
+                        payload: optional_text(row, 6)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(Some(DeliveryDetail {
+                summary,
+                event: serde_json::from_str(&body).unwrap_or(Value::Null),
+                last_payload: attempt_log.iter().rev().find_map(|a| a.payload.clone()),
+                attempt_log,
+            }))
+        })
+        .await
+    }
+
+    async fn replay(&self, ids: &[String]) -> Result<Vec<Replayed>, StoreError> {
+        let ids = ids.to_vec();
+        self.write(move |tx, _| replay(tx, &ids)).await
+    }
+
+    async fn replay_dead(&self, destination: Option<&str>) -> Result<u64, StoreError> {
+        let destination = destination.unwrap_or("").to_owned();
+        self.write(move |tx, _| {
+            let n = tx.execute(
+                concat!(
+                    "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ",
+                    now!(),
+                    ", updated_at = ",
+                    now!(),
+                    ", lease_owner = NULL, lease_until = NULL, replay_requested = 0 \
+                     WHERE status = 'dead' AND (?1 = '' OR destination = ?1)"
+                ),
+                params![destination],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn purge_dead(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let age = millis(older_than);
+        self.write(move |tx, _| delete_older(tx, Status::Dead, age)).await
+    }
+
+    async fn prune(&self, retention: Duration, dedup_window: Duration) -> Result<u64, StoreError> {
+        let (retention, window) = (millis(retention), millis(dedup_window));
+        self.write(move |tx, _| {
+            let n = delete_older(tx, Status::Delivered, retention)?;
+            tx.execute(concat!("DELETE FROM dedup WHERE received_at < ", now!(), " - ?1"), params![window])?;
+            Ok(n)
+        })
+        .await
+    }
 }

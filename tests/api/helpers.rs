@@ -3,7 +3,8 @@
 //! real SMTP server.
 
 use bytes::Bytes;
-use raaft_relay::store::{ListFilter, Status, Store, StoreStats};
+use raaft_relay::config::StoreLocation;
+use raaft_relay::store::{ListFilter, Status, Store};
 use raaft_relay::{Application, Runtime};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -99,6 +100,11 @@ impl TestStore {
         std::env::var("RAAFT_RELAY_TEST_POSTGRES").ok().filter(|u| !u.trim().is_empty()).map(TestStore::Postgres)
     }
 
+    /// A new, empty store.
+    pub async fn fresh_location(&self, dir: &Path) -> StoreLocation {
+        StoreLocation::parse(&self.fresh_url(dir).await, dir).unwrap()
+    }
+
     /// A store URL for a new, empty store.
     pub async fn fresh_url(&self, dir: &Path) -> String {
         match self {
@@ -149,6 +155,98 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// What a store holds, counted straight from its tables: the relay's own
+/// store has no counting of its own (nothing there is for tests only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub pending: u64,
+    /// Pending deliveries currently claimed by a worker.
+    pub in_flight: u64,
+    pub delivered: u64,
+    pub dead: u64,
+    pub attempts: u64,
+    pub events: u64,
+}
+
+const COUNTS: &str = "SELECT \
+    (SELECT COUNT(*) FROM deliveries WHERE status = 'pending'), \
+    (SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND lease_owner IS NOT NULL), \
+    (SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'), \
+    (SELECT COUNT(*) FROM deliveries WHERE status = 'dead'), \
+    (SELECT COUNT(*) FROM attempts), \
+    (SELECT COUNT(*) FROM events)";
+
+/// Counts what the store at `location` holds.
+pub async fn count(location: &StoreLocation) -> StoreStats {
+    let n: [i64; 6] = match location {
+        StoreLocation::Sqlite(path) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                let conn = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .expect("the SQLite store opens");
+                conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                conn.query_row(COUNTS, [], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?]))
+                    .expect("the SQLite store answers")
+            })
+            .await
+            .unwrap()
+        }
+        StoreLocation::Postgres(url) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("the PostgreSQL store answers");
+            let row: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(COUNTS).fetch_one(&mut conn).await.unwrap();
+            [row.0, row.1, row.2, row.3, row.4, row.5]
+        }
+    };
+    let [pending, in_flight, delivered, dead, attempts, events] = n.map(|v| v as u64);
+    StoreStats { pending, in_flight, delivered, dead, attempts, events }
+}
+
+/// The first column of the first row `sql` returns from the store at
+/// `location`, as a number.
+pub async fn query_number(location: &StoreLocation, sql: &str) -> Option<i64> {
+    match location {
+        StoreLocation::Sqlite(path) => {
+            let (path, sql) = (path.clone(), sql.to_owned());
+            tokio::task::spawn_blocking(move || {
+                let conn =
+                    rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+                conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                conn.query_row(&sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+            })
+            .await
+            .unwrap()
+        }
+        StoreLocation::Postgres(url) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        }
+    }
+}
+
+/// Runs SQL on the store at `location` as its operator could (to break
+/// it on purpose in a test).
+pub async fn execute(location: &StoreLocation, sql: &str) {
+    match location {
+        StoreLocation::Sqlite(path) => {
+            let (path, sql) = (path.clone(), sql.to_owned());
+            tokio::task::spawn_blocking(move || {
+                let conn = rusqlite::Connection::open(&path).unwrap();
+                conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                conn.execute_batch(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            })
+            .await
+            .unwrap()
+        }
+        StoreLocation::Postgres(url) => {
+            use sqlx::{Connection, Executor};
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            conn.execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+}
+
 /// A config folder of its own: `relay.toml` plus a copy of the shipped
 /// templates that a test may add to.
 pub struct ConfigDir {
@@ -195,6 +293,7 @@ impl ConfigDir {
 pub struct TestApp {
     pub address: String,
     pub store: Arc<dyn Store>,
+    pub location: StoreLocation,
     pub metrics: Arc<raaft_relay::metrics::Metrics>,
     /// Keeps the config folder alive while the relay runs.
     _config: ConfigDir,
@@ -214,6 +313,7 @@ pub async fn spawn_on(config: ConfigDir) -> TestApp {
     // Relay logs go to the test's captured output, shown when it fails.
     let _ = tracing_subscriber::fmt().with_env_filter("raaft_relay=debug").with_test_writer().try_init();
     let runtime = Runtime::load(&config.path()).unwrap_or_else(|p| panic!("config does not load:\n{p}"));
+    let location = runtime.config.store.location.clone();
     let app = Application::build(runtime).await.unwrap();
     let store = app.state().store().clone();
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -225,6 +325,7 @@ pub async fn spawn_on(config: ConfigDir) -> TestApp {
     TestApp {
         address,
         store,
+        location,
         metrics,
         _config: config,
         client: reqwest::Client::new(),
@@ -254,8 +355,13 @@ impl TestApp {
         &self.client
     }
 
+    /// The relay's config file (for the `deliveries` commands).
+    pub fn config_path(&self) -> PathBuf {
+        self._config.path()
+    }
+
     pub async fn stats(&self) -> StoreStats {
-        self.store.stats().await.expect("the store answers")
+        count(&self.location).await
     }
 
     /// Waits until no delivery is pending.
@@ -556,11 +662,28 @@ pub fn relay_command() -> std::process::Command {
     cmd
 }
 
+/// The binary under `faketime`, its clock `offset` from the machine's
+/// ("+30s"): Debian's faketime skews a process's clock from outside.
+pub fn skewed_relay_command(offset: &str) -> std::process::Command {
+    let found = std::process::Command::new("faketime").arg("-f").arg("+0s").arg("true").status();
+    assert!(found.is_ok_and(|s| s.success()), "faketime is needed (Debian: apt-get install faketime)");
+    let mut cmd = std::process::Command::new("faketime");
+    cmd.args(["-f", offset, env!("CARGO_BIN_EXE_raaft-relay")]);
+    cmd.current_dir(repo_path("")).env_remove("RAAFT_TOKEN").env_remove("RUST_LOG").env_remove("RAAFT_RELAY_CONFIG");
+    cmd
+}
+
 impl RelayProcess {
     /// Starts `serve` on `config` (listening on port 0) and waits until it
     /// says which port it got.
     pub async fn start(config: &Path) -> RelayProcess {
-        let mut child = relay_command()
+        Self::start_with(relay_command(), config).await
+    }
+
+    /// As [`RelayProcess::start`], through `command` (the binary, or the
+    /// binary under another program).
+    pub async fn start_with(mut command: std::process::Command, config: &Path) -> RelayProcess {
+        let mut child = command
             .args(["--config", config.to_str().unwrap(), "--log-format", "json", "serve"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

@@ -4,9 +4,10 @@
 
 use crate::helpers::*;
 use async_trait::async_trait;
+use raaft_relay::store::sqlite::SqliteStore;
 use raaft_relay::store::{
-    AttemptRecord, DeliveryDetail, DeliverySummary, Enqueued, Job, JobState, ListFilter, NewDelivery, NewEvent,
-    SqlStore, Store, StoreError, StoreStats,
+    Access, AttemptRecord, DeliveryDetail, DeliverySummary, DestinationStats, Enqueued, Job, JobState, ListFilter,
+    NewDelivery, NewEvent, Recorded, Replayed, Store, StoreError,
 };
 use raaft_relay::{Application, Runtime};
 use serde_json::{json, Value};
@@ -127,14 +128,13 @@ on_both_stores! {
 
     async fn retention_prunes_delivered_work_and_keeps_the_dead(store) {
         let dir = tempfile::tempdir().unwrap();
-        let url = store.fresh_url(dir.path()).await;
-        let store = SqlStore::open(&url, Duration::from_secs(3600)).await.unwrap();
+        let location = store.fresh_location(dir.path()).await;
+        let store = raaft_relay::store::open(&location, Duration::from_secs(3600), Access::Serve).await.unwrap();
         let event = |flow: &str| NewEvent {
             key: flow.to_owned(),
             body: json!({"flowId": flow}).to_string(),
             outcome: Some("canceled".into()),
             customer: None,
-            received_at: chrono::Utc::now(),
         };
         let to = || vec![NewDelivery { destination: "hook".into(), routes: vec!["all".into()] }];
         store.enqueue(event("a"), to()).await.unwrap();
@@ -145,33 +145,33 @@ on_both_stores! {
         assert!(store.claim_due(10, Duration::from_secs(30)).await.unwrap().is_empty(), "claimed jobs are not handed out twice");
         let record = || AttemptRecord { at: chrono::Utc::now(), status: Some(200), latency: Duration::from_millis(5), response: None, error: None, payload: Some("{}".into()) };
         let (a, b) = if jobs[0].event["flowId"] == "a" { (&jobs[0], &jobs[1]) } else { (&jobs[1], &jobs[0]) };
-        store.finish_attempt(a, record(), JobState::Delivered).await.unwrap();
+        assert_eq!(store.finish_attempt(a, record(), JobState::Delivered).await.unwrap(), Recorded::Done);
         store.finish_attempt(b, record(), JobState::Dead { reason: "HTTP 404".into() }).await.unwrap();
         // Nothing is old enough yet.
         assert_eq!(store.prune(Duration::from_secs(3600), Duration::from_secs(3600)).await.unwrap(), 0);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(store.prune(Duration::from_millis(1), Duration::from_millis(1)).await.unwrap(), 1);
-        let stats = store.stats().await.unwrap();
+        let stats = count(&location).await;
         assert_eq!((stats.delivered, stats.dead, stats.events, stats.attempts), (0, 1, 1, 1));
         // The pruned idempotency key no longer makes "a" a duplicate.
         assert!(matches!(store.enqueue(event("a"), to()).await.unwrap(), Enqueued::Accepted { .. }));
         assert_eq!(store.purge_dead(Duration::from_secs(3600)).await.unwrap(), 0);
         assert_eq!(store.purge_dead(Duration::ZERO).await.unwrap(), 1);
-        let stats = store.stats().await.unwrap();
+        let stats = count(&location).await;
         assert_eq!((stats.dead, stats.pending), (0, 1));
     }
 
     async fn the_same_event_in_one_batch_is_accepted_once(store) {
         let dir = tempfile::tempdir().unwrap();
-        let url = store.fresh_url(dir.path()).await;
-        let store = Arc::new(SqlStore::open(&url, Duration::from_secs(3600)).await.unwrap());
+        let location = store.fresh_location(dir.path()).await;
+        let store = raaft_relay::store::open(&location, Duration::from_secs(3600), Access::Serve).await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..40 {
             let store = store.clone();
             // Half the requests carry one key (Raaft retrying at once), half their own.
             let key = if i % 2 == 0 { "same".to_owned() } else { format!("own-{i}") };
             tasks.push(tokio::spawn(async move {
-                let event = NewEvent { key, body: "{}".into(), outcome: None, customer: None, received_at: chrono::Utc::now() };
+                let event = NewEvent { key, body: "{}".into(), outcome: None, customer: None };
                 store.enqueue(event, vec![NewDelivery { destination: "d".into(), routes: vec![] }]).await.unwrap()
             }));
         }
@@ -182,15 +182,15 @@ on_both_stores! {
             }
         }
         assert_eq!(accepted, 21, "20 distinct events and one of the 20 copies");
-        let stats = store.stats().await.unwrap();
+        let stats = count(&location).await;
         assert_eq!((stats.events, stats.pending), (21, 21));
     }
 
     async fn a_delivery_whose_worker_died_is_taken_over_when_its_lease_runs_out(store) {
         let dir = tempfile::tempdir().unwrap();
-        let url = store.fresh_url(dir.path()).await;
-        let store = SqlStore::open(&url, Duration::from_secs(3600)).await.unwrap();
-        let event = NewEvent { key: "k".into(), body: "{}".into(), outcome: None, customer: None, received_at: chrono::Utc::now() };
+        let location = store.fresh_location(dir.path()).await;
+        let store = raaft_relay::store::open(&location, Duration::from_secs(3600), Access::Serve).await.unwrap();
+        let event = NewEvent { key: "k".into(), body: "{}".into(), outcome: None, customer: None };
         store.enqueue(event, vec![NewDelivery { destination: "d".into(), routes: vec![] }]).await.unwrap();
         let first = store.claim_due(10, Duration::from_millis(300)).await.unwrap();
         assert_eq!(first.len(), 1);
@@ -201,24 +201,27 @@ on_both_stores! {
         assert_ne!(first[0].lease, second[0].lease);
         // The first holder's late result does not overwrite the new claim.
         let record = AttemptRecord { at: chrono::Utc::now(), status: None, latency: Duration::ZERO, response: None, error: Some("late".into()), payload: None };
-        store.finish_attempt(&first[0], record.clone(), JobState::Dead { reason: "late".into() }).await.unwrap();
-        assert_eq!(store.stats().await.unwrap().dead, 0);
+        assert_eq!(first[0].attempt, 1);
+        assert_eq!(second[0].attempt, 2, "the attempt cut short counts");
+        let late = store.finish_attempt(&first[0], record.clone(), JobState::Dead { reason: "late".into() }).await.unwrap();
+        assert_eq!(late, Recorded::LeaseLost);
+        assert_eq!(count(&location).await.dead, 0);
         store.finish_attempt(&second[0], record, JobState::Delivered).await.unwrap();
-        assert_eq!(store.stats().await.unwrap().delivered, 1);
+        assert_eq!(count(&location).await.delivered, 1);
     }
 }
 
 /// A store that can be switched off, for the SQLite outage test (the
 /// PostgreSQL variant below cuts a real database off).
 struct Switchable {
-    inner: SqlStore,
+    inner: SqliteStore,
     down: AtomicBool,
 }
 
 impl Switchable {
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
-            Err(StoreError("disk I/O error".into()))
+            Err(StoreError::Unavailable("disk I/O error".into()))
         } else {
             Ok(())
         }
@@ -235,24 +238,24 @@ impl Store for Switchable {
         self.check()?;
         self.inner.claim_due(limit, lease).await
     }
-    async fn finish_attempt(&self, job: &Job, a: AttemptRecord, s: JobState) -> Result<(), StoreError> {
+    async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
+        self.inner.next_due().await
+    }
+    async fn finish_attempt(&self, job: &Job, a: AttemptRecord, s: JobState) -> Result<Recorded, StoreError> {
         self.inner.finish_attempt(job, a, s).await
     }
-    async fn next_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-        self.inner.next_due().await
+    async fn extend_lease(&self, job: &Job, lease: Duration) -> Result<bool, StoreError> {
+        self.inner.extend_lease(job, lease).await
+    }
+    async fn postpone(&self, job: &Job, delay: Duration) -> Result<(), StoreError> {
+        self.inner.postpone(job, delay).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()?;
         self.inner.ping().await
     }
-    async fn stats(&self) -> Result<StoreStats, StoreError> {
-        self.inner.stats().await
-    }
-    async fn destination_stats(&self) -> Result<Vec<raaft_relay::store::DestinationStats>, StoreError> {
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
         self.inner.destination_stats().await
-    }
-    async fn postpone(&self, job: &Job, until: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
-        self.inner.postpone(job, until).await
     }
     async fn list(&self, f: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError> {
         self.inner.list(f).await
@@ -260,7 +263,7 @@ impl Store for Switchable {
     async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
         self.inner.show(id).await
     }
-    async fn replay(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+    async fn replay(&self, ids: &[String]) -> Result<Vec<Replayed>, StoreError> {
         self.inner.replay(ids).await
     }
     async fn replay_dead(&self, d: Option<&str>) -> Result<u64, StoreError> {
@@ -272,9 +275,6 @@ impl Store for Switchable {
     async fn prune(&self, r: Duration, w: Duration) -> Result<u64, StoreError> {
         self.inner.prune(r, w).await
     }
-    async fn release_leases(&self) -> Result<(), StoreError> {
-        self.inner.release_leases().await
-    }
 }
 
 #[tokio::test]
@@ -282,8 +282,9 @@ async fn a_failing_store_answers_503_and_keeps_nothing_half_written() {
     let hook = Receiver::start(Answer::new(200, "")).await;
     let cfg = flow_config(&hook, "");
     let dir = tempfile::tempdir().unwrap();
-    let url = TestStore::Sqlite.fresh_url(dir.path()).await;
-    let inner = SqlStore::open(&url, Duration::from_secs(3600)).await.unwrap();
+    let location = TestStore::Sqlite.fresh_location(dir.path()).await;
+    let raaft_relay::config::StoreLocation::Sqlite(path) = &location else { unreachable!() };
+    let inner = SqliteStore::open(path, Duration::from_secs(3600), Access::Serve).await.unwrap();
     let store = Arc::new(Switchable { inner, down: AtomicBool::new(true) });
     let runtime = Runtime::load(&cfg.path()).unwrap();
     let app = Application::build_with_store(runtime, store.clone()).await.unwrap();
@@ -300,12 +301,12 @@ async fn a_failing_store_answers_503_and_keeps_nothing_half_written() {
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("retry"), "{body}");
-    assert_eq!(store.inner.stats().await.unwrap().events, 0);
+    assert_eq!(count(&location).await.events, 0);
     store.down.store(false, Ordering::SeqCst);
     // Raaft's retry of the same event now goes through, once.
     assert_eq!(post().await.unwrap().status(), 200);
     hook.wait_for(1, Duration::from_secs(5)).await;
-    assert_eq!(store.inner.stats().await.unwrap().events, 1);
+    assert_eq!(count(&location).await.events, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

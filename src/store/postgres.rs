@@ -1,0 +1,652 @@
+//! The PostgreSQL store: several relays share one queue. The hot writes
+//! (new events, attempt records, claims) of every request waiting go to
+//! one task that writes them in one transaction with one statement per
+//! kind (arrays of rows, one round trip each) and one commit; a batch that
+//! fails is written again one write at a time, so one that cannot be
+//! written fails alone. Leases, due times and ages run on the database's
+//! clock (`now()`), so replicas whose clocks disagree never take each
+//! other's work. What comes from outside is stored as bytes (TEXT cannot
+//! hold NUL).
+
+use super::policy::{self, millis};
+use super::*;
+use crate::event::Event;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Row};
+use std::str::FromStr;
+use tokio::sync::{mpsc, oneshot};
+
+/// The schema, embedded: migrations run when the store is opened.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Now, by the database's clock, in milliseconds since the epoch (the
+/// transaction's start).
+macro_rules! now {
+    () => {
+        "(EXTRACT(EPOCH FROM now()) * 1000)::BIGINT"
+    };
+}
+
+/// The store in one PostgreSQL database.
+pub struct PostgresStore {
+    pool: PgPool,
+    writes: mpsc::Sender<Write>,
+}
+
+/// A hot write, for the batching task.
+enum Write {
+    Enqueue { event: NewEvent, deliveries: Vec<NewDelivery>, reply: oneshot::Sender<Result<Enqueued, StoreError>> },
+    Finish { job: Job, attempt: AttemptRecord, state: JobState, reply: oneshot::Sender<Result<Recorded, StoreError>> },
+    Claim { owner: String, limit: usize, lease_ms: i64, reply: oneshot::Sender<Result<Vec<Job>, StoreError>> },
+}
+
+/// What one write came to, before it is answered.
+enum Written {
+    Enqueued(Enqueued),
+    Finished(Recorded),
+    Claimed(Vec<Job>),
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn writer_stopped<T>(_: T) -> StoreError {
+    StoreError::Unavailable("the store writer stopped".into())
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` and brings its schema up to date.
+    pub async fn open(url: &str, dedup_window: Duration) -> Result<PostgresStore, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(unavailable)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        MIGRATOR.run(&pool).await.map_err(|e| unavailable(format!("migrations failed: {e}")))?;
+        rekey_first_release(&pool).await.map_err(|e| unavailable(format!("cannot upgrade idempotency keys: {e}")))?;
+        let (writes, queue) = mpsc::channel(4 * policy::MAX_BATCH);
+        tokio::spawn(write_batches(pool.clone(), queue, millis(dedup_window)));
+        Ok(PostgresStore { pool, writes })
+    }
+}
+
+/// The first release's idempotency keys (set aside by the migration),
+/// recomputed from their events as this release computes them, so that a
+/// Raaft retry of an event received before the upgrade is still a
+/// duplicate. A key whose event is gone could not match again and is
+/// dropped. Replicas starting together take turns on the rows.
+async fn rekey_first_release(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows: Vec<(String, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT l.dedup_key, e.body FROM dedup_legacy l LEFT JOIN events e ON e.id = l.event_id FOR UPDATE OF l",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let (old, new): (Vec<String>, Vec<String>) =
+        rows.into_iter().filter_map(|(old, body)| Some((old, Event::parse(&body?).ok()?.idempotency_key()))).unzip();
+    sqlx::query(
+        "INSERT INTO dedup (dedup_key, event_id, received_at) \
+         SELECT n.new, l.event_id, l.received_at FROM unnest($1::text[], $2::text[]) AS n(old, new) \
+         JOIN dedup_legacy l ON l.dedup_key = n.old ON CONFLICT (dedup_key) DO NOTHING",
+    )
+    .bind(&old)
+    .bind(&new)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM dedup_legacy").execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+/// The batching task: takes every write waiting, writes them together,
+/// answers each. While one batch commits the next gathers.
+async fn write_batches(pool: PgPool, mut queue: mpsc::Receiver<Write>, window: i64) {
+    while let Some(first) = queue.recv().await {
+        let batch = policy::gather(first, || queue.try_recv().ok());
+        match write_together(&pool, &batch, window).await {
+            Ok(written) => {
+                for (write, written) in batch.into_iter().zip(written) {
+                    answer(write, Ok(written));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, writes = batch.len(), "a batch of writes failed; writing them one by one");
+                for write in batch {
+                    let written = write_alone(&pool, &write, window).await;
+                    answer(write, written);
+                }
+            }
+        }
+    }
+}
+
+fn answer(write: Write, written: Result<Written, StoreError>) {
+    match (write, written) {
+        (Write::Enqueue { reply, .. }, Ok(Written::Enqueued(e))) => drop(reply.send(Ok(e))),
+        (Write::Finish { reply, .. }, Ok(Written::Finished(r))) => drop(reply.send(Ok(r))),
+        (Write::Claim { reply, .. }, Ok(Written::Claimed(jobs))) => drop(reply.send(Ok(jobs))),
+        (Write::Enqueue { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
+        (Write::Finish { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
+        (Write::Claim { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
+        _ => unreachable!("each write is answered with its own kind"),
+    }
+}
+
+/// Writes a whole batch in one transaction: its new events, then its
+/// attempt records, then its claims (which may take what the batch just
+/// queued). Answers follow the batch's order.
+async fn write_together(pool: &PgPool, batch: &[Write], window: i64) -> Result<Vec<Written>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let events: Vec<(&NewEvent, &[NewDelivery])> = batch
+        .iter()
+        .filter_map(|w| match w {
+            Write::Enqueue { event, deliveries, .. } => Some((event, deliveries.as_slice())),
+            _ => None,
+        })
+        .collect();
+    let mut enqueued = enqueue(&mut tx, &events, window).await?.into_iter();
+    let finishes: Vec<(&Job, &AttemptRecord, &JobState)> = batch
+        .iter()
+        .filter_map(|w| match w {
+            Write::Finish { job, attempt, state, .. } => Some((job, attempt, state)),
+            _ => None,
+        })
+        .collect();
+    let mut finished = finish(&mut tx, &finishes).await?.into_iter();
+    let mut written = Vec::with_capacity(batch.len());
+    for write in batch {
+        written.push(match write {
+            Write::Enqueue { .. } => Written::Enqueued(enqueued.next().expect("one answer per event")),
+            Write::Finish { .. } => Written::Finished(finished.next().expect("one answer per attempt")),
+            Write::Claim { owner, limit, lease_ms, .. } => {
+                Written::Claimed(claim(&mut tx, owner, *limit, *lease_ms).await?)
+            }
+        });
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// Writes one write on its own, after its batch failed. An attempt whose
+/// full record cannot be stored is recorded reduced, so it still counts.
+async fn write_alone(pool: &PgPool, write: &Write, window: i64) -> Result<Written, StoreError> {
+    let mut conn = pool.acquire().await.map_err(unavailable)?;
+    match write {
+        Write::Enqueue { event, deliveries, .. } => {
+            let mut enqueued = enqueue(&mut conn, &[(event, deliveries.as_slice())], window).await.map_err(|e| {
+                tracing::warn!(error = %e, "cannot store an event");
+                unavailable(e)
+            })?;
+            Ok(Written::Enqueued(enqueued.remove(0)))
+        }
+        Write::Claim { owner, limit, lease_ms, .. } => {
+            Ok(Written::Claimed(claim(&mut conn, owner, *limit, *lease_ms).await.map_err(unavailable)?))
+        }
+        Write::Finish { job, attempt, state, .. } => match finish(&mut conn, &[(job, attempt, state)]).await {
+            Ok(mut recorded) => Ok(Written::Finished(recorded.remove(0))),
+            Err(e) => {
+                tracing::warn!(delivery = %job.id, error = %e, "cannot store an attempt's full record; keeping a reduced one");
+                let reduced = policy::reduced(attempt, &e.to_string());
+                let state = policy::reduced_state(state, &reduced);
+                let mut recorded = finish(&mut conn, &[(job, &reduced, &state)]).await.map_err(unavailable)?;
+                Ok(Written::Finished(recorded.remove(0)))
+            }
+        },
+    }
+}
+
+/// Records new events and their deliveries in one statement. An event
+/// whose key was seen within the window (in the store, or earlier in this
+/// batch) is a duplicate; an older key is taken over.
+async fn enqueue(
+    conn: &mut PgConnection,
+    events: &[(&NewEvent, &[NewDelivery])],
+    window: i64,
+) -> Result<Vec<Enqueued>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let first = policy::first_of_each_key(events.iter().map(|(e, _)| e.key.as_str()));
+    let candidates: Vec<usize> = (0..events.len()).filter(|&i| first[i]).collect();
+    let ids: Vec<String> = events.iter().map(|_| new_id()).collect();
+    let mut delivery_ids: Vec<Vec<String>> = events.iter().map(|(_, d)| d.iter().map(|_| new_id()).collect()).collect();
+    let (mut d_id, mut d_event, mut d_destination, mut d_routes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for &i in &candidates {
+        for (id, d) in delivery_ids[i].iter().zip(events[i].1) {
+            d_id.push(id.as_str());
+            d_event.push(ids[i].as_str());
+            d_destination.push(d.destination.as_str());
+            d_routes.push(policy::join_routes(&d.routes));
+        }
+    }
+    let fresh: Vec<String> = sqlx::query_scalar(concat!(
+        "WITH input AS (\
+           SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::bytea[]) \
+           AS i(event_id, dedup_key, outcome, customer, body)\
+         ), fresh AS (\
+           INSERT INTO dedup (dedup_key, event_id, received_at) SELECT dedup_key, event_id, ",
+        now!(),
+        " FROM input \
+           ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, received_at = excluded.received_at \
+           WHERE dedup.received_at < excluded.received_at - $6 RETURNING event_id\
+         ), stored AS (\
+           INSERT INTO events (id, dedup_key, received_at, outcome, customer, body) \
+           SELECT i.event_id, i.dedup_key, ",
+        now!(),
+        ", i.outcome, i.customer, i.body FROM input i JOIN fresh f ON f.event_id = i.event_id RETURNING id\
+         ), queued AS (\
+           INSERT INTO deliveries (id, event_id, destination, routes, status, attempts, next_attempt_at, created_at, updated_at) \
+           SELECT d.id, d.event_id, d.destination, d.routes, 'pending', 0, ",
+        now!(),
+        ", ",
+        now!(),
+        ", ",
+        now!(),
+        " FROM unnest($7::text[], $8::text[], $9::text[], $10::text[]) AS d(id, event_id, destination, routes) \
+           JOIN stored s ON s.id = d.event_id\
+         ) SELECT event_id FROM fresh"
+    ))
+    .bind(candidates.iter().map(|&i| ids[i].as_str()).collect::<Vec<_>>())
+    .bind(candidates.iter().map(|&i| events[i].0.key.as_str()).collect::<Vec<_>>())
+    .bind(candidates.iter().map(|&i| events[i].0.outcome.as_deref().map(str::as_bytes)).collect::<Vec<_>>())
+    .bind(candidates.iter().map(|&i| events[i].0.customer.as_deref().map(str::as_bytes)).collect::<Vec<_>>())
+    .bind(candidates.iter().map(|&i| events[i].0.body.as_bytes()).collect::<Vec<_>>())
+    .bind(window)
+    .bind(&d_id)
+    .bind(&d_event)
+    .bind(&d_destination)
+    .bind(&d_routes)
+    .fetch_all(&mut *conn)
+    .await?;
+    let fresh: std::collections::HashSet<String> = fresh.into_iter().collect();
+    Ok((0..events.len())
+        .map(|i| {
+            if first[i] && fresh.contains(&ids[i]) {
+                Enqueued::Accepted { deliveries: std::mem::take(&mut delivery_ids[i]) }
+            } else {
+                Enqueued::Duplicate
+            }
+        })
+        .collect())
+}
+
+/// Records attempts and their deliveries' new states in one statement. A
+/// delivery updates only while the lease is still the job's; a replay
+/// asked for during its attempt starts it over now, whatever the attempt
+/// came to.
+async fn finish(
+    conn: &mut PgConnection,
+    finishes: &[(&Job, &AttemptRecord, &JobState)],
+) -> Result<Vec<Recorded>, sqlx::Error> {
+    if finishes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let after: Vec<policy::AfterAttempt<'_>> = finishes.iter().map(|(_, a, s)| policy::after_attempt(s, a)).collect();
+    let updated: Vec<String> = sqlx::query_scalar(concat!(
+        "WITH input AS (\
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], \
+             $7::bigint[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[], $12::bigint[], $13::bytea[]) \
+           AS i(delivery_id, lease, attempt_id, number, at, status_code, latency_ms, response, error, payload, \
+             status, retry_in, last_error)\
+         ), logged AS (\
+           INSERT INTO attempts (id, delivery_id, number, at, status_code, latency_ms, response, error, payload) \
+           SELECT attempt_id, delivery_id, number, at, status_code, latency_ms, response, error, payload FROM input\
+         ) UPDATE deliveries d SET \
+           status = CASE WHEN d.replay_requested THEN 'pending' ELSE i.status END, \
+           attempts = CASE WHEN d.replay_requested THEN 0 ELSE d.attempts END, \
+           next_attempt_at = ",
+        now!(),
+        " + CASE WHEN d.replay_requested OR i.retry_in IS NULL THEN 0 ELSE i.retry_in END, \
+           last_error = i.last_error, replay_requested = false, lease_owner = NULL, lease_until = NULL, updated_at = ",
+        now!(),
+        " FROM input i WHERE d.id = i.delivery_id AND d.lease_owner = i.lease RETURNING d.id"
+    ))
+    .bind(finishes.iter().map(|(j, _, _)| j.id.as_str()).collect::<Vec<_>>())
+    .bind(finishes.iter().map(|(j, _, _)| j.lease.as_str()).collect::<Vec<_>>())
+    .bind(finishes.iter().map(|_| new_id()).collect::<Vec<_>>())
+    .bind(finishes.iter().map(|(j, _, _)| i64::from(j.attempt)).collect::<Vec<_>>())
+    .bind(finishes.iter().map(|(_, a, _)| a.at.timestamp_millis()).collect::<Vec<_>>())
+    .bind(finishes.iter().map(|(_, a, _)| a.status.map(i64::from)).collect::<Vec<_>>())
+    .bind(finishes.iter().map(|(_, a, _)| millis(a.latency)).collect::<Vec<_>>())
+    .bind(finishes.iter().map(|(_, a, _)| a.response.as_deref()).collect::<Vec<_>>())
+    .bind(finishes.iter().map(|(_, a, _)| a.error.as_deref().map(str::as_bytes)).collect::<Vec<_>>())
+    .bind(finishes.iter().map(|(_, a, _)| a.payload.as_deref().map(str::as_bytes)).collect::<Vec<_>>())
+    .bind(after.iter().map(|a| a.status.as_str()).collect::<Vec<_>>())
+    .bind(after.iter().map(|a| a.retry_in.map(millis)).collect::<Vec<_>>())
+    .bind(after.iter().map(|a| a.last_error.map(str::as_bytes)).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(finishes
+        .iter()
+        .map(|(job, _, _)| if updated.contains(&job.id) { Recorded::Done } else { Recorded::LeaseLost })
+        .collect())
+}
+
+/// Leases up to `limit` due deliveries to `owner` for `lease_ms`, counts
+/// their attempt and reads them with their events, in one statement.
+/// Replicas skip each other's rows instead of waiting on them.
+async fn claim(conn: &mut PgConnection, owner: &str, limit: usize, lease_ms: i64) -> Result<Vec<Job>, sqlx::Error> {
+    let rows = sqlx::query(concat!(
+        "WITH due AS (\
+           SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ",
+        now!(),
+        " AND (lease_until IS NULL OR lease_until < ",
+        now!(),
+        ") ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED\
+         ), claimed AS (\
+           UPDATE deliveries d SET lease_owner = $1, lease_until = ",
+        now!(),
+        " + $3, \
+             attempts = CASE WHEN d.replay_requested THEN 1 ELSE d.attempts + 1 END, replay_requested = false \
+           FROM due WHERE d.id = due.id \
+           RETURNING d.id, d.event_id, d.destination, d.routes, d.attempts, d.next_attempt_at\
+         ) SELECT c.id, c.destination, c.routes, c.attempts, e.dedup_key, e.body \
+         FROM claimed c JOIN events e ON e.id = c.event_id ORDER BY c.next_attempt_at"
+    ))
+    .bind(owner)
+    .bind(limit as i64)
+    .bind(lease_ms)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let body: Vec<u8> = row.try_get("body")?;
+            Ok(Job {
+                id: row.try_get("id")?,
+                event_key: row.try_get("dedup_key")?,
+                event: Arc::new(serde_json::from_slice(&body).unwrap_or(Value::Null)),
+                destination: row.try_get("destination")?,
+                routes: policy::split_routes(row.try_get("routes")?),
+                attempt: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(u32::MAX),
+                lease: owner.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Bytes stored from outside, as text (invalid sequences replaced).
+fn text(bytes: Option<Vec<u8>>) -> Option<String> {
+    bytes.map(|b| String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+const SUMMARY_COLUMNS: &str = "d.id, d.event_id, d.created_at, d.updated_at, d.destination, d.routes, \
+     e.outcome, e.customer, d.status, d.attempts, d.next_attempt_at, d.last_error";
+
+fn summary(row: &PgRow) -> Result<DeliverySummary, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(DeliverySummary {
+        id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
+        created_at: time(row.try_get("created_at")?),
+        updated_at: time(row.try_get("updated_at")?),
+        destination: row.try_get("destination")?,
+        routes: policy::split_routes(row.try_get("routes")?),
+        outcome: text(row.try_get("outcome")?),
+        customer: text(row.try_get("customer")?),
+        status: Status::parse(&status).unwrap_or(Status::Pending),
+        attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(u32::MAX),
+        next_attempt_at: time(row.try_get("next_attempt_at")?),
+        last_error: text(row.try_get("last_error")?),
+    })
+}
+
+/// Deletes deliveries in `status` last updated more than `age_ms` ago,
+/// their attempts, and the events left without deliveries, in one
+/// transaction. Returns how many deliveries went.
+async fn delete_older(pool: &PgPool, status: Status, age_ms: i64) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(concat!(
+        "DELETE FROM attempts WHERE delivery_id IN \
+         (SELECT id FROM deliveries WHERE status = $1 AND updated_at < ",
+        now!(),
+        " - $2)"
+    ))
+    .bind(status.as_str())
+    .bind(age_ms)
+    .execute(&mut *tx)
+    .await?;
+    let n = sqlx::query(concat!("DELETE FROM deliveries WHERE status = $1 AND updated_at < ", now!(), " - $2"))
+        .bind(status.as_str())
+        .bind(age_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    sqlx::query(concat!(
+        "DELETE FROM events WHERE received_at < ",
+        now!(),
+        " - $1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)"
+    ))
+    .bind(age_ms)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn enqueue(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Result<Enqueued, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes.send(Write::Enqueue { event, deliveries, reply }).await.map_err(writer_stopped)?;
+        answer.await.map_err(writer_stopped)?
+    }
+
+    async fn claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let claim = Write::Claim { owner: new_id(), limit, lease_ms: millis(lease), reply };
+        self.writes.send(claim).await.map_err(writer_stopped)?;
+        answer.await.map_err(writer_stopped)?
+    }
+
+    async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
+        let wait: Option<i64> = sqlx::query_scalar(concat!(
+            "SELECT MIN(next_attempt_at) - ",
+            now!(),
+            " FROM deliveries WHERE status = 'pending' AND lease_owner IS NULL"
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(wait.map(|ms| Duration::from_millis(ms.max(0) as u64)))
+    }
+
+    async fn finish_attempt(&self, job: &Job, attempt: AttemptRecord, state: JobState) -> Result<Recorded, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job { event: Arc::new(Value::Null), ..job.clone() };
+        self.writes.send(Write::Finish { job, attempt, state, reply }).await.map_err(writer_stopped)?;
+        answer.await.map_err(writer_stopped)?
+    }
+
+    async fn extend_lease(&self, job: &Job, lease: Duration) -> Result<bool, StoreError> {
+        let n = sqlx::query(concat!(
+            "UPDATE deliveries SET lease_until = ",
+            now!(),
+            " + $1 WHERE id = $2 AND lease_owner = $3"
+        ))
+        .bind(millis(lease))
+        .bind(&job.id)
+        .bind(&job.lease)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn postpone(&self, job: &Job, delay: Duration) -> Result<(), StoreError> {
+        // The attempt counted by the claim was not made.
+        sqlx::query(concat!(
+            "UPDATE deliveries SET next_attempt_at = ",
+            now!(),
+            " + $1, attempts = CASE WHEN replay_requested THEN 0 ELSE attempts - 1 END, \
+             replay_requested = false, lease_owner = NULL, lease_until = NULL WHERE id = $2 AND lease_owner = $3"
+        ))
+        .bind(millis(delay))
+        .bind(&job.id)
+        .bind(&job.lease)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(concat!(
+            "SELECT destination, status, COUNT(*), ",
+            now!(),
+            " - MIN(created_at) FROM deliveries WHERE status IN ('pending', 'dead') GROUP BY destination, status"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(policy::per_destination(rows))
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE ($1 = '' OR d.status = $1) AND ($2 = '' OR d.destination = $2) \
+             AND ($3::BIGINT IS NULL OR d.created_at >= {} - $3) ORDER BY d.created_at DESC, d.id DESC LIMIT $4",
+            now!()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(filter.status.map(Status::as_str).unwrap_or(""))
+            .bind(filter.destination.as_deref().unwrap_or(""))
+            .bind(filter.since.map(millis))
+            .bind(if filter.limit == 0 { i64::MAX } else { filter.limit as i64 })
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(|r| summary(r).map_err(unavailable)).collect()
+    }
+
+    async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS}, e.body FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1"
+        );
+        let Some(row) =
+            sqlx::query(&sql).bind(id.to_ascii_lowercase()).fetch_optional(&self.pool).await.map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let summary = summary(&row).map_err(unavailable)?;
+        let body: Vec<u8> = row.try_get("body").map_err(unavailable)?;
+        let rows = sqlx::query(
+            "SELECT number, at, status_code, latency_ms, response, error, payload FROM attempts \
+             WHERE delivery_id = $1 ORDER BY at, id",
+        )
+        .bind(&summary.id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let attempt_log = rows
+            .iter()
+            .map(|r| {
+                Ok(AttemptView {
+                    number: r.try_get::<i64, _>("number")?.try_into().unwrap_or(0),
+                    at: time(r.try_get("at")?),
+                    status_code: r.try_get::<Option<i64>, _>("status_code")?.and_then(|c| u16::try_from(c).ok()),
+                    latency_ms: r.try_get::<i64, _>("latency_ms")?.max(0) as u64,
+                    response: r.try_get("response")?,
+                    error: text(r.try_get("error")?),
+                    payload: text(r.try_get("payload")?),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(unavailable)?;
+        Ok(Some(DeliveryDetail {
+            summary,
+            event: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            last_payload: attempt_log.iter().rev().find_map(|a| a.payload.clone()),
+            attempt_log,
+        }))
+    }
+
+    async fn replay(&self, ids: &[String]) -> Result<Vec<Replayed>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(|id| id.to_ascii_lowercase()).collect();
+        // An attempt under way (a live lease) is left to finish; its
+        // record then starts the delivery over.
+        let rows: Vec<(String, bool)> = sqlx::query_as(concat!(
+            "UPDATE deliveries SET \
+             replay_requested = (lease_owner IS NOT NULL AND lease_until >= ",
+            now!(),
+            "), \
+             status = CASE WHEN lease_owner IS NOT NULL AND lease_until >= ",
+            now!(),
+            " THEN status ELSE 'pending' END, \
+             attempts = CASE WHEN lease_owner IS NOT NULL AND lease_until >= ",
+            now!(),
+            " THEN attempts ELSE 0 END, \
+             next_attempt_at = CASE WHEN lease_owner IS NOT NULL AND lease_until >= ",
+            now!(),
+            " THEN next_attempt_at ELSE ",
+            now!(),
+            " END, \
+             lease_until = CASE WHEN lease_until >= ",
+            now!(),
+            " THEN lease_until END, \
+             lease_owner = CASE WHEN lease_until >= ",
+            now!(),
+            " THEN lease_owner END, \
+             updated_at = ",
+            now!(),
+            " WHERE id = ANY($1) RETURNING id, replay_requested"
+        ))
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| {
+                let waits = rows.iter().find(|(r, _)| *r == id)?.1;
+                Some(Replayed { id, after_attempt_under_way: waits })
+            })
+            .collect())
+    }
+
+    async fn replay_dead(&self, destination: Option<&str>) -> Result<u64, StoreError> {
+        let n = sqlx::query(concat!(
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ",
+            now!(),
+            ", updated_at = ",
+            now!(),
+            ", lease_owner = NULL, lease_until = NULL, replay_requested = false \
+             WHERE status = 'dead' AND ($1 = '' OR destination = $1)"
+        ))
+        .bind(destination.unwrap_or(""))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        Ok(n)
+    }
+
+    async fn purge_dead(&self, older_than: Duration) -> Result<u64, StoreError> {
+        delete_older(&self.pool, Status::Dead, millis(older_than)).await.map_err(unavailable)
+    }
+
+    async fn prune(&self, retention: Duration, dedup_window: Duration) -> Result<u64, StoreError> {
+        let n = delete_older(&self.pool, Status::Delivered, millis(retention)).await.map_err(unavailable)?;
+        sqlx::query(concat!("DELETE FROM dedup WHERE received_at < ", now!(), " - $1"))
+            .bind(millis(dedup_window))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,115 @@
+//! Upgrading in place: a store written by the first release (its schema,
+//! its idempotency keys, its queue) is migrated when this release starts
+//! on it, on both engines. The stores in `tests/fixtures/first-release/`
+//! were made by that release; its README says how.
+
+use crate::helpers::*;
+use raaft_relay::config::StoreLocation;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// The events the first release was given, as Raaft would send them again.
+fn first_release_event(n: u32) -> String {
+    sample_exact("canceled.json").replace("\"flowId\": \"your-flow-id\"", &format!("\"flowId\": \"flow-upgrade-{n}\""))
+}
+
+/// The first release's store, copied (SQLite) or loaded (PostgreSQL) where
+/// this test's relay keeps its own.
+async fn first_release_store(store: &TestStore, dir: &std::path::Path) -> StoreLocation {
+    let fixtures = repo_path("tests/fixtures/first-release");
+    match store {
+        TestStore::Sqlite => {
+            let path = dir.join("relay.db");
+            std::fs::copy(fixtures.join("relay.db"), &path).unwrap();
+            StoreLocation::Sqlite(path)
+        }
+        TestStore::Postgres(_) => {
+            let location = store.fresh_location(dir).await;
+            execute(&location, &std::fs::read_to_string(fixtures.join("postgres.sql")).unwrap()).await;
+            location
+        }
+    }
+}
+
+/// How many requests each (path, flow) got.
+fn per_path_and_flow(received: &[Received]) -> BTreeMap<(String, String), usize> {
+    let mut counts = BTreeMap::new();
+    for r in received {
+        let flow = r.json()["flow"].as_str().unwrap_or_default().to_owned();
+        *counts.entry((r.path.clone(), flow)).or_insert(0) += 1;
+    }
+    counts
+}
+
+async fn wait_for_counts(location: &StoreLocation, what: &str, done: impl Fn(&StoreStats) -> bool) -> StoreStats {
+    let start = Instant::now();
+    loop {
+        let stats = count(location).await;
+        if done(&stats) {
+            return stats;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+on_both_stores! {
+    async fn a_store_of_the_first_release_keeps_its_queue(store) {
+        let hook = Receiver::start(Answer::new(200, "")).await;
+        let cfg = ConfigDir::new(&format!(
+            "[destinations.ok]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"flow.json.hbs\"\n\
+             [destinations.gone]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"flow.json.hbs\"\n\
+             [destinations.down]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"flow.json.hbs\"\n\
+             [[routes]]\nname = \"all\"\nto = [\"ok\", \"gone\", \"down\"]\n\
+             [retry]\nmax_attempts = 1000\ninitial_backoff = \"10ms\"\nmax_backoff = \"50ms\"\nattempt_timeout = \"2s\"\n",
+            hook.url("/ok"),
+            hook.url("/gone"),
+            hook.url("/down")
+        ));
+        cfg.write_template("flow.json.hbs", r#"{"flow": "{{flowId}}", "outcome": "{{outcome}}"}"#);
+        // The fixture's events were received long before this test runs.
+        let text = std::fs::read_to_string(cfg.path()).unwrap().replace("second-token\"]", "second-token\"]\ndedup_window = \"36500d\"");
+        std::fs::write(cfg.path(), text).unwrap();
+        let location = first_release_store(&store, cfg.dir.path()).await;
+        let before = count(&location).await;
+        assert_eq!((before.pending, before.delivered, before.dead, before.events), (3, 3, 3, 3));
+        cfg.set_store(&match &location {
+            StoreLocation::Sqlite(path) => format!("sqlite://{}", path.display()),
+            StoreLocation::Postgres(url) => url.clone(),
+        });
+
+        let relay = RelayProcess::start(&cfg.path()).await;
+        // The pending deliveries are delivered, once each; nothing delivered
+        // or dead is sent again.
+        hook.wait_for(3, Duration::from_secs(20)).await;
+        let after = wait_for_counts(&location, "the pending deliveries", |s| s.pending == 0).await;
+        assert_eq!((after.delivered, after.dead, after.attempts, after.events), (6, 3, before.attempts + 3, 3), "{after:?}");
+        let counts = per_path_and_flow(&hook.received());
+        for n in 1..=3 {
+            assert_eq!(counts.get(&("/down".to_owned(), format!("flow-upgrade-{n}"))), Some(&1), "{counts:?}");
+        }
+        assert_eq!(hook.count(), 3, "{counts:?}");
+
+        // Raaft retrying an event the first release accepted: a duplicate.
+        let retried: Value = relay.post(first_release_event(1)).await.json().await.unwrap();
+        assert_eq!(retried["deliveries"], 0, "the first release's idempotency key was kept");
+
+        // The dead keep their history and can be replayed.
+        let dead = deliveries_cli(&cfg.path(), &["list", "--status", "dead"]);
+        assert_eq!(dead.lines().count(), 3, "{dead}");
+        let id = dead.split_whitespace().next().unwrap();
+        let shown = deliveries_cli(&cfg.path(), &["show", id]);
+        assert!(shown.contains("status 410") && shown.contains("channel_is_archived"), "{shown}");
+        let replayed = deliveries_cli(&cfg.path(), &["replay", "--dead"]);
+        assert_eq!(replayed.trim(), "replayed 3 dead deliveries");
+        hook.wait_for(6, Duration::from_secs(20)).await;
+        let last = wait_for_counts(&location, "the replayed deliveries", |s| s.delivered == 9).await;
+        assert_eq!((last.pending, last.dead, last.attempts), (0, 0, before.attempts + 6), "{last:?}");
+        let counts = per_path_and_flow(&hook.received());
+        assert!(counts.keys().all(|(path, _)| path != "/ok"), "a delivered delivery was sent again: {counts:?}");
+        assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+        assert_eq!(hook.count(), 6);
+        drop(relay);
+    }
+}
