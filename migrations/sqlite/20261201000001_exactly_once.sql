@@ -3,8 +3,12 @@
 -- under way waits for that attempt instead of overlapping it.
 ALTER TABLE deliveries ADD COLUMN replay_requested INTEGER NOT NULL DEFAULT 0;
 
--- Claims read a small index of pending deliveries; a claim is found by its
--- delivery, never by its owner. Retention reads deliveries by status and age.
+-- Claims read one range of a small index of pending deliveries: a leased
+-- delivery is due again when its lease runs out, so its next_attempt_at
+-- moves with its lease_until. A claim is found by its delivery, never by
+-- its owner. Retention reads deliveries by status and age.
+UPDATE deliveries SET next_attempt_at = lease_until
+    WHERE status = 'pending' AND lease_until IS NOT NULL AND lease_until > next_attempt_at;
 DROP INDEX deliveries_due;
 DROP INDEX deliveries_lease;
 CREATE INDEX deliveries_pending ON deliveries (next_attempt_at) WHERE status = 'pending';

@@ -282,8 +282,9 @@ pub trait Store: Send + Sync + 'static {
     /// out (its worker died).
     async fn claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, StoreError>;
 
-    /// How long until the earliest unclaimed pending delivery is due (zero
-    /// when one is due now), if any.
+    /// How long until the earliest pending delivery is due (zero when one
+    /// is due now), if any. A claimed delivery is due when its lease runs
+    /// out: that is when another worker may take it over.
     async fn next_due(&self) -> Result<Option<Duration>, StoreError>;
 
     /// Records an attempt of a claimed delivery and its new state. A record

@@ -328,25 +328,28 @@ async fn finish(
 }
 
 /// Leases up to `limit` due deliveries to `owner` for `lease_ms`, counts
-/// their attempt and reads them with their events, in one statement.
-/// Replicas skip each other's rows instead of waiting on them.
+/// their attempt and reads them with their events, oldest due first, in
+/// one statement. Replicas skip each other's rows instead of waiting on
+/// them. A leased delivery is due again when its lease runs out
+/// (`next_attempt_at` moves with `lease_until`), so a claim reads one range
+/// of the pending index, in its order, whatever the table's statistics say.
 async fn claim(conn: &mut PgConnection, owner: &str, limit: usize, lease_ms: i64) -> Result<Vec<Job>, sqlx::Error> {
     let rows = sqlx::query(concat!(
         "WITH due AS (\
-           SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ",
+           SELECT id, next_attempt_at AS due FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ",
         now!(),
-        " AND (lease_until IS NULL OR lease_until < ",
-        now!(),
-        ") ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED\
+        " ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED\
          ), claimed AS (\
            UPDATE deliveries d SET lease_owner = $1, lease_until = ",
+        now!(),
+        " + $3, next_attempt_at = ",
         now!(),
         " + $3, \
              attempts = CASE WHEN d.replay_requested THEN 1 ELSE d.attempts + 1 END, replay_requested = false \
            FROM due WHERE d.id = due.id \
-           RETURNING d.id, d.event_id, d.destination, d.routes, d.attempts, d.next_attempt_at\
+           RETURNING d.id, d.event_id, d.destination, d.routes, d.attempts, due.due\
          ) SELECT c.id, c.destination, c.routes, c.attempts, e.dedup_key, e.body \
-         FROM claimed c JOIN events e ON e.id = c.event_id ORDER BY c.next_attempt_at"
+         FROM claimed c JOIN events e ON e.id = c.event_id ORDER BY c.due"
     ))
     .bind(owner)
     .bind(limit as i64)
@@ -451,7 +454,7 @@ impl Store for PostgresStore {
         let wait: Option<i64> = sqlx::query_scalar(concat!(
             "SELECT MIN(next_attempt_at) - ",
             now!(),
-            " FROM deliveries WHERE status = 'pending' AND lease_owner IS NULL"
+            " FROM deliveries WHERE status = 'pending'"
         ))
         .fetch_one(&self.pool)
         .await
@@ -469,6 +472,8 @@ impl Store for PostgresStore {
     async fn extend_lease(&self, job: &Job, lease: Duration) -> Result<bool, StoreError> {
         let n = sqlx::query(concat!(
             "UPDATE deliveries SET lease_until = ",
+            now!(),
+            " + $1, next_attempt_at = ",
             now!(),
             " + $1 WHERE id = $2 AND lease_owner = $3"
         ))

@@ -81,7 +81,12 @@ impl SqliteStore {
             // previous run (killed mid-attempt) is free at once. Its
             // attempt was counted when it was claimed.
             conn.execute(
-                "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
+                concat!(
+                    "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL, next_attempt_at = \
+                     CASE WHEN status = 'pending' THEN ",
+                    now!(),
+                    " ELSE next_attempt_at END WHERE lease_owner IS NOT NULL"
+                ),
                 [],
             )
             .map_err(|e| failed("free the claims of a previous run in", &e))?;
@@ -352,45 +357,51 @@ struct Claimed {
     destination: String,
     routes: String,
     attempt: i64,
-    due: i64,
     event_key: String,
     body: String,
 }
 
 /// Leases up to `limit` due deliveries to `owner` for `lease_ms`, counts
-/// their attempt, and reads them with their events.
+/// their attempt, and reads them with their events, oldest due first.
+///
+/// A leased delivery is due again when its lease runs out (`next_attempt_at`
+/// moves with `lease_until`), so a claim reads one range of the pending
+/// index and never steps over deliveries under way. The index is named:
+/// without statistics SQLite's planner prefers the status index and sorts
+/// every pending delivery for each claim, which a backlog makes slow.
 fn claim(tx: &Transaction<'_>, owner: &str, limit: usize, lease_ms: i64) -> rusqlite::Result<Vec<Claimed>> {
-    let mut claimed: Vec<(Claimed, String)> = tx
+    let due: Vec<Claimed> = tx
         .prepare_cached(concat!(
-            "UPDATE deliveries SET lease_owner = ?1, lease_until = ",
+            "SELECT d.id, d.destination, d.routes, e.dedup_key, e.body \
+             FROM (SELECT id, event_id, destination, routes, next_attempt_at \
+                   FROM deliveries INDEXED BY deliveries_pending \
+                   WHERE status = 'pending' AND next_attempt_at <= ",
             now!(),
-            " + ?2, attempts = CASE WHEN replay_requested THEN 1 ELSE attempts + 1 END, replay_requested = 0 \
-             WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ",
-            now!(),
-            " AND (lease_until IS NULL OR lease_until < ",
-            now!(),
-            ") ORDER BY next_attempt_at LIMIT ?3) \
-             RETURNING id, event_id, destination, routes, attempts, next_attempt_at"
+            " ORDER BY next_attempt_at LIMIT ?1) d \
+             JOIN events e ON e.id = d.event_id ORDER BY d.next_attempt_at"
         ))?
-        .query_map(params![owner, lease_ms, limit as i64], |row| {
-            let claimed = Claimed {
+        .query_map(params![limit as i64], |row| {
+            Ok(Claimed {
                 id: row.get(0)?,
-                destination: row.get(2)?,
-                routes: row.get(3)?,
-                attempt: row.get(4)?,
-                due: row.get(5)?,
-                event_key: String::new(),
-                body: String::new(),
-            };
-            Ok((claimed, row.get(1)?))
+                destination: row.get(1)?,
+                routes: row.get(2)?,
+                attempt: 0,
+                event_key: row.get(3)?,
+                body: text(row, 4)?,
+            })
         })?
         .collect::<Result<_, _>>()?;
-    claimed.sort_by_key(|(c, _)| c.due);
-    let mut event = tx.prepare_cached("SELECT dedup_key, body FROM events WHERE id = ?1")?;
-    claimed
-        .into_iter()
-        .map(|(mut c, event_id)| {
-            (c.event_key, c.body) = event.query_row(params![event_id], |row| Ok((row.get(0)?, text(row, 1)?)))?;
+    let mut lease = tx.prepare_cached(concat!(
+        "UPDATE deliveries SET lease_owner = ?1, lease_until = ",
+        now!(),
+        " + ?2, next_attempt_at = ",
+        now!(),
+        " + ?2, attempts = CASE WHEN replay_requested THEN 1 ELSE attempts + 1 END, replay_requested = 0 \
+         WHERE id = ?3 RETURNING attempts"
+    ))?;
+    due.into_iter()
+        .map(|mut c| {
+            c.attempt = lease.query_row(params![owner, lease_ms, c.id], |row| row.get(0))?;
             Ok(c)
         })
         .collect()
@@ -596,7 +607,7 @@ impl Store for SqliteStore {
                 .prepare_cached(concat!(
                     "SELECT MIN(next_attempt_at) - ",
                     now!(),
-                    " FROM deliveries WHERE status = 'pending' AND lease_owner IS NULL"
+                    " FROM deliveries INDEXED BY deliveries_pending WHERE status = 'pending'"
                 ))?
                 .query_row([], |row| row.get(0))?;
             Ok(wait.map(|ms| Duration::from_millis(ms.max(0) as u64)))
@@ -615,6 +626,8 @@ impl Store for SqliteStore {
             let n = tx
                 .prepare_cached(concat!(
                     "UPDATE deliveries SET lease_until = ",
+                    now!(),
+                    " + ?1, next_attempt_at = ",
                     now!(),
                     " + ?1 WHERE id = ?2 AND lease_owner = ?3"
                 ))?

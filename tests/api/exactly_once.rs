@@ -223,6 +223,11 @@ async fn replicas_whose_clocks_disagree_send_each_event_once() {
     cfg.set_store(url);
     let on_time = RelayProcess::start(&cfg.path()).await;
     let ahead = RelayProcess::start_with(skewed_relay_command("+30s"), &cfg.path()).await;
+    // Its own log says its clock runs ahead.
+    let first_line: Value = serde_json::from_str(ahead.logs().lines().next().unwrap()).unwrap();
+    let its_time = chrono::DateTime::parse_from_rfc3339(first_line["timestamp"].as_str().unwrap()).unwrap();
+    let skew = its_time.signed_duration_since(chrono::Utc::now());
+    assert!(skew > chrono::Duration::seconds(25), "the replica's clock is not ahead: {skew}");
     let mut flows = Vec::new();
     for i in 0..12 {
         let event = sample("canceled.json");

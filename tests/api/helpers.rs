@@ -662,14 +662,20 @@ pub fn relay_command() -> std::process::Command {
     cmd
 }
 
-/// The binary under `faketime`, its clock `offset` from the machine's
-/// ("+30s"): Debian's faketime skews a process's clock from outside.
+/// The binary with its clock `offset` from the machine's ("+30s"), through
+/// Debian's libfaketime. The library is preloaded into the relay itself
+/// (the path the `faketime` wrapper would use), not run under the wrapper:
+/// the wrapper forks, and killing it would leave the relay running.
 pub fn skewed_relay_command(offset: &str) -> std::process::Command {
-    let found = std::process::Command::new("faketime").arg("-f").arg("+0s").arg("true").status();
-    assert!(found.is_ok_and(|s| s.success()), "faketime is needed (Debian: apt-get install faketime)");
-    let mut cmd = std::process::Command::new("faketime");
-    cmd.args(["-f", offset, env!("CARGO_BIN_EXE_raaft-relay")]);
-    cmd.current_dir(repo_path("")).env_remove("RAAFT_TOKEN").env_remove("RUST_LOG").env_remove("RAAFT_RELAY_CONFIG");
+    let preload = std::process::Command::new("faketime")
+        .args(["-f", "+0s", "sh", "-c", "printf %s \"$LD_PRELOAD\""])
+        .output()
+        .ok()
+        .filter(|out| out.status.success() && !out.stdout.is_empty())
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
+    let preload = preload.expect("faketime is needed (Debian: apt-get install faketime)");
+    let mut cmd = relay_command();
+    cmd.env("LD_PRELOAD", preload).env("FAKETIME", offset);
     cmd
 }
 

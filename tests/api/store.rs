@@ -192,11 +192,22 @@ on_both_stores! {
         let store = raaft_relay::store::open(&location, Duration::from_secs(3600), Access::Serve).await.unwrap();
         let event = NewEvent { key: "k".into(), body: "{}".into(), outcome: None, customer: None };
         store.enqueue(event, vec![NewDelivery { destination: "d".into(), routes: vec![] }]).await.unwrap();
-        let first = store.claim_due(10, Duration::from_millis(300)).await.unwrap();
+        let first = store.claim_due(10, Duration::from_secs(2)).await.unwrap();
         assert_eq!(first.len(), 1);
-        assert!(store.claim_due(10, Duration::from_millis(300)).await.unwrap().is_empty());
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        let second = store.claim_due(10, Duration::from_secs(30)).await.unwrap();
+        assert!(store.claim_due(10, Duration::from_secs(2)).await.unwrap().is_empty());
+        // Due again when the lease runs out, not before.
+        let due_in = store.next_due().await.unwrap().expect("a claimed delivery is due when its lease runs out");
+        assert!(due_in > Duration::from_secs(1) && due_in <= Duration::from_secs(2), "due in {due_in:?}");
+        let start = std::time::Instant::now();
+        let second = loop {
+            let claimed = store.claim_due(10, Duration::from_secs(30)).await.unwrap();
+            if !claimed.is_empty() {
+                break claimed;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "the delivery was never taken over");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(start.elapsed() >= due_in - Duration::from_millis(100), "taken over before its lease ran out");
         assert_eq!(second.len(), 1);
         assert_ne!(first[0].lease, second[0].lease);
         // The first holder's late result does not overwrite the new claim.
