@@ -20,7 +20,9 @@ fn arg(name: &str) -> Option<u64> {
 fn body(template: &serde_json::Value, n: u64) -> String {
     let mut event = template.clone();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
-    event["flowId"] = serde_json::json!(format!("bench-{}-{n}", std::process::id()));
+    // Unique, and random like the customer ids of real events, so events
+    // land all over the store's idempotency-key index as they would.
+    event["flowId"] = serde_json::json!(format!("{:016x}-{n}", rand::random::<u64>()));
     event["sentAt"] = serde_json::json!(now.to_string());
     event.to_string()
 }
