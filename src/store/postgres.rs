@@ -14,7 +14,7 @@ use crate::event::Event;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use std::str::FromStr;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// The schema, embedded: migrations run when the store is opened.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -74,7 +74,10 @@ impl PostgresStore {
         MIGRATOR.run(&pool).await.map_err(|e| unavailable(format!("migrations failed: {e}")))?;
         rekey_first_release(&pool).await.map_err(|e| unavailable(format!("cannot upgrade idempotency keys: {e}")))?;
         let (writes, queue) = mpsc::channel(4 * policy::MAX_BATCH);
-        tokio::spawn(write_batches(pool.clone(), queue, millis(dedup_window)));
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..WRITERS {
+            tokio::spawn(write_batches(pool.clone(), queue.clone(), millis(dedup_window)));
+        }
         Ok(PostgresStore { pool, writes })
     }
 }
@@ -109,11 +112,24 @@ async fn rekey_first_release(pool: &PgPool) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// The batching task: takes every write waiting, writes them together,
-/// answers each. While one batch commits the next gathers.
-async fn write_batches(pool: PgPool, mut queue: mpsc::Receiver<Write>, window: i64) {
-    while let Some(first) = queue.recv().await {
-        let batch = policy::gather(first, || queue.try_recv().ok());
+/// How many batches are written at once. While one batch waits for its
+/// commit (the server's fsync), the next is written: the server commits
+/// them together.
+const WRITERS: usize = 3;
+
+/// A batching task: takes every write waiting, writes them together,
+/// answers each. [`WRITERS`] of them share the queue. Batches written at
+/// once touch different rows (a delivery is claimed by one batch and
+/// recorded by the batch after its attempt); two that store the same new
+/// idempotency key take it in key order, so they wait on each other
+/// without deadlocking.
+async fn write_batches(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Write>>>, window: i64) {
+    loop {
+        let batch = {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else { return };
+            policy::gather(first, || queue.try_recv().ok())
+        };
         match write_together(&pool, &batch, window).await {
             Ok(written) => {
                 for (write, written) in batch.into_iter().zip(written) {
@@ -237,7 +253,7 @@ async fn enqueue(
          ), fresh AS (\
            INSERT INTO dedup (dedup_key, event_id, received_at) SELECT dedup_key, event_id, ",
         now!(),
-        " FROM input \
+        " FROM input ORDER BY dedup_key \
            ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, received_at = excluded.received_at \
            WHERE dedup.received_at < excluded.received_at - $6 RETURNING event_id\
          ), stored AS (\
