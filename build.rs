@@ -3,11 +3,20 @@
 //! at hand). A position-independent Rust binary carries over a megabyte of
 //! relocation entries that the loader reads at every start, and they stay
 //! resident; packed, they take about 20 kilobytes. Elsewhere nothing changes.
+//!
+//! It also tells the tests whether a PostgreSQL server was given
+//! (`RAAFT_RELAY_TEST_POSTGRES`): without one, the PostgreSQL tests are
+//! reported as ignored, with the reason, instead of passing unrun.
 
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo::rustc-check-cfg=cfg(postgres_tests)");
+    println!("cargo:rerun-if-env-changed=RAAFT_RELAY_TEST_POSTGRES");
+    if std::env::var("RAAFT_RELAY_TEST_POSTGRES").is_ok_and(|url| !url.trim().is_empty()) {
+        println!("cargo:rustc-cfg=postgres_tests");
+    }
     let target = std::env::var("TARGET").unwrap_or_default();
     let host = std::env::var("HOST").unwrap_or_default();
     if target != host || !target.ends_with("-linux-gnu") {

@@ -104,11 +104,9 @@ on_both_stores! {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(postgres_tests), ignore = "set RAAFT_RELAY_TEST_POSTGRES to a PostgreSQL URL to run it")]
 async fn two_relays_share_one_postgres_queue_and_survive_losing_one() {
-    let Some(store) = TestStore::postgres() else {
-        skipped(concat!(module_path!(), "::two_relays_share_one_postgres_queue_and_survive_losing_one"));
-        return;
-    };
+    let store = TestStore::postgres();
     let hook = Receiver::start(Answer::new(200, "").delayed(Duration::from_millis(150))).await;
     let retry =
         "[retry]\nmax_attempts = 1000\ninitial_backoff = \"20ms\"\nmax_backoff = \"200ms\"\nattempt_timeout = \"1s\"\n";

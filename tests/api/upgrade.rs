@@ -7,7 +7,7 @@ use crate::helpers::*;
 use raaft_relay::config::StoreLocation;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The events the first release was given, as Raaft would send them again.
 fn first_release_event(n: u32) -> String {
@@ -42,18 +42,6 @@ fn per_path_and_flow(received: &[Received]) -> BTreeMap<(String, String), usize>
     counts
 }
 
-async fn wait_for_counts(location: &StoreLocation, what: &str, done: impl Fn(&StoreStats) -> bool) -> StoreStats {
-    let start = Instant::now();
-    loop {
-        let stats = count(location).await;
-        if done(&stats) {
-            return stats;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}: {stats:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 on_both_stores! {
     async fn a_store_of_the_first_release_keeps_its_queue(store) {
         let hook = Receiver::start(Answer::new(200, "")).await;
@@ -83,7 +71,7 @@ on_both_stores! {
         // The pending deliveries are delivered, once each; nothing delivered
         // or dead is sent again.
         hook.wait_for(3, Duration::from_secs(20)).await;
-        let after = wait_for_counts(&location, "the pending deliveries", |s| s.pending == 0).await;
+        let after = wait_for_counts(&location, Duration::from_secs(20), "the pending deliveries", |s| s.pending == 0).await;
         assert_eq!((after.delivered, after.dead, after.attempts, after.events), (6, 3, before.attempts + 3, 3), "{after:?}");
         let counts = per_path_and_flow(&hook.received());
         for n in 1..=3 {
@@ -104,7 +92,7 @@ on_both_stores! {
         let replayed = deliveries_cli(&cfg.path(), &["replay", "--dead"]);
         assert_eq!(replayed.trim(), "replayed 3 dead deliveries");
         hook.wait_for(6, Duration::from_secs(20)).await;
-        let last = wait_for_counts(&location, "the replayed deliveries", |s| s.delivered == 9).await;
+        let last = wait_for_counts(&location, Duration::from_secs(20), "the replayed deliveries", |s| s.delivered == 9).await;
         assert_eq!((last.pending, last.dead, last.attempts), (0, 0, before.attempts + 6), "{last:?}");
         let counts = per_path_and_flow(&hook.received());
         assert!(counts.keys().all(|(path, _)| path != "/ok"), "a delivered delivery was sent again: {counts:?}");
