@@ -2,6 +2,7 @@
 //! tooling, behind its own bearer tokens (`[admin] tokens`). With no admin
 //! token configured the API does not exist (404).
 
+use crate::server::ClientAddr;
 use crate::startup::{ApiError, AppState};
 use crate::store::{ListFilter, Status};
 use serde::Deserialize;
@@ -40,22 +41,55 @@ pub fn bearer_ok(tokens: &[String], authorization: Option<&str>) -> bool {
     bool::from(ok) && !tokens.is_empty()
 }
 
+/// Checks an admin bearer token for a request from `peer`: a client past
+/// its admin allowance (`[admin] auth_failures`) gets 429 before its token
+/// is looked at; a wrong token counts against it and is logged at most
+/// once a minute per client.
+pub fn check_bearer(
+    state: &AppState,
+    authorization: Option<&str>,
+    peer: Option<ClientAddr>,
+    forwarded_for: Option<&str>,
+) -> Result<(), Rejection> {
+    let tokens = &state.runtime.load().config.admin_tokens;
+    let guard = state.admin_auth.load();
+    let client = guard.client(peer.map(|a| a.0.ip()), forwarded_for);
+    if let Some(wait) = client.and_then(|ip| guard.blocked(ip).err()) {
+        return Err(warp::reject::custom(ApiError::TooManyFailures(wait)));
+    }
+    if bearer_ok(tokens, authorization) {
+        return Ok(());
+    }
+    let limited = client.and_then(|ip| guard.failed(ip).err());
+    if client.is_none_or(|ip| guard.should_report(ip)) {
+        let shown = client.map(|ip| crate::auth::ClientKey::of(ip).to_string()).unwrap_or_else(|| "unknown".into());
+        tracing::warn!(client = %shown, "rejected admin request: missing or wrong bearer token (logged once a minute per client)");
+    }
+    match limited {
+        Some(wait) => Err(warp::reject::custom(ApiError::TooManyFailures(wait))),
+        None => Err(warp::reject::custom(ApiError::Unauthorized)),
+    }
+}
+
+/// The request's `authorization` header, peer and `X-Forwarded-For`.
+pub fn credentials(
+) -> impl Filter<Extract = (Option<String>, Option<ClientAddr>, Option<String>), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(warp::ext::optional::<ClientAddr>())
+        .and(warp::header::optional::<String>("x-forwarded-for"))
+}
+
 /// Passes with a valid `authorization: Bearer ...`; 404 when the admin API
-/// is off, 401 otherwise.
+/// is off, 401 (or 429, past the allowance) otherwise.
 fn admin(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+    credentials().and_then(move |header: Option<String>, peer: Option<ClientAddr>, forwarded: Option<String>| {
         let state = state.clone();
         async move {
-            let tokens = state.runtime.load().config.admin_tokens.clone();
-            if tokens.is_empty() {
+            if state.runtime.load().config.admin_tokens.is_empty() {
                 return Err(warp::reject::not_found());
             }
-            if bearer_ok(&tokens, header.as_deref()) {
-                Ok(state)
-            } else {
-                tracing::warn!("rejected admin request: missing or wrong bearer token");
-                Err(warp::reject::custom(ApiError::Unauthorized))
-            }
+            check_bearer(&state, header.as_deref(), peer, forwarded.as_deref())?;
+            Ok(state)
         }
     })
 }

@@ -1,25 +1,62 @@
 //! Who is calling, and how often they got the token wrong. Requests with a
-//! missing or wrong token are counted per client address (governor, GCRA):
-//! past `[server] auth_failures` they are answered 429 with Retry-After
-//! until the allowance refills, so tokens cannot be guessed at line rate.
-//! Requests with a valid token are never counted nor slowed. Behind a
-//! reverse proxy the client is read from `X-Forwarded-For`, but only when
-//! the peer is one of `[server] trusted_proxies`: anyone else could write
-//! that header.
+//! missing or wrong token are counted per client (governor, GCRA): an IPv4
+//! address, or an IPv6 /64 (one host is handed a whole /64, so counting its
+//! addresses one by one would give it endless fresh allowances). A client
+//! past its allowance (`[server] auth_failures`, `[admin] auth_failures`)
+//! is answered 429 with Retry-After *before* its token is looked at, until
+//! the allowance refills: a guess then costs the same whether it is right
+//! or wrong, and guesses cannot go on at line rate. A right token from
+//! that address waits too; Raaft retries what is not answered 200. Behind
+//! a reverse proxy the client is read from `X-Forwarded-For`, but only
+//! when the peer is one of `[server] trusted_proxies`: anyone else could
+//! write that header.
 
 use crate::config::Rate;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Whom failures are counted against: an IPv4 address or an IPv6 /64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientKey(IpAddr);
+
+impl ClientKey {
+    pub fn of(ip: IpAddr) -> ClientKey {
+        match ip {
+            IpAddr::V4(_) => ClientKey(ip),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => ClientKey(IpAddr::V4(v4)),
+                None => {
+                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                    ClientKey(IpAddr::V6(Ipv6Addr::from(prefix)))
+                }
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => write!(f, "{v4}"),
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        }
+    }
+}
 
 pub struct AuthGuard {
-    failures: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    /// At most one log line a minute per limited address: a guesser must
-    /// not flood the logs either.
-    reports: DefaultKeyedRateLimiter<IpAddr>,
+    allowance: Option<Rate>,
+    failures: Option<DefaultKeyedRateLimiter<ClientKey>>,
+    /// Clients past their allowance, and until when.
+    blocked: Mutex<HashMap<ClientKey, Instant>>,
+    /// At most one log line a minute per client: a guesser must not flood
+    /// the logs either.
+    reports: DefaultKeyedRateLimiter<ClientKey>,
     trusted: Vec<IpNet>,
 }
 
@@ -30,7 +67,19 @@ impl AuthGuard {
             let quota = Quota::with_period(rate.interval()).unwrap_or(Quota::per_second(burst)).allow_burst(burst);
             RateLimiter::keyed(quota)
         });
-        AuthGuard { failures, reports: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)), trusted }
+        AuthGuard {
+            allowance,
+            failures,
+            blocked: Mutex::new(HashMap::new()),
+            reports: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
+            trusted,
+        }
+    }
+
+    /// Whether this guard was built from these settings (a reload keeps
+    /// the counts when they stay the same).
+    pub fn has_settings(&self, allowance: Option<Rate>, trusted: &[IpNet]) -> bool {
+        self.allowance == allowance && self.trusted == trusted
     }
 
     /// The client's address: the peer's, or, when the peer is a trusted
@@ -62,19 +111,41 @@ impl AuthGuard {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 
+    /// `Err` with how long until `client` may try again, while it is past
+    /// its allowance. Asked before the token is compared.
+    pub fn blocked(&self, client: IpAddr) -> Result<(), Duration> {
+        let key = ClientKey::of(client);
+        let mut blocked = self.blocked.lock().expect("auth lock");
+        match blocked.get(&key) {
+            Some(until) if *until > Instant::now() => Err(*until - Instant::now()),
+            Some(_) => {
+                blocked.remove(&key);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Counts a failed authentication from `client`. `Err` holds how long
-    /// until the next one is allowed, when it is over the allowance.
+    /// until the next attempt is allowed when this one is past the
+    /// allowance: the client is then blocked until that time, whatever
+    /// token it presents.
     pub fn failed(&self, client: IpAddr) -> Result<(), Duration> {
         let Some(limiter) = &self.failures else { return Ok(()) };
-        limiter.check_key(&client).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        let key = ClientKey::of(client);
+        limiter.check_key(&key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now()).max(Duration::from_millis(1));
+            self.blocked.lock().expect("auth lock").insert(key, Instant::now() + wait);
+            wait
+        })
     }
 
     /// Whether a refusal of `client` should be logged now.
     pub fn should_report(&self, client: IpAddr) -> bool {
-        self.reports.check_key(&client).is_ok()
+        self.reports.check_key(&ClientKey::of(client)).is_ok()
     }
 
-    /// Forgets addresses whose allowance is full again (run now and then,
+    /// Forgets clients whose allowance is full again (run now and then,
     /// so a scan from many addresses does not grow memory for good).
     pub fn forget_recovered(&self) {
         if let Some(limiter) = &self.failures {
@@ -83,6 +154,8 @@ impl AuthGuard {
         }
         self.reports.retain_recent();
         self.reports.shrink_to_fit();
+        let now = Instant::now();
+        self.blocked.lock().expect("auth lock").retain(|_, until| *until > now);
     }
 }
 
@@ -112,10 +185,27 @@ mod tests {
         for _ in 0..3 {
             assert!(guard.failed(ip("192.0.2.1")).is_ok());
         }
+        assert!(guard.blocked(ip("192.0.2.1")).is_ok(), "within the allowance");
         let wait = guard.failed(ip("192.0.2.1")).unwrap_err();
         assert!(wait > Duration::from_secs(15) && wait <= Duration::from_secs(20), "{wait:?}");
+        let blocked = guard.blocked(ip("192.0.2.1")).unwrap_err();
+        assert!(blocked <= wait && blocked > Duration::from_secs(15), "{blocked:?}");
         assert!(guard.failed(ip("192.0.2.2")).is_ok(), "another address has its own allowance");
+        assert!(guard.blocked(ip("192.0.2.2")).is_ok());
         let unlimited = AuthGuard::new(None, Vec::new());
+        assert!(unlimited.blocked(ip("192.0.2.1")).is_ok());
         assert!((0..100).all(|_| unlimited.failed(ip("192.0.2.1")).is_ok()));
+    }
+
+    #[test]
+    fn ipv6_is_counted_per_64_and_mapped_ipv4_as_ipv4() {
+        let guard = AuthGuard::new(Some(Rate { count: 2, per: Duration::from_secs(60) }), Vec::new());
+        assert!(guard.failed(ip("2001:db8:1:2::1")).is_ok());
+        assert!(guard.failed(ip("2001:db8:1:2:ffff::9")).is_ok());
+        assert!(guard.failed(ip("2001:db8:1:2:dead:beef:0:1")).is_err(), "a new address in the same /64");
+        assert!(guard.blocked(ip("2001:db8:1:2::77")).is_err());
+        assert!(guard.blocked(ip("2001:db8:1:3::1")).is_ok(), "the next /64 is someone else");
+        assert_eq!(ClientKey::of(ip("::ffff:192.0.2.7")), ClientKey::of(ip("192.0.2.7")));
+        assert_eq!(ClientKey::of(ip("2001:db8:1:2::1")).to_string(), "2001:db8:1:2::/64");
     }
 }

@@ -23,6 +23,31 @@ pub fn check(path: &Path) -> Result<CheckReport, Problems> {
     check_runtime(&runtime)
 }
 
+/// Tokens shorter than this can be guessed within the failed-attempt
+/// allowance over months; `openssl rand -hex 32` makes a good one.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// A warning per token too short to resist guessing (never the token).
+fn short_tokens(config: &crate::config::Config) -> Vec<String> {
+    let tokens = config.tokens.iter().map(|t| ("raaft.tokens", t));
+    let admin = config.admin_tokens.iter().map(|t| ("admin.tokens", t));
+    let mut index = std::collections::HashMap::<&str, usize>::new();
+    tokens
+        .chain(admin)
+        .filter_map(|(key, token)| {
+            let i = index.entry(key).or_default();
+            *i += 1;
+            let chars = token.chars().count();
+            (chars < MIN_TOKEN_CHARS).then(|| {
+                format!(
+                    "{key}[{}] is {chars} characters long: use at least {MIN_TOKEN_CHARS} (e.g. `openssl rand -hex 32`)",
+                    *i - 1
+                )
+            })
+        })
+        .collect()
+}
+
 pub fn check_runtime(runtime: &Runtime) -> Result<CheckReport, Problems> {
     let mut problems = Problems::default();
     let mut renders = 0;
@@ -45,11 +70,12 @@ pub fn check_runtime(runtime: &Runtime) -> Result<CheckReport, Problems> {
             }
         }
     }
-    let warnings = runtime
+    let mut warnings: Vec<String> = runtime
         .destinations()
         .filter(|d| !runtime.config.routes.iter().any(|r| r.to.contains(&d.name)))
         .map(|d| format!("destination \"{}\" is not used by any route", d.name))
         .collect();
+    warnings.extend(short_tokens(&runtime.config));
     problems.into_result(CheckReport {
         destinations: runtime.destinations().count(),
         routes: runtime.config.routes.len(),

@@ -10,7 +10,7 @@ use crate::alerts::Alerts;
 use crate::channels::AttemptReport;
 use crate::metrics::Metrics;
 use crate::pacing::{Pacer, Turn};
-use crate::retry::{next_step, NextStep, Outcome};
+use crate::retry::{capped_pause, next_step, NextStep, Outcome};
 use crate::runtime::Runtime;
 use crate::store::{AttemptRecord, Job, JobState, Recorded, Store};
 use arc_swap::ArcSwap;
@@ -184,6 +184,7 @@ pub async fn attempt(services: &Services, runtime: Arc<Runtime>, mut job: Job, s
             },
         };
         if let (Some(dest), Some(pause)) = (dest, report.pause) {
+            let pause = capped_pause(policy, pause);
             services.pacer.for_destination(&dest.name, dest.rate_limit).pause(pause);
             warn!(pause_ms = pause.as_millis() as u64, "destination asked for a break; pausing it");
         }

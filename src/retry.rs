@@ -50,6 +50,12 @@ pub fn classify_status(status: u16, retry_after: Option<Duration>, body: &str) -
     }
 }
 
+/// How long a destination may be paused at a receiver's request: what it
+/// asked for, up to `max_backoff`.
+pub fn capped_pause(policy: &RetryPolicy, asked: Duration) -> Duration {
+    asked.min(policy.max_backoff)
+}
+
 /// Parses a `Retry-After` value: delta-seconds (fractions accepted, as
 /// Discord sends them) or an HTTP date.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
@@ -81,7 +87,9 @@ pub fn next_step(policy: &RetryPolicy, outcome: &Outcome, attempts: u32, unit: f
         Outcome::Retry { reason, .. } if attempts >= policy.max_attempts => {
             NextStep::Dead { reason: format!("gave up after {attempts} attempts: {reason}") }
         }
-        Outcome::Retry { after: Some(after), .. } => NextStep::RetryIn(*after),
+        // A receiver's own wait is honoured up to `max_backoff`, never
+        // longer: a `Retry-After` in 9999 must not park a delivery for good.
+        Outcome::Retry { after: Some(after), .. } => NextStep::RetryIn((*after).min(policy.max_backoff)),
         Outcome::Retry { after: None, .. } => NextStep::RetryIn(backoff(policy, attempts, unit)),
     }
 }
@@ -171,7 +179,14 @@ mod tests {
         assert_eq!(next_step(&p, &retry, 1, 1.0), NextStep::RetryIn(Duration::from_secs(1)));
         assert!(matches!(next_step(&p, &retry, 5, 1.0), NextStep::Dead { reason } if reason.contains("5 attempts")));
         let after = Outcome::Retry { after: Some(Duration::from_secs(30)), reason: "HTTP 429".into() };
-        assert_eq!(next_step(&p, &after, 2, 1.0), NextStep::RetryIn(Duration::from_secs(30)));
+        // Honoured up to max_backoff (10 s here), never longer.
+        assert_eq!(next_step(&p, &after, 2, 1.0), NextStep::RetryIn(Duration::from_secs(10)));
+        let short = Outcome::Retry { after: Some(Duration::from_secs(3)), reason: "HTTP 429".into() };
+        assert_eq!(next_step(&p, &short, 2, 1.0), NextStep::RetryIn(Duration::from_secs(3)));
+        let far = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", SystemTime::now()).unwrap();
+        let far = Outcome::Retry { after: Some(far), reason: "HTTP 429".into() };
+        assert_eq!(next_step(&p, &far, 2, 1.0), NextStep::RetryIn(Duration::from_secs(10)));
+        assert_eq!(capped_pause(&p, Duration::from_secs(86_400)), Duration::from_secs(10));
         let perm = Outcome::Permanent { reason: "HTTP 404: channel_not_found".into() };
         assert_eq!(next_step(&p, &perm, 1, 1.0), NextStep::Dead { reason: "HTTP 404: channel_not_found".into() });
         assert_eq!(next_step(&p, &Outcome::Delivered, 1, 1.0), NextStep::Delivered);

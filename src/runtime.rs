@@ -21,10 +21,13 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-/// The HTTP client every channel shares: rustls, a recognisable agent.
+/// The HTTP client every channel shares: rustls, a recognisable agent, and
+/// no redirects (a 3xx is reported, not followed to another host with the
+/// message and its headers).
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(concat!("raaft-relay/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("the HTTP client builds with static settings")
 }

@@ -32,8 +32,11 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// The store, metrics, pacer and alerts, shared with the dispatcher.
     pub services: Arc<Services>,
-    /// Failed authentications per client address.
-    pub auth: Arc<AuthGuard>,
+    /// Failed authentications per client, for `x-raaft-token`; replaced
+    /// when a reload changes its settings.
+    pub auth: Arc<ArcSwap<AuthGuard>>,
+    /// Failed authentications per client, for admin bearer tokens.
+    pub admin_auth: Arc<ArcSwap<AuthGuard>>,
 }
 
 impl AppState {
@@ -99,15 +102,18 @@ impl Application {
             pacer: Arc::new(Pacer::default()),
             alerts: Arc::new(Alerts::new(metrics.clone())),
         });
-        let auth = Arc::new(AuthGuard::new(
-            runtime.config.server.auth_failures,
-            runtime.config.server.trusted_proxies.clone(),
-        ));
+        let server = &runtime.config.server;
+        let auth = Arc::new(ArcSwap::from_pointee(AuthGuard::new(server.auth_failures, server.trusted_proxies.clone())));
+        let admin_auth = Arc::new(ArcSwap::from_pointee(AuthGuard::new(
+            runtime.config.admin_auth_failures,
+            server.trusted_proxies.clone(),
+        )));
         let state = AppState {
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),
             wake: Arc::new(Notify::new()),
             services,
             auth,
+            admin_auth,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let listener =
@@ -178,7 +184,8 @@ async fn maintain(state: AppState, mut stop: watch::Receiver<bool>) {
         let runtime = state.runtime.load_full();
         if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_INTERVAL) {
             last_prune = Some(std::time::Instant::now());
-            state.auth.forget_recovered();
+            state.auth.load().forget_recovered();
+            state.admin_auth.load().forget_recovered();
             match state.store().prune(runtime.config.store.retention, runtime.config.dedup_window).await {
                 Ok(0) => {}
                 Ok(n) => info!(pruned = n, "pruned delivered deliveries past retention"),
@@ -211,7 +218,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with_state(state.clone()))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(crate::admin::credentials())
         .and_then(metrics);
     ingest.or(healthz).or(readyz).or(metrics).or(crate::admin::routes(state)).recover(handle_rejection)
 }
@@ -233,13 +240,18 @@ async fn readyz(state: AppState) -> Result<warp::reply::Response, Rejection> {
     }
 }
 
-async fn metrics(state: AppState, authorization: Option<String>) -> Result<warp::reply::Response, Rejection> {
+async fn metrics(
+    state: AppState,
+    authorization: Option<String>,
+    peer: Option<ClientAddr>,
+    forwarded_for: Option<String>,
+) -> Result<warp::reply::Response, Rejection> {
     let runtime = state.runtime.load_full();
     if !runtime.config.server.metrics {
         return Err(warp::reject::not_found());
     }
-    if runtime.config.metrics_auth && !crate::admin::bearer_ok(&runtime.config.admin_tokens, authorization.as_deref()) {
-        return Err(warp::reject::custom(ApiError::Unauthorized));
+    if runtime.config.metrics_auth {
+        crate::admin::check_bearer(&state, authorization.as_deref(), peer, forwarded_for.as_deref())?;
     }
     let text = state.metrics().render(state.store().as_ref()).await;
     Ok(warp::http::Response::builder()
@@ -263,7 +275,8 @@ pub(crate) enum ApiError {
 impl warp::reject::Reject for ApiError {}
 
 /// Lets the request through only with a valid `x-raaft-token`; the body is
-/// not read otherwise. Failures count against the client's allowance.
+/// not read otherwise. A client past its allowance of failures is answered
+/// 429 before its token is looked at; failures count against it.
 fn authorized(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rejection> + Clone {
     warp::header::optional::<String>("x-raaft-token")
         .or(warp::any().map(|| None))
@@ -273,20 +286,28 @@ fn authorized(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rej
         .and_then(move |token: Option<String>, peer: Option<ClientAddr>, forwarded_for: Option<String>| {
             let state = state.clone();
             async move {
+                let guard = state.auth.load();
+                let client = guard.client(peer.map(|a| a.0.ip()), forwarded_for.as_deref());
+                let limited = |wait| {
+                    state.metrics().events.with_label_values(&["unknown", "limited"]).inc();
+                    if client.is_some_and(|ip| guard.should_report(ip)) {
+                        let shown = client.map(crate::auth::ClientKey::of);
+                        warn!(client = %shown.map(|k| k.to_string()).unwrap_or_default(), "too many failed authentications; answering 429 for a while");
+                    }
+                    warp::reject::custom(ApiError::TooManyFailures(wait))
+                };
+                if let Some(wait) = client.and_then(|ip| guard.blocked(ip).err()) {
+                    return Err(limited(wait));
+                }
                 match token {
-                    Some(t) if state.token_ok(t.as_bytes()) => Ok(state),
+                    Some(t) if state.token_ok(t.as_bytes()) => Ok(state.clone()),
                     presented => {
-                        let client = state.auth.client(peer.map(|a| a.0.ip()), forwarded_for.as_deref());
-                        let shown = client.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into());
-                        if let Some(wait) = client.and_then(|ip| state.auth.failed(ip).err()) {
-                            state.metrics().events.with_label_values(&["unknown", "limited"]).inc();
-                            if client.is_some_and(|ip| state.auth.should_report(ip)) {
-                                warn!(client = %shown, "too many failed authentications; answering 429 for a while");
-                            }
-                            return Err(warp::reject::custom(ApiError::TooManyFailures(wait)));
+                        if let Some(wait) = client.and_then(|ip| guard.failed(ip).err()) {
+                            return Err(limited(wait));
                         }
                         state.metrics().events.with_label_values(&["unknown", "unauthorized"]).inc();
                         let why = if presented.is_some() { "wrong token" } else { "missing token" };
+                        let shown = client.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into());
                         warn!(client = %shown, reason = why, "rejected webhook: {why}");
                         Err(warp::reject::custom(ApiError::Unauthorized))
                     }
@@ -348,7 +369,12 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
     let metrics = state.metrics().clone();
     let count = move |result: &str| metrics.events.with_label_values(&[outcome, result]).inc();
     let key = event.idempotency_key();
-    let span = tracing::info_span!("event", event = %key, outcome = %event.outcome());
+    let span = tracing::info_span!(
+        "event",
+        event = %key,
+        outcome = %event.outcome(),
+        customer = %event.customer_id().unwrap_or("-")
+    );
     async move {
         let runtime = state.runtime.load();
         let (targets, matched) = runtime.router.route_with_matches(&event.raw);

@@ -1,7 +1,18 @@
 //! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`),
 //! as readable lines or JSON for log shippers. Standard output stays free
 //! for what commands print (and console destinations).
+//!
+//! Log fields carry outside content (customer ids, outcomes, receivers'
+//! replies). In the readable format every field value has its control
+//! characters escaped, so a customer id holding a newline or a terminal
+//! escape sequence cannot write a line of its own or repaint the
+//! operator's terminal; JSON escapes them by itself.
 
+use std::fmt::Write as _;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -14,7 +25,131 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Pretty => builder.fmt_fields(EscapedFields).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// Writes fields as the default format does (`message`, then `name=value`
+/// separated by spaces), with control characters in values escaped.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EscapedFields;
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> std::fmt::Result {
+        let mut visitor = EscapingVisitor { writer, result: Ok(()), first: true };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct EscapingVisitor<'writer> {
+    writer: Writer<'writer>,
+    result: std::fmt::Result,
+    first: bool,
+}
+
+impl Visit for EscapingVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        // A `&str` field is shown as `"..."` by the default format; keep
+        // that, escaped.
+        if field.name() == "message" {
+            self.write(field, value);
+        } else {
+            self.write(field, &format!("{value:?}"));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        // `%value` arrives here too, as a wrapper whose Debug is Display.
+        self.write(field, &format!("{value:?}"));
+    }
+}
+
+impl EscapingVisitor<'_> {
+    fn write(&mut self, field: &Field, value: &str) {
+        if self.result.is_err() || field.name().starts_with("log.") {
+            return;
+        }
+        let separator = if std::mem::take(&mut self.first) { "" } else { " " };
+        self.result = if field.name() == "message" {
+            write!(self.writer, "{separator}{}", escape_control(value))
+        } else {
+            write!(self.writer, "{separator}{}={}", field.name(), escape_control(value))
+        };
+    }
+}
+
+/// `text` with every control character (and the Unicode line separators
+/// and bidirectional overrides that can disguise a line) written as an
+/// escape: `\n`, `\r`, `\t`, `\u{1b}`.
+pub fn escape_control(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_char(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(escape_control("cus_1 São Paulo"), "cus_1 São Paulo");
+        assert_eq!(escape_control("a\nb\r\tc\u{1b}[31m"), "a\\nb\\r\\tc\\u{1b}[31m");
+        assert_eq!(escape_control("x\u{2028}y\u{202e}z"), "x\\u{2028}y\\u{202e}z");
+    }
+
+    #[test]
+    fn a_forged_line_in_a_field_stays_on_one_line() {
+        let buffer = Buffer::default();
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .fmt_fields(EscapedFields)
+            .finish();
+        let forged = "cus_1\n2026-01-01T00:00:00Z  INFO raaft_relay: admin token accepted\u{1b}[2J";
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("event", customer = %forged);
+            let _in = span.enter();
+            tracing::info!(reason = %forged, reply = forged, count = 3, "event accepted");
+        });
+        let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logs.lines().count(), 1, "{logs}");
+        assert!(!logs.contains('\u{1b}'), "{logs:?}");
+        assert!(logs.contains(r"customer=cus_1\n2026-01-01T00:00:00Z  INFO"), "{logs}");
+        assert!(logs.contains(r#"reply="cus_1\n2026"#), "{logs}");
+        assert!(logs.contains("event accepted") && logs.contains("count=3"), "{logs}");
+    }
 }

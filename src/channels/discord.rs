@@ -3,10 +3,10 @@
 //! `allowed_mentions: {"parse": []}` so customer text pings nobody. Sent to
 //! the versioned API, whose rate-limit values are in seconds.
 
-use super::http::{excerpt, exchange, parse_http_url, pause_for, Answer};
+use super::http::{classify as classify_answer, excerpt, exchange, parse_http_url, pause_for, Answer};
 use super::{empty_fallback, AttemptReport, Payload, Rendered};
 use crate::config::DestinationConfig;
-use crate::retry::{classify_status, Outcome};
+use crate::retry::Outcome;
 use crate::text::truncate_chars;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
@@ -101,7 +101,7 @@ fn classify(answer: &Answer) -> Outcome {
         .and_then(|v| v.get("retry_after").and_then(Value::as_f64))
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(|s| Duration::from_secs_f64(s.min(86_400.0)));
-    classify_status(answer.status, body_after.or(answer.retry_after), &answer.text())
+    classify_answer(answer, body_after.or(answer.retry_after))
 }
 
 fn cut(value: Option<&mut Value>, max: usize) {
@@ -269,6 +269,7 @@ mod tests {
             status: 429,
             retry_after: Some(Duration::from_secs(9)),
             exhausted_for: None,
+            location: None,
             body: r#"{"message":"You are being rate limited.","retry_after":0.25,"global":false}"#.into(),
         };
         assert_eq!(
@@ -279,10 +280,11 @@ mod tests {
             status: 404,
             retry_after: None,
             exhausted_for: None,
+            location: None,
             body: r#"{"message": "Unknown Webhook", "code": 10015}"#.into(),
         };
         assert!(matches!(classify(&a), Outcome::Permanent { .. }));
-        let a = Answer { status: 204, retry_after: None, exhausted_for: None, body: bytes::Bytes::new() };
+        let a = Answer { status: 204, retry_after: None, exhausted_for: None, location: None, body: bytes::Bytes::new() };
         assert_eq!(classify(&a), Outcome::Delivered);
     }
 }

@@ -1,5 +1,6 @@
 //! What the HTTP channels share: posting with a timeout, reading a bounded
-//! excerpt of the answer, and keeping webhook secrets out of messages.
+//! excerpt of the answer as it streams in, refusing redirects, and keeping
+//! webhook secrets out of messages.
 
 use super::AttemptReport;
 use crate::retry::{classify_status, parse_retry_after, Outcome};
@@ -7,6 +8,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// How much of a receiver's answer is kept with an attempt, in bytes.
 pub const RESPONSE_EXCERPT: usize = 4096;
+/// How much of a receiver's answer is read at most, in bytes: enough for
+/// any platform's error document; the rest is never held in memory.
+pub const RESPONSE_READ_MAX: usize = 64 * 1024;
 
 /// A receiver's answer.
 pub struct Answer {
@@ -15,7 +19,10 @@ pub struct Answer {
     /// `X-RateLimit-Reset-After` when `X-RateLimit-Remaining` is 0
     /// (Discord says so before it answers 429).
     pub exhausted_for: Option<Duration>,
-    /// The start of the body, as the bytes received.
+    /// The `Location` of a redirect, as sent.
+    pub location: Option<String>,
+    /// The start of the body (at most [`RESPONSE_READ_MAX`] bytes), as the
+    /// bytes received.
     pub body: bytes::Bytes,
 }
 
@@ -42,9 +49,36 @@ pub async fn exchange(request: reqwest::RequestBuilder, timeout: Duration) -> Re
         .flatten()
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(|s| Duration::from_secs_f64(s.min(3600.0)));
-    let bytes = response.bytes().await.map_err(transport_error)?;
-    let body = bytes.slice(..bytes.len().min(64 * 1024));
-    Ok(Answer { status, retry_after, exhausted_for, body })
+    let location = header("location").map(str::to_owned);
+    let body = read_bounded(response, RESPONSE_READ_MAX).await.map_err(transport_error)?;
+    Ok(Answer { status, retry_after, exhausted_for, location, body })
+}
+
+/// Reads the body chunk by chunk and stops at `max` bytes: a receiver
+/// answering megabytes costs the relay `max` at most (the connection is
+/// dropped with the rest unread).
+async fn read_bounded(mut response: reqwest::Response, max: usize) -> Result<bytes::Bytes, reqwest::Error> {
+    let mut body = bytes::BytesMut::new();
+    while body.len() < max {
+        match response.chunk().await? {
+            Some(chunk) => body.extend_from_slice(&chunk[..chunk.len().min(max - body.len())]),
+            None => break,
+        }
+    }
+    Ok(body.freeze())
+}
+
+/// What an answer means, with `retry_after` as the channel reads it. A
+/// redirect is not followed (it would carry the message and its headers to
+/// another host): it fails for good, naming where it pointed.
+pub fn classify(answer: &Answer, retry_after: Option<Duration>) -> Outcome {
+    if (300..=399).contains(&answer.status) {
+        let to = answer.location.as_deref().map(|l| crate::text::truncate_chars(l, 300)).unwrap_or_default();
+        return Outcome::Permanent {
+            reason: format!("HTTP {} redirect to \"{to}\": redirects are not followed; configure the final URL", answer.status),
+        };
+    }
+    classify_status(answer.status, retry_after, &answer.text())
 }
 
 fn transport_error(e: reqwest::Error) -> Outcome {
@@ -64,7 +98,7 @@ fn transport_error(e: reqwest::Error) -> Outcome {
 pub fn report(result: Result<Answer, Outcome>, started: Instant) -> AttemptReport {
     match result {
         Ok(answer) => {
-            let outcome = classify_status(answer.status, answer.retry_after, &answer.text());
+            let outcome = classify(&answer, answer.retry_after);
             let mut report = AttemptReport::new(outcome, Some(answer.status), excerpt(&answer.body), started);
             report.pause = pause_for(&answer, answer.retry_after);
             report

@@ -122,6 +122,8 @@ fn escape_for(kind: DestinationKind, json: bool) -> Escape {
     match (kind, json) {
         (DestinationKind::Slack, false) => Escape::SlackMrkdwn,
         (DestinationKind::Slack, true) => Escape::SlackMrkdwnJson,
+        (DestinationKind::Discord, false) => Escape::DiscordMarkdown,
+        (DestinationKind::Discord, true) => Escape::DiscordMarkdownJson,
         (_, true) => Escape::Json,
         (_, false) => Escape::None,
     }
@@ -232,7 +234,9 @@ impl Destination {
             Channel::Slack(_) => {
                 slack::payload(rendered(crate::render::slack_mrkdwn(text))).unwrap_or(Payload::Text(text.to_owned()))
             }
-            Channel::Discord(d) => d.payload(rendered(text.to_owned())).unwrap_or(Payload::Text(text.to_owned())),
+            Channel::Discord(d) => d
+                .payload(rendered(crate::render::discord_markdown(text)))
+                .unwrap_or(Payload::Text(text.to_owned())),
             Channel::Email(_) => {
                 let subject = text.lines().next().unwrap_or("raaft-relay notice").to_owned();
                 email::payload(Rendered { subject: Some(subject), ..rendered(text.to_owned()) })
@@ -275,8 +279,8 @@ mod tests {
     fn escaping_follows_channel_and_template_type() {
         assert_eq!(escape_for(DestinationKind::Slack, false), Escape::SlackMrkdwn);
         assert_eq!(escape_for(DestinationKind::Slack, true), Escape::SlackMrkdwnJson);
-        assert_eq!(escape_for(DestinationKind::Discord, false), Escape::None);
-        assert_eq!(escape_for(DestinationKind::Discord, true), Escape::Json);
+        assert_eq!(escape_for(DestinationKind::Discord, false), Escape::DiscordMarkdown);
+        assert_eq!(escape_for(DestinationKind::Discord, true), Escape::DiscordMarkdownJson);
         assert_eq!(escape_for(DestinationKind::Webhook, true), Escape::Json);
         assert_eq!(escape_for(DestinationKind::Email, false), Escape::None);
     }

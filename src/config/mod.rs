@@ -212,6 +212,9 @@ pub struct Config {
     pub admin_tokens: Vec<String>,
     /// Whether `/metrics` needs an admin token.
     pub metrics_auth: bool,
+    /// How many requests with a missing or wrong admin token one client
+    /// may make before it gets 429 (`None`: no limit).
+    pub admin_auth_failures: Option<Rate>,
     pub alerts: Option<AlertsConfig>,
     pub retry: RetryPolicy,
     pub destinations: BTreeMap<String, DestinationConfig>,
@@ -272,6 +275,7 @@ struct RawAdmin {
     tokens: Vec<String>,
     #[serde(default)]
     metrics_auth: bool,
+    auth_failures: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -559,6 +563,13 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
         problems.push(problem("store.url", e));
         StoreLocation::Sqlite(PathBuf::new())
     });
+    let admin_auth_failures = match &raw.admin.auth_failures {
+        None => Some(Rate { count: 10, per: Duration::from_secs(60) }),
+        Some(text) => Rate::parse(text).unwrap_or_else(|e| {
+            problems.push(problem("admin.auth_failures", e));
+            None
+        }),
+    };
     if raw.admin.metrics_auth && raw.admin.tokens.is_empty() {
         problems.push(problem("admin.metrics_auth", "needs at least one admin token".into()));
     }
@@ -657,6 +668,7 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
         store: StoreConfig { location, retention },
         admin_tokens: raw.admin.tokens,
         metrics_auth: raw.admin.metrics_auth,
+        admin_auth_failures,
         alerts,
         retry,
         destinations,

@@ -4,7 +4,7 @@
 /// The escaping applied to every `{{value}}` a template inserts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Escape {
-    /// Nothing: Discord text, e-mail text bodies and subjects, webhook text.
+    /// Nothing: e-mail text bodies and subjects, webhook and console text.
     None,
     /// Slack mrkdwn: exactly `&`, `<`, `>`.
     SlackMrkdwn,
@@ -14,6 +14,11 @@ pub enum Escape {
     SlackMrkdwnJson,
     /// HTML (e-mail HTML bodies).
     Html,
+    /// Discord markdown (Discord text templates).
+    DiscordMarkdown,
+    /// Discord markdown inside a JSON string (Discord `.json.hbs`
+    /// templates).
+    DiscordMarkdownJson,
 }
 
 impl Escape {
@@ -24,6 +29,8 @@ impl Escape {
             Escape::Json => json_string(s),
             Escape::SlackMrkdwnJson => json_string(&slack_mrkdwn(s)),
             Escape::Html => handlebars::html_escape(s),
+            Escape::DiscordMarkdown => discord_markdown(s),
+            Escape::DiscordMarkdownJson => json_string(&discord_markdown(s)),
         }
     }
 }
@@ -41,6 +48,37 @@ pub fn slack_mrkdwn(s: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Discord markdown escaping, with backslashes (which Discord hides):
+/// anywhere, the characters of emphasis, strikethrough, spoilers, code,
+/// masked links and `<...>` tags (`\` `*` `_` `~` `` ` `` `|` `[` `]` `<`);
+/// at the start of a line (spaces aside), those of headings, quotes and
+/// lists (`#` `>` `-` `+`, and the `.` of `1.`). A value is taken to start
+/// a line, since the template may put it there.
+pub fn discord_markdown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    // Only spaces so far on this line; only digits after them.
+    let (mut line_start, mut digits) = (true, false);
+    for c in s.chars() {
+        let escape = match c {
+            '\\' | '*' | '_' | '~' | '`' | '|' | '[' | ']' | '<' => true,
+            '#' | '>' | '-' | '+' => line_start,
+            '.' => digits,
+            _ => false,
+        };
+        if escape {
+            out.push('\\');
+        }
+        out.push(c);
+        match c {
+            '\n' => (line_start, digits) = (true, false),
+            ' ' | '\t' if line_start => {}
+            '0'..='9' if line_start || digits => (line_start, digits) = (false, true),
+            _ => (line_start, digits) = (false, false),
         }
     }
     out
@@ -72,7 +110,20 @@ mod tests {
     }
 
     #[test]
-    fn discord_and_text_get_no_html_entities() {
+    fn discord_markdown_is_disarmed() {
+        let link = "Please [Verify account](https://evil.example/login)";
+        assert_eq!(discord_markdown(link), "Please \\[Verify account\\](https://evil.example/login)");
+        assert_eq!(discord_markdown("**bold** __u__ ~~s~~ ||spoiler|| `code`"), r"\*\*bold\*\* \_\_u\_\_ \~\~s\~\~ \|\|spoiler\|\| \`code\`");
+        assert_eq!(discord_markdown("# Heading\n> quote\n  - item\n+ item\n12. item\n-# small"), "\\# Heading\n\\> quote\n  \\- item\n\\+ item\n12\\. item\n\\-# small");
+        // Mid-line, those characters mean nothing and stay as they are.
+        assert_eq!(discord_markdown("2024-10-07 v1.2 a > b #3"), "2024-10-07 v1.2 a > b #3");
+        assert_eq!(discord_markdown(r"C:\path <t:0> <#123>"), r"C:\\path \<t:0> \<#123>");
+        assert_eq!(discord_markdown("Ana Lima, São Paulo: 30% off!"), "Ana Lima, São Paulo: 30% off!");
+        assert_eq!(Escape::DiscordMarkdownJson.apply("*a* \"b\""), r#"\\*a\\* \"b\""#);
+    }
+
+    #[test]
+    fn text_gets_no_html_entities() {
         assert_eq!(Escape::None.apply("Tom & \"Jerry\" <3"), "Tom & \"Jerry\" <3");
         assert_eq!(Escape::Json.apply("Tom & <3"), "Tom & <3");
         assert_eq!(Escape::Html.apply("<b>&"), "&lt;b&gt;&amp;");

@@ -7,7 +7,7 @@ mod escape;
 pub mod helpers;
 mod inline;
 
-pub use escape::{json_string, slack_mrkdwn, Escape};
+pub use escape::{discord_markdown, json_string, slack_mrkdwn, Escape};
 
 use crate::problems::Problem;
 use handlebars::Handlebars;

@@ -106,12 +106,44 @@ on_both_stores! {
         let got = discord.wait_for(1, Duration::from_secs(5)).await;
         let body = got[0].json();
         assert_eq!(body["allowed_mentions"], json!({"parse": []}));
-        assert_eq!(body["content"], "@everyone \"Bob\" <@&123> & co\r\n😀", "no HTML entities for Discord");
+        // No HTML entities for Discord; the tag is backslash-escaped markdown.
+        assert_eq!(body["content"], "@everyone \"Bob\" \\<@&123> & co\r\n😀");
         let embed = &body["embeds"][0];
         assert_eq!(embed["description"].as_str().unwrap().chars().count(), 4096);
         assert!(embed["description"].as_str().unwrap().ends_with('…'));
         assert_eq!(embed["fields"][0]["value"].as_str().unwrap().chars().count(), 1024);
         let stats = app.wait_settled(Duration::from_secs(5)).await;
         assert_eq!(stats.delivered, 1);
+    }
+}
+
+on_both_stores! {
+    async fn customer_markdown_arrives_as_text_in_text_and_json_templates(store) {
+        let discord = Receiver::discord().await;
+        let cfg = config(&discord, "discord/canceled.hbs");
+        cfg.write_template("embed.json.hbs", r#"{"embeds": [{"description": "{{feedback}}"}]}"#);
+        let text = std::fs::read_to_string(cfg.path()).unwrap()
+            + "[destinations.embeds]\nkind = \"discord\"\nurl = \"URL\"\ntemplate = \"embed.json.hbs\"\n\
+               [[routes]]\nname = \"embeds\"\nto = [\"embeds\"]\n";
+        std::fs::write(cfg.path(), text.replace("URL", &discord.url("/api/webhooks/2/tok"))).unwrap();
+        let app = spawn_app(cfg, &store).await;
+        let mut event: Value = serde_json::from_str(&sample("canceled.json")).unwrap();
+        event["feedback"] = json!("Please [Verify account](https://evil.example/login)\n# Urgent\n**now**");
+        assert_eq!(app.post_event(event.to_string()).await.status(), 200);
+        let got = discord.wait_for(2, Duration::from_secs(5)).await;
+        let escaped = "Please \\[Verify account\\](https://evil.example/login)\n\\# Urgent\n\\*\\*now\\*\\*";
+        let mut seen = Vec::new();
+        for r in &got {
+            let body = r.json();
+            let text = body["content"].as_str().or(body["embeds"][0]["description"].as_str()).unwrap().to_owned();
+            assert!(text.contains(escaped), "not escaped: {text}");
+            assert!(!text.contains("[Verify account]("), "a live masked link: {text}");
+            seen.push(r.path.clone());
+        }
+        seen.sort();
+        assert_eq!(seen, ["/api/v10/webhooks/123456/tok-en_SECRET", "/api/v10/webhooks/2/tok"]);
+        // The template's own markdown stays markdown.
+        let content = got.iter().find_map(|r| r.json()["content"].as_str().map(str::to_owned)).unwrap();
+        assert!(content.starts_with(":rotating_light: **"), "{content}");
     }
 }

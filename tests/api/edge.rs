@@ -178,7 +178,7 @@ async fn post_from(app: &TestApp, token: &str, forwarded_for: Option<&str>) -> r
 }
 
 #[tokio::test]
-async fn failed_authentication_is_limited_per_address_and_recovers() {
+async fn past_its_allowance_an_address_gets_429_whatever_token_it_sends_until_it_refills() {
     // Three failures at once, then one more every 500 ms.
     let app = spawn_app(edge_config("auth_failures = \"3/1500ms\""), &TestStore::Sqlite).await;
     for _ in 0..3 {
@@ -188,18 +188,39 @@ async fn failed_authentication_is_limited_per_address_and_recovers() {
     assert_eq!(limited.status(), 429);
     let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry_after), "{retry_after}");
-    assert!(limited.text().await.unwrap().contains("too many failed authentications"));
-    // The right token from the same address is not slowed.
-    assert_eq!(app.post_event(sample("canceled.json")).await.status(), 200);
-    // The allowance refills: a wrong token is a plain 401 again.
+    let limited_body = limited.text().await.unwrap();
+    assert!(limited_body.contains("too many failed authentications"), "{limited_body}");
+    // The right token gets the same answer: a guess cannot tell right from
+    // wrong while the address is limited, and nothing is stored.
+    let right = post_from(&app, TOKEN, None).await;
+    assert_eq!(right.status(), 429);
+    assert!(right.text().await.unwrap().contains("too many failed authentications"));
+    assert_eq!(app.stats().await.events, 0);
+    // The allowance refills: the right token is accepted again (Raaft
+    // retries what was not answered 200), and a wrong one is a plain 401.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match post_from(&app, "guess", None).await.status().as_u16() {
-            401 => break,
+        match post_from(&app, TOKEN, None).await.status().as_u16() {
+            200 => break,
             429 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
             other => panic!("still limited after 5 s (last answer {other})"),
         }
     }
+    assert_eq!(app.stats().await.events, 1);
+    assert_eq!(post_from(&app, "guess", None).await.status(), 401);
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_counted_per_64() {
+    let app =
+        spawn_app(edge_config("auth_failures = \"2/min\"\ntrusted_proxies = [\"127.0.0.1\"]"), &TestStore::Sqlite).await;
+    assert_eq!(post_from(&app, "guess", Some("2001:db8:aa:1::1")).await.status(), 401);
+    assert_eq!(post_from(&app, "guess", Some("2001:db8:aa:1::2")).await.status(), 401);
+    // Every address of the /64 shares the allowance.
+    assert_eq!(post_from(&app, "guess", Some("2001:db8:aa:1:ffff:1:2:3")).await.status(), 429);
+    assert_eq!(post_from(&app, TOKEN, Some("2001:db8:aa:1::99")).await.status(), 429);
+    // The next /64 is another client.
+    assert_eq!(post_from(&app, "guess", Some("2001:db8:aa:2::1")).await.status(), 401);
 }
 
 #[tokio::test]
@@ -284,4 +305,36 @@ async fn a_certificate_that_cannot_be_used_is_a_config_problem() {
     let only_cert = edge_config("tls_cert = \"cert.pem\"");
     let problems = raaft_relay::Runtime::load(&only_cert.path()).unwrap_err().to_string();
     assert!(problems.contains("needs server.tls_key"), "{problems}");
+}
+
+#[tokio::test]
+async fn the_admin_api_has_its_own_allowance_and_logs_a_guesser_once() {
+    let cfg = edge_config("");
+    let text = std::fs::read_to_string(cfg.path()).unwrap()
+        + "[admin]\ntokens = [\"0123456789abcdef-admin\"]\nauth_failures = \"3/min\"\n";
+    std::fs::write(cfg.path(), text).unwrap();
+    cfg.set_store(&TestStore::Sqlite.fresh_url(cfg.dir.path()).await);
+    let relay = RelayProcess::start(&cfg.path()).await;
+    let client = reqwest::Client::new();
+    let get = |token: &'static str| {
+        client
+            .get(format!("http://127.0.0.1:{}/admin/deliveries", relay.port))
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(get("guess").await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429, 429, 429, 429, 429, 429]);
+    // Past the allowance the right token waits too.
+    assert_eq!(get("0123456789abcdef-admin").await.unwrap().status(), 429);
+    // The ingest allowance is not the admin one.
+    assert_eq!(relay.post(sample("canceled.json")).await.status(), 200);
+    wait_until(Duration::from_secs(5), "the rejection to be logged", || {
+        relay.logs().contains("rejected admin request")
+    })
+    .await;
+    let logs = relay.logs();
+    assert_eq!(logs.matches("rejected admin request").count(), 1, "{logs}");
 }

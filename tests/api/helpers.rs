@@ -269,7 +269,8 @@ pub struct ConfigDir {
 
 impl ConfigDir {
     /// `body` is appended to a header with the test token, port 0 and
-    /// millisecond retries.
+    /// millisecond retries (four attempts, so backoff stays under 100 ms;
+    /// `max_backoff` leaves room for a receiver's Retry-After of seconds).
     pub fn new(body: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&repo_path("templates"), &dir.path().join("templates"));
@@ -279,7 +280,7 @@ impl ConfigDir {
         let text = if body.contains("[retry]") {
             text
         } else {
-            format!("{text}\n[retry]\nmax_attempts = 4\ninitial_backoff = \"10ms\"\nmax_backoff = \"50ms\"\nattempt_timeout = \"2s\"\n")
+            format!("{text}\n[retry]\nmax_attempts = 4\ninitial_backoff = \"10ms\"\nmax_backoff = \"5s\"\nattempt_timeout = \"2s\"\n")
         };
         std::fs::write(dir.path().join("relay.toml"), text).unwrap();
         ConfigDir { dir }
@@ -702,9 +703,19 @@ impl RelayProcess {
 
     /// As [`RelayProcess::start`], through `command` (the binary, or the
     /// binary under another program).
-    pub async fn start_with(mut command: std::process::Command, config: &Path) -> RelayProcess {
+    pub async fn start_with(command: std::process::Command, config: &Path) -> RelayProcess {
+        Self::launch(command, config, "json").await
+    }
+
+    /// As [`RelayProcess::start`], logging in the readable format.
+    pub async fn start_pretty(config: &Path) -> RelayProcess {
+        Self::launch(relay_command(), config, "pretty").await
+    }
+
+    async fn launch(mut command: std::process::Command, config: &Path, format: &str) -> RelayProcess {
         let mut child = command
-            .args(["--config", config.to_str().unwrap(), "--log-format", "json", "serve"])
+            .args(["--config", config.to_str().unwrap(), "--log-format", format, "serve"])
+            .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -712,10 +723,13 @@ impl RelayProcess {
         let stdout = collect_output(child.stdout.take().unwrap());
         let stderr = collect_output(child.stderr.take().unwrap());
         let port_of = |logs: &str| {
-            logs.lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .find(|v| v["message"] == "raaft-relay listening")
-                .and_then(|v| v["port"].as_u64())
+            logs.lines().find_map(|line| match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(v) => (v["message"] == "raaft-relay listening").then(|| v["port"].as_u64()).flatten(),
+                Err(_) => line
+                    .contains("raaft-relay listening")
+                    .then(|| line.split_once("port=")?.1.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+                    .flatten(),
+            })
         };
         let logs = stderr.clone();
         wait_until(Duration::from_secs(20), "the relay to listen", || {

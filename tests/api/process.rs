@@ -167,3 +167,31 @@ on_both_stores! {
         drop(relay);
     }
 }
+
+#[tokio::test]
+async fn outside_content_cannot_forge_a_log_line() {
+    let forged = "\n2026-01-01T00:00:00.000000Z  INFO raaft_relay: forged line\u{1b}[2J";
+    let hook = Receiver::start(Answer::new(500, &format!("down{forged}"))).await;
+    let cfg = ConfigDir::new(&format!(
+        "[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"webhook/event.json.hbs\"\n\
+         [[routes]]\nname = \"all\"\nto = [\"hook\"]\n\
+         [retry]\nmax_attempts = 1\ninitial_backoff = \"10ms\"\nmax_backoff = \"10ms\"\nattempt_timeout = \"2s\"\n",
+        hook.url("/hook")
+    ));
+    let relay = RelayProcess::start_pretty(&cfg.path()).await;
+    let mut event: serde_json::Value = serde_json::from_str(&sample("canceled.json")).unwrap();
+    event["customer"]["id"] = format!("cus_1{forged}").into();
+    assert_eq!(relay.post(event.to_string()).await.status(), 200);
+    hook.wait_for(1, Duration::from_secs(5)).await;
+    wait_until(Duration::from_secs(5), "the delivery to be given up", || {
+        relay.logs().contains("delivery failed for good")
+    })
+    .await;
+    let logs = relay.logs();
+    let forged_lines: Vec<&str> = logs.lines().filter(|l| l.starts_with("2026-01-01T00:00:00")).collect();
+    assert!(forged_lines.is_empty(), "forged lines: {forged_lines:?}\n{logs}");
+    assert!(!logs.contains('\u{1b}'), "a terminal escape reached the log: {logs:?}");
+    // The customer id and the reply are there, escaped.
+    assert!(logs.contains(r"customer=cus_1\n2026-01-01T00:00:00.000000Z  INFO raaft_relay: forged line\u{1b}[2J"), "{logs}");
+    assert!(logs.contains(r"down\n2026-01-01"), "{logs}");
+}
