@@ -15,6 +15,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod encoding;
 pub mod event;
 pub mod metrics;
 pub mod pacing;

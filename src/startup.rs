@@ -270,6 +270,7 @@ pub(crate) enum ApiError {
     NotFound(String),
     BodyTimeout(std::time::Duration),
     TooManyFailures(std::time::Duration),
+    UnsupportedEncoding(String),
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -317,21 +318,30 @@ fn authorized(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rej
 }
 
 /// Reads the body up to `limit` bytes; larger bodies are refused with 413
-/// without buffering them, whether or not they declare a length.
+/// without buffering them, whether or not they declare a length. A `gzip`
+/// or `deflate` body is decoded, with the limit applied to the decoded
+/// bytes too; any other `Content-Encoding` gets 415.
 fn body_limited(state: AppState) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::header::optional::<u64>("content-length").and(warp::body::stream()).and_then(
-        move |declared: Option<u64>, stream| {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::header::optional::<String>("content-encoding"))
+        .and(warp::body::stream())
+        .and_then(move |declared: Option<u64>, encoding: Option<String>, stream| {
             let server = &state.runtime.load().config.server;
             let (limit, deadline) = (server.max_body_bytes, server.body_timeout);
             async move {
+                let coding = crate::encoding::ContentCoding::parse(encoding.as_deref())
+                    .map_err(|e| warp::reject::custom(ApiError::UnsupportedEncoding(e.to_string())))?;
                 // A client that stops sending gets an answer and a closed
                 // connection, not a worker held forever.
-                tokio::time::timeout(deadline, read_limited(declared, stream, limit))
+                let body = tokio::time::timeout(deadline, read_limited(declared, stream, limit))
                     .await
-                    .unwrap_or(Err(warp::reject::custom(ApiError::BodyTimeout(deadline))))
+                    .unwrap_or(Err(warp::reject::custom(ApiError::BodyTimeout(deadline))))?;
+                coding.decode(body, limit).map_err(|e| match e {
+                    crate::encoding::DecodeError::TooLarge => warp::reject::custom(ApiError::TooLarge(limit)),
+                    e => warp::reject::custom(ApiError::BadRequest(e.to_string())),
+                })
             }
-        },
-    )
+        })
 }
 
 async fn read_limited<S, B>(declared: Option<u64>, stream: S, limit: u64) -> Result<Bytes, Rejection>
@@ -444,6 +454,10 @@ async fn handle_rejection(err: Rejection) -> Result<warp::reply::Response, Infal
             }
             ApiError::Unavailable(reason) => error_reply(StatusCode::SERVICE_UNAVAILABLE, reason),
             ApiError::NotFound(what) => error_reply(StatusCode::NOT_FOUND, what),
+            ApiError::UnsupportedEncoding(reason) => {
+                warn!(%reason, "refused a request: unsupported content encoding");
+                error_reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason)
+            }
             ApiError::TooManyFailures(wait) => {
                 let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 let mut reply = error_reply(

@@ -2,21 +2,39 @@
 //! shipped config uses one so a fresh clone shows its messages without any
 //! account anywhere.
 
+//!
+//! Standard output is written through tokio (its blocking pool), never from
+//! a runtime thread: a stdout nobody reads (a full pipe, a stopped
+//! terminal) holds up console messages, never ingest. A message not out
+//! within the attempt timeout is retried.
+
 use super::{AttemptReport, Payload, Rendered};
 use crate::retry::Outcome;
-use std::io::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 
 pub struct Console;
 
+/// One message at a time, so concurrent messages never interleave.
+static STDOUT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 impl Console {
-    pub fn send(&self, name: &str, text: &str, started: Instant) -> AttemptReport {
-        let mut out = std::io::stdout().lock();
-        let written =
-            writeln!(out, "── {name} ──────────────────────────────\n{}\n", text.trim_end()).and_then(|_| out.flush());
-        let outcome = match written {
-            Ok(()) => Outcome::Delivered,
-            Err(e) => Outcome::Retry { after: None, reason: format!("cannot write to stdout: {e}") },
+    pub async fn send(&self, name: &str, text: &str, timeout: Duration) -> AttemptReport {
+        let started = Instant::now();
+        let message = format!("── {name} ──────────────────────────────\n{}\n\n", text.trim_end());
+        let write = async {
+            let _turn = STDOUT.lock().await;
+            let mut out = tokio::io::stdout();
+            out.write_all(message.as_bytes()).await?;
+            out.flush().await
+        };
+        let outcome = match tokio::time::timeout(timeout, write).await {
+            Ok(Ok(())) => Outcome::Delivered,
+            Ok(Err(e)) => Outcome::Retry { after: None, reason: format!("cannot write to stdout: {e}") },
+            Err(_) => Outcome::Retry {
+                after: None,
+                reason: format!("stdout took more than {} to take the message", humantime::format_duration(timeout)),
+            },
         };
         AttemptReport::new(outcome, None, None, started)
     }

@@ -254,7 +254,7 @@ impl Destination {
             (Channel::Discord(d), Payload::Json(body)) => d.send(body, timeout).await,
             (Channel::Email(e), Payload::Email(mail)) => e.send(mail, timeout).await,
             (Channel::Webhook(w), payload) => w.send(payload, timeout).await,
-            (Channel::Console(c), Payload::Console(text)) => c.send(&self.name, text, started),
+            (Channel::Console(c), Payload::Console(text)) => c.send(&self.name, text, timeout).await,
             _ => AttemptReport::new(
                 Outcome::Permanent { reason: "payload does not fit the destination kind".into() },
                 None,

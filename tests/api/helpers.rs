@@ -652,6 +652,8 @@ pub struct RelayProcess {
     pub port: u16,
     pub stdout: Arc<Mutex<String>>,
     pub stderr: Arc<Mutex<String>>,
+    /// Standard output left unread (its pipe fills up), when asked for.
+    _unread_stdout: Option<std::process::ChildStdout>,
 }
 
 /// Collects everything `from` produces, on a thread of its own.
@@ -704,15 +706,21 @@ impl RelayProcess {
     /// As [`RelayProcess::start`], through `command` (the binary, or the
     /// binary under another program).
     pub async fn start_with(command: std::process::Command, config: &Path) -> RelayProcess {
-        Self::launch(command, config, "json").await
+        Self::launch(command, config, "json", true).await
+    }
+
+    /// As [`RelayProcess::start`], with standard output never read: once
+    /// the pipe's buffer is full, every write to it blocks.
+    pub async fn start_with_stdout_unread(config: &Path) -> RelayProcess {
+        Self::launch(relay_command(), config, "json", false).await
     }
 
     /// As [`RelayProcess::start`], logging in the readable format.
     pub async fn start_pretty(config: &Path) -> RelayProcess {
-        Self::launch(relay_command(), config, "pretty").await
+        Self::launch(relay_command(), config, "pretty", true).await
     }
 
-    async fn launch(mut command: std::process::Command, config: &Path, format: &str) -> RelayProcess {
+    async fn launch(mut command: std::process::Command, config: &Path, format: &str, read_stdout: bool) -> RelayProcess {
         let mut child = command
             .args(["--config", config.to_str().unwrap(), "--log-format", format, "serve"])
             .env("NO_COLOR", "1")
@@ -720,7 +728,10 @@ impl RelayProcess {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = collect_output(child.stdout.take().unwrap());
+        let (stdout, unread) = match read_stdout {
+            true => (collect_output(child.stdout.take().unwrap()), None),
+            false => (Arc::default(), child.stdout.take()),
+        };
         let stderr = collect_output(child.stderr.take().unwrap());
         let port_of = |logs: &str| {
             logs.lines().find_map(|line| match serde_json::from_str::<serde_json::Value>(line) {
@@ -739,7 +750,7 @@ impl RelayProcess {
         .await;
         let port = port_of(&stderr.lock().unwrap())
             .unwrap_or_else(|| panic!("the relay did not start:\n{}", stderr.lock().unwrap()));
-        RelayProcess { child, port: port as u16, stdout, stderr }
+        RelayProcess { child, port: port as u16, stdout, stderr, _unread_stdout: unread }
     }
 
     /// Everything the relay printed so far.

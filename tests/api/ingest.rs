@@ -190,3 +190,59 @@ on_both_stores! {
         assert_eq!(response.status(), 200);
     }
 }
+
+fn compressed(coding: &str, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    match coding {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        }
+        _ => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        }
+    }
+}
+
+async fn post_encoded(app: &TestApp, coding: &str, body: Vec<u8>) -> reqwest::Response {
+    app.client()
+        .post(format!("{}/webhooks/raaft", app.address))
+        .header("x-raaft-token", TOKEN)
+        .header("content-type", "application/json")
+        .header("content-encoding", coding)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn compressed_bodies_are_decoded_and_bombs_and_unknown_codings_refused() {
+    let app = spawn_app(console_config(), &TestStore::Sqlite).await;
+    let event = sample("canceled.json");
+    for coding in ["gzip", "deflate"] {
+        let mut body: Value = serde_json::from_str(&event).unwrap();
+        body["flowId"] = format!("flow-{coding}").into();
+        let response = post_encoded(&app, coding, compressed(coding, body.to_string().as_bytes())).await;
+        assert_eq!(response.status(), 200, "{coding}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["deliveries"], 1, "{coding}: {answer}");
+    }
+    assert_eq!(app.stats().await.events, 2);
+    // 10 MB of spaces compress to a few kilobytes: the cap applies to the
+    // decoded bytes.
+    let bomb = compressed("gzip", &vec![b' '; 10_000_000]);
+    assert!(bomb.len() < 64 * 1024);
+    let response = post_encoded(&app, "gzip", bomb).await;
+    assert_eq!(response.status(), 413);
+    let response = post_encoded(&app, "br", event.clone().into_bytes()).await;
+    assert_eq!(response.status(), 415);
+    let answer: Value = response.json().await.unwrap();
+    assert!(answer["error"].as_str().unwrap().contains("\"br\""), "{answer}");
+    let response = post_encoded(&app, "gzip", event.into_bytes()).await;
+    assert_eq!(response.status(), 400, "a body that says gzip but is not");
+    assert_eq!(app.stats().await.events, 2);
+}

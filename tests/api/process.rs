@@ -195,3 +195,31 @@ async fn outside_content_cannot_forge_a_log_line() {
     assert!(logs.contains(r"customer=cus_1\n2026-01-01T00:00:00.000000Z  INFO raaft_relay: forged line\u{1b}[2J"), "{logs}");
     assert!(logs.contains(r"down\n2026-01-01"), "{logs}");
 }
+
+#[tokio::test]
+async fn a_stdout_nobody_reads_holds_up_console_messages_not_ingest() {
+    let cfg = ConfigDir::new(
+        "[destinations.out]\nkind = \"console\"\ntemplate = \"console/event.hbs\"\n[[routes]]\nname = \"all\"\nto = [\"out\"]\n\
+         [retry]\nmax_attempts = 1000\ninitial_backoff = \"100ms\"\nmax_backoff = \"1s\"\nattempt_timeout = \"1s\"\n",
+    );
+    cfg.set_store(&TestStore::Sqlite.fresh_url(cfg.dir.path()).await);
+    let relay = RelayProcess::start_with_stdout_unread(&cfg.path()).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    // Each message is about a kilobyte: the 64 KiB pipe fills long before
+    // the last event, and every console write after that blocks.
+    for i in 0..400 {
+        let mut event: serde_json::Value = serde_json::from_str(&sample("canceled.json")).unwrap();
+        event["flowId"] = format!("stalled-{i}").into();
+        event["feedback"] = "x".repeat(1000).into();
+        let answer = client
+            .post(format!("http://127.0.0.1:{}/webhooks/raaft", relay.port))
+            .header("x-raaft-token", TOKEN)
+            .body(event.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("event {i} not answered: {e}\n{}", relay.logs()));
+        assert_eq!(answer.status(), 200, "event {i}");
+    }
+    let health = client.get(format!("http://127.0.0.1:{}/healthz", relay.port)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
