@@ -108,6 +108,9 @@ mod tests {
         let bomb = gzip(&vec![b' '; 10_000_000]);
         assert!(bomb.len() < 20_000);
         assert!(matches!(ContentCoding::Gzip.decode(bomb, 262_144), Err(DecodeError::TooLarge)));
-        assert!(matches!(ContentCoding::Gzip.decode(Bytes::from_static(b"nope"), 100), Err(DecodeError::Invalid { .. })));
+        assert!(matches!(
+            ContentCoding::Gzip.decode(Bytes::from_static(b"nope"), 100),
+            Err(DecodeError::Invalid { .. })
+        ));
     }
 }

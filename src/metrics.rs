@@ -76,6 +76,11 @@ impl Metrics {
             "Notices sent to the alerts destination, by reason.",
             &["reason"],
         );
+        // Every series whose labels are known up front is there from the
+        // start, at 0, so a dashboard or alert never reads a missing one.
+        for reason in ["dead", "backlog"] {
+            alerts.with_label_values(&[reason]);
+        }
         let queue_depth = IntGaugeVec::new(
             Opts::new("raaft_relay_queue_depth", "Pending deliveries by destination."),
             &["destination"],
@@ -121,13 +126,21 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with the store's gauges read now.
-    pub async fn render(&self, store: &dyn Store) -> String {
+    /// Reads the store's gauges (queue depth, oldest pending, dead) for
+    /// every destination in `destinations` (0 where the store has none)
+    /// and any other the store knows. Run in the background: a scrape
+    /// never touches the store.
+    pub async fn refresh_store_gauges(&self, store: &dyn Store, destinations: &[String]) {
         match store.destination_stats().await {
             Ok(stats) => {
                 self.queue_depth.reset();
                 self.oldest_pending.reset();
                 self.dead.reset();
+                for name in destinations {
+                    self.queue_depth.with_label_values(&[name]).set(0);
+                    self.oldest_pending.with_label_values(&[name]).set(0.0);
+                    self.dead.with_label_values(&[name]).set(0);
+                }
                 for s in stats {
                     self.queue_depth.with_label_values(&[&s.destination]).set(s.pending as i64);
                     self.oldest_pending.with_label_values(&[&s.destination]).set(s.oldest_pending_age.as_secs_f64());
@@ -136,6 +149,10 @@ impl Metrics {
             }
             Err(e) => tracing::warn!(error = %e, "cannot read queue gauges"),
         }
+    }
+
+    /// The text exposition, gauges as last refreshed.
+    pub fn render(&self) -> String {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()

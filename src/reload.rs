@@ -1,21 +1,35 @@
-//! Hot reload: on SIGHUP, and when a file under the config's folder or the
-//! templates folder changes, the relay loads and checks the new config and
-//! templates (everything `check` does). Only a set that passes replaces the
-//! running one, in one swap; a broken edit leaves the old set running.
+//! Hot reload: on SIGHUP, and when a file of the running set changes (the
+//! config file, the templates and partials it uses, the files it reads
+//! through `${file:}`, the TLS certificate and key), the relay loads and
+//! checks the new config and templates (everything `check` does). Only a
+//! set that passes replaces the running one, in one swap; a broken edit
+//! leaves the old set running. Other files in those folders (a log, the
+//! store, an editor's swap file) are ignored, so they cannot cause reloads.
+//!
+//! Edits come in bursts (an editor writes, renames, touches): a reload
+//! waits for [`QUIET`], but never longer than [`CEILING`] after the first
+//! change of a burst, so a file that keeps changing cannot hold reloads off.
+//! SIGHUP is served at once, whatever the watcher is doing.
 
+use crate::auth::AuthGuard;
 use crate::check::check_runtime;
-use crate::config::StoreLocation;
 use crate::runtime::Runtime;
 use crate::startup::AppState;
+use arc_swap::ArcSwap;
+use notify::event::ModifyKind;
 use notify::{EventKind, RecursiveMode, Watcher};
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-/// Edits arrive in bursts (an editor writes, renames, touches); wait for
-/// quiet before reloading.
-const DEBOUNCE: Duration = Duration::from_millis(200);
+/// How long the running set's files must be quiet before a reload.
+pub const QUIET: Duration = Duration::from_millis(200);
+/// A burst of changes reloads at most this long after its first change.
+pub const CEILING: Duration = Duration::from_millis(800);
 
 /// Loads and checks the config at the running set's path and swaps it in.
 /// Returns whether the new set is running.
@@ -23,35 +37,46 @@ pub fn reload(state: &AppState, why: &str) -> bool {
     let current = state.runtime.load_full();
     let path = current.config.path.clone();
     let loaded = Runtime::load(&path).and_then(|runtime| check_runtime(&runtime).map(|_| runtime));
-    match loaded {
-        Ok(mut runtime) => {
-            // The listener and the store are set up once; changing them
-            // needs a restart, and applying half of it would mislead.
-            if runtime.config.server.listen != current.config.server.listen {
-                warn!(
-                    running = %current.config.server.listen,
-                    configured = %runtime.config.server.listen,
-                    "server.listen changed: restart the relay to apply it"
-                );
-                runtime.config.server.listen = current.config.server.listen.clone();
-            }
-            if runtime.config.store.location != current.config.store.location {
-                warn!("store.url changed: restart the relay to apply it");
-                runtime.config.store.location = current.config.store.location.clone();
-            }
-            state.runtime.store(std::sync::Arc::new(runtime));
-            state.metrics().reloads.with_label_values(&["success"]).inc();
-            info!(trigger = why, config = %path.display(), "configuration reloaded");
-            true
-        }
+    let mut runtime = match loaded {
+        Ok(runtime) => runtime,
         Err(problems) => {
             state.metrics().reloads.with_label_values(&["error"]).inc();
             for p in problems.iter() {
                 error!(problem = %p, "configuration reload failed; the running configuration stays");
             }
-            false
+            return false;
         }
+    };
+    for key in crate::config::keep_start_only(&mut runtime.config, &current.config) {
+        warn!(key, "a start-only setting changed: restart the relay to apply it; the running value stays");
     }
+    // A renewed certificate is served from the next connection on; a
+    // broken pair keeps the running set, certificate included.
+    let renewed = match (&state.tls, &runtime.config.server.tls) {
+        (Some(_), Some(files)) => match crate::tls::acceptor(&files.cert, &files.key) {
+            Ok(acceptor) => Some(acceptor),
+            Err(e) => {
+                state.metrics().reloads.with_label_values(&["error"]).inc();
+                error!(error = %e, "configuration reload failed; the running configuration and certificate stay");
+                return false;
+            }
+        },
+        _ => None,
+    };
+    if let (Some(slot), Some(acceptor)) = (&state.tls, renewed) {
+        slot.store(Arc::new(acceptor));
+    }
+    let new = &runtime.config;
+    if !state.auth.load().has_settings(new.server.auth_failures, &new.server.trusted_proxies) {
+        state.auth.store(Arc::new(AuthGuard::new(new.server.auth_failures, new.server.trusted_proxies.clone())));
+    }
+    if !state.admin_auth.load().has_settings(new.admin_auth_failures, &new.server.trusted_proxies) {
+        state.admin_auth.store(Arc::new(AuthGuard::new(new.admin_auth_failures, new.server.trusted_proxies.clone())));
+    }
+    state.runtime.store(Arc::new(runtime));
+    state.metrics().reloads.with_label_values(&["success"]).inc();
+    info!(trigger = why, config = %path.display(), "configuration reloaded");
+    true
 }
 
 /// The SIGHUP listener. Until it exists the signal's default action ends
@@ -87,22 +112,104 @@ impl Hangup {
     }
 }
 
-/// Reloads on SIGHUP and on file changes until `stop` turns true.
+/// The files whose changes make a reload, by their path under the
+/// canonical form of their folder (as the watcher names them).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct WatchSet {
+    files: HashSet<PathBuf>,
+    /// Every `*.hbs` in these folders counts (partials are found by
+    /// listing their folder).
+    partial_dirs: HashSet<PathBuf>,
+}
+
+impl WatchSet {
+    /// The running set's files: the config, its templates and partials,
+    /// `${file:}` files, and the TLS certificate and key.
+    pub fn of(runtime: &Runtime) -> WatchSet {
+        let config = &runtime.config;
+        let mut files: Vec<PathBuf> = vec![config.path.clone()];
+        files.extend(runtime.destinations().flat_map(|d| d.templates()).map(|t| t.file.clone()));
+        files.extend(config.files_read.iter().cloned());
+        if let Some(tls) = &config.server.tls {
+            files.extend([tls.cert.clone(), tls.key.clone()]);
+        }
+        WatchSet {
+            files: files.iter().map(|f| in_canonical_dir(f)).collect(),
+            partial_dirs: [canonical(&config.templates_dir.join("partials"))].into_iter().collect(),
+        }
+    }
+
+    /// Whether a change to `path` is a change to the running set.
+    pub fn covers(&self, path: &Path) -> bool {
+        self.files.contains(path)
+            || (path.extension().is_some_and(|e| e == "hbs")
+                && path.parent().is_some_and(|dir| self.partial_dirs.contains(dir)))
+    }
+
+    /// The folders to watch (not recursively).
+    fn dirs(&self) -> BTreeSet<PathBuf> {
+        self.files
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .chain(self.partial_dirs.iter().cloned())
+            .collect()
+    }
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `path` with its folder made canonical (the file itself may be missing,
+/// or a symlink an editor or a secret manager replaces).
+fn in_canonical_dir(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => canonical(dir).join(name),
+        (_, Some(name)) => canonical(Path::new(".")).join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Only writes, creations, renames and removals count: reading the files
+/// (as every reload does) or their access times must not cause a reload.
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
+        _ => false,
+    }
+}
+
+/// Watches the folders of `set` that are not watched yet.
+fn watch_dirs(watcher: &mut Option<notify::RecommendedWatcher>, set: &WatchSet, watched: &mut BTreeSet<PathBuf>) {
+    let Some(w) = watcher.as_mut() else { return };
+    for dir in set.dirs() {
+        if watched.contains(&dir) || !dir.is_dir() {
+            continue;
+        }
+        match w.watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                watched.insert(dir);
+            }
+            Err(e) => warn!(error = %e, dir = %dir.display(), "cannot watch folder for changes"),
+        }
+    }
+}
+
+/// Reloads on SIGHUP and on changes to the running set's files until
+/// `stop` turns true.
 pub async fn watch(state: AppState, mut hangup: Hangup, mut stop: watch::Receiver<bool>) {
     let (changed_tx, mut changed) = mpsc::channel::<()>(1);
-    let runtime = state.runtime.load_full();
-    let ignored = store_files(&runtime.config.store.location);
-    // Only writes, creations, renames and removals count: reading the
-    // files (as every reload does) must not trigger another reload.
+    let set = Arc::new(ArcSwap::from_pointee(WatchSet::of(&state.runtime.load())));
+    let handler_set = set.clone();
     let handler = move |result: notify::Result<notify::Event>| {
         let Ok(event) = result else { return };
-        if !matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)) {
+        if !is_change(&event.kind) {
             return;
         }
-        let relevant: Vec<&Path> =
-            event.paths.iter().map(PathBuf::as_path).filter(|p| !ignored.iter().any(|i| p == i)).collect();
-        if !relevant.is_empty() {
-            tracing::debug!(files = ?relevant, "files changed");
+        let set = handler_set.load();
+        if let Some(file) = event.paths.iter().find(|p| set.covers(p)) {
+            tracing::debug!(file = %file.display(), "a file of the running configuration changed");
             let _ = changed_tx.try_send(());
         }
     };
@@ -113,36 +220,72 @@ pub async fn watch(state: AppState, mut hangup: Hangup, mut stop: watch::Receive
             None
         }
     };
-    if let Some(w) = watcher.as_mut() {
-        let config_dir = runtime.config.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-        // Watched as canonical paths, so that events name files as
-        // `store_files` does.
-        for dir in [config_dir, runtime.config.templates_dir.clone()] {
-            let dir = dir.canonicalize().unwrap_or(dir);
-            if let Err(e) = w.watch(&dir, RecursiveMode::Recursive) {
-                warn!(error = %e, dir = %dir.display(), "cannot watch folder for changes");
-            }
-        }
-    }
+    let mut watched = BTreeSet::new();
+    watch_dirs(&mut watcher, &set.load(), &mut watched);
+    // The first and the latest change of the burst not reloaded yet.
+    let mut burst: Option<(Instant, Instant)> = None;
     loop {
-        tokio::select! {
-            _ = hangup.recv() => { reload(&state, "SIGHUP"); }
+        let due = burst.map(|(first, last)| (last + QUIET).min(first + CEILING));
+        let reloaded = tokio::select! {
+            _ = hangup.recv() => {
+                burst = None;
+                reload(&state, "SIGHUP")
+            }
             Some(()) = changed.recv() => {
-                // Edits come in bursts (write, rename, touch): wait for quiet.
-                while tokio::time::timeout(DEBOUNCE, changed.recv()).await.is_ok_and(|m| m.is_some()) {}
-                reload(&state, "file change");
+                let now = Instant::now();
+                burst = Some(burst.map_or((now, now), |(first, _)| (first, now)));
+                false
+            }
+            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                burst = None;
+                reload(&state, "file change")
             }
             _ = stop.changed() => break,
+        };
+        if reloaded {
+            let new = WatchSet::of(&state.runtime.load());
+            if **set.load() != new {
+                set.store(Arc::new(new));
+                watch_dirs(&mut watcher, &set.load(), &mut watched);
+            }
         }
     }
     drop(watcher);
 }
 
-/// The SQLite files of a store, by canonical path: their writes (every
-/// commit, when the store sits beside the config) are not config changes.
-fn store_files(location: &StoreLocation) -> Vec<PathBuf> {
-    let StoreLocation::Sqlite(path) = location else { return Vec::new() };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let dir = path.parent().map(|d| d.canonicalize().unwrap_or_else(|_| d.to_path_buf())).unwrap_or_default();
-    ["", "-wal", "-shm", "-journal"].iter().map(|suffix| dir.join(format!("{name}{suffix}"))).collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_running_sets_files_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("templates/partials")).unwrap();
+        let set = WatchSet {
+            files: [root.join("relay.toml"), root.join("templates/slack/a.hbs")].into_iter().collect(),
+            partial_dirs: [root.join("templates/partials")].into_iter().collect(),
+        };
+        assert!(set.covers(&root.join("relay.toml")));
+        assert!(set.covers(&root.join("templates/slack/a.hbs")));
+        assert!(set.covers(&root.join("templates/partials/new.hbs")));
+        assert!(!set.covers(&root.join("relay.log")));
+        assert!(!set.covers(&root.join("relay.db-wal")));
+        assert!(!set.covers(&root.join(".relay.toml.swp")));
+        assert!(!set.covers(&root.join("templates/slack/unused.hbs")));
+        assert!(!set.covers(&root.join("templates/partials/notes.txt")));
+        assert_eq!(
+            set.dirs(),
+            [root.clone(), root.join("templates/partials"), root.join("templates/slack")].into_iter().collect()
+        );
+    }
+
+    #[test]
+    fn metadata_changes_and_reads_are_not_changes() {
+        use notify::event::{AccessKind, CreateKind, DataChange, MetadataKind};
+        assert!(is_change(&EventKind::Modify(ModifyKind::Data(DataChange::Any))));
+        assert!(is_change(&EventKind::Create(CreateKind::File)));
+        assert!(!is_change(&EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime))));
+        assert!(!is_change(&EventKind::Access(AccessKind::Read)));
+    }
 }

@@ -32,8 +32,9 @@ pub struct ClientAddr(pub SocketAddr);
 pub struct Limits {
     pub header_timeout: Duration,
     pub max_connections: usize,
-    /// Set when the relay terminates TLS itself.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Set when the relay terminates TLS itself; a reload swaps in a
+    /// renewed certificate, which new connections use.
+    pub tls: Option<std::sync::Arc<arc_swap::ArcSwap<tokio_rustls::TlsAcceptor>>>,
 }
 
 /// How long shutdown waits for requests under way before closing their
@@ -137,7 +138,7 @@ where
             let http = http.clone();
             let connections = connections.clone();
             let closing = closing.clone();
-            let tls = limits.tls.clone();
+            let tls = limits.tls.as_ref().map(|t| t.load_full());
             let header_timeout = limits.header_timeout;
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::Body>| {

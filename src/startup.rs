@@ -37,6 +37,9 @@ pub struct AppState {
     pub auth: Arc<ArcSwap<AuthGuard>>,
     /// Failed authentications per client, for admin bearer tokens.
     pub admin_auth: Arc<ArcSwap<AuthGuard>>,
+    /// The TLS certificate served, when the relay terminates TLS; a reload
+    /// re-reads the files.
+    pub tls: Option<Arc<ArcSwap<tokio_rustls::TlsAcceptor>>>,
 }
 
 impl AppState {
@@ -103,32 +106,33 @@ impl Application {
             alerts: Arc::new(Alerts::new(metrics.clone())),
         });
         let server = &runtime.config.server;
-        let auth = Arc::new(ArcSwap::from_pointee(AuthGuard::new(server.auth_failures, server.trusted_proxies.clone())));
+        let auth =
+            Arc::new(ArcSwap::from_pointee(AuthGuard::new(server.auth_failures, server.trusted_proxies.clone())));
         let admin_auth = Arc::new(ArcSwap::from_pointee(AuthGuard::new(
             runtime.config.admin_auth_failures,
             server.trusted_proxies.clone(),
         )));
+        let tls = match &server.tls {
+            Some(files) => Some(Arc::new(ArcSwap::from_pointee(crate::tls::acceptor(&files.cert, &files.key)?))),
+            None => None,
+        };
+        let limits = crate::server::Limits {
+            header_timeout: server.header_timeout,
+            max_connections: server.max_connections,
+            tls: tls.clone(),
+        };
         let state = AppState {
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),
             wake: Arc::new(Notify::new()),
             services,
             auth,
             admin_auth,
+            tls,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on \"{listen}\""))?;
         let port = listener.local_addr()?.port();
-        let server_config = &state.runtime.load().config.server;
-        let tls = match &server_config.tls {
-            Some(files) => Some(crate::tls::acceptor(&files.cert, &files.key)?),
-            None => None,
-        };
-        let limits = crate::server::Limits {
-            header_timeout: server_config.header_timeout,
-            max_connections: server_config.max_connections,
-            tls,
-        };
         let server = crate::server::serve(listener, routes(state.clone()), limits, async move {
             let _ = stopped.await;
         });
@@ -156,6 +160,7 @@ impl Application {
         };
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx.clone()));
         let maintenance = tokio::spawn(maintain(self.state.clone(), stop_rx.clone()));
+        let gauges = tokio::spawn(refresh_gauges(self.state.clone(), stop_rx.clone()));
         let reloads = tokio::spawn(crate::reload::watch(self.state.clone(), self.hangup, stop_rx));
         let stop = self.stop;
         tokio::spawn(async move {
@@ -167,8 +172,26 @@ impl Application {
         let _ = stop_tx.send(true);
         dispatcher.await?;
         maintenance.await?;
+        gauges.await?;
         reloads.await?;
         Ok(())
+    }
+}
+
+/// How often the store's gauges (queue depth, oldest pending, dead) are
+/// read for `/metrics`.
+pub const GAUGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps the metrics' store gauges fresh, so that a scrape never touches
+/// the store (nor the pool that claims use), however often it comes.
+async fn refresh_gauges(state: AppState, mut stop: watch::Receiver<bool>) {
+    loop {
+        let destinations: Vec<String> = state.runtime.load().destinations().map(|d| d.name.clone()).collect();
+        state.metrics().refresh_store_gauges(state.store().as_ref(), &destinations).await;
+        tokio::select! {
+            _ = tokio::time::sleep(GAUGE_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 
@@ -253,7 +276,7 @@ async fn metrics(
     if runtime.config.metrics_auth {
         crate::admin::check_bearer(&state, authorization.as_deref(), peer, forwarded_for.as_deref())?;
     }
-    let text = state.metrics().render(state.store().as_ref()).await;
+    let text = state.metrics().render();
     Ok(warp::http::Response::builder()
         .header("content-type", "text/plain; version=0.0.4")
         .body(text.into())

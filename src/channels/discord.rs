@@ -284,7 +284,8 @@ mod tests {
             body: r#"{"message": "Unknown Webhook", "code": 10015}"#.into(),
         };
         assert!(matches!(classify(&a), Outcome::Permanent { .. }));
-        let a = Answer { status: 204, retry_after: None, exhausted_for: None, location: None, body: bytes::Bytes::new() };
+        let a =
+            Answer { status: 204, retry_after: None, exhausted_for: None, location: None, body: bytes::Bytes::new() };
         assert_eq!(classify(&a), Outcome::Delivered);
     }
 }

@@ -75,7 +75,10 @@ pub fn classify(answer: &Answer, retry_after: Option<Duration>) -> Outcome {
     if (300..=399).contains(&answer.status) {
         let to = answer.location.as_deref().map(|l| crate::text::truncate_chars(l, 300)).unwrap_or_default();
         return Outcome::Permanent {
-            reason: format!("HTTP {} redirect to \"{to}\": redirects are not followed; configure the final URL", answer.status),
+            reason: format!(
+                "HTTP {} redirect to \"{to}\": redirects are not followed; configure the final URL",
+                answer.status
+            ),
         };
     }
     classify_status(answer.status, retry_after, &answer.text())

@@ -234,9 +234,9 @@ impl Destination {
             Channel::Slack(_) => {
                 slack::payload(rendered(crate::render::slack_mrkdwn(text))).unwrap_or(Payload::Text(text.to_owned()))
             }
-            Channel::Discord(d) => d
-                .payload(rendered(crate::render::discord_markdown(text)))
-                .unwrap_or(Payload::Text(text.to_owned())),
+            Channel::Discord(d) => {
+                d.payload(rendered(crate::render::discord_markdown(text))).unwrap_or(Payload::Text(text.to_owned()))
+            }
             Channel::Email(_) => {
                 let subject = text.lines().next().unwrap_or("raaft-relay notice").to_owned();
                 email::payload(Rendered { subject: Some(subject), ..rendered(text.to_owned()) })

@@ -81,6 +81,20 @@ fn resolve(
     }
 }
 
+/// The files `${file:PATH}` references in `input` would read, resolved
+/// against `base_dir` (the config's folder): a reload watches them.
+pub fn file_references(input: &str, base_dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut rest = input;
+    while let Some(start) = rest.find("${file:") {
+        let after = &rest[start + "${file:".len()..];
+        let Some(end) = after.find('}') else { break };
+        files.push(base_dir.join(after[..end].trim()));
+        rest = &after[end + 1..];
+    }
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +150,15 @@ mod tests {
         assert_eq!(got, "p=hunter2");
         let err = interpolate("${file:nope}", dir.path(), &env).unwrap_err();
         assert!(matches!(err, InterpolateError::File { .. }), "{err}");
+    }
+
+    #[test]
+    fn file_references_are_listed_for_the_watcher() {
+        let base = Path::new("/etc/raaft");
+        assert_eq!(
+            file_references("smtp://u:${file:secrets/pw}@h ${TOKEN} $${file:x} ${file: key }", base),
+            [base.join("secrets/pw"), base.join("x"), base.join("key")]
+        );
+        assert!(file_references("${file:unterminated", base).is_empty());
     }
 }

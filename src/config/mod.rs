@@ -5,10 +5,12 @@
 
 mod interpolate;
 mod spans;
+mod start_only;
 mod store;
 
 pub use interpolate::{interpolate, InterpolateError};
 pub use spans::KeyLines;
+pub use start_only::{keep_start_only, START_ONLY};
 pub use store::StoreLocation;
 
 use crate::problems::{Problem, Problems};
@@ -210,6 +212,9 @@ pub struct Config {
     pub store: StoreConfig,
     /// Bearer tokens of the admin API; none configured turns it off.
     pub admin_tokens: Vec<String>,
+    /// Where the admin API and `/metrics` are served instead of the main
+    /// listener (`[admin] listen`); `None`: on the main listener.
+    pub admin_listen: Option<String>,
     /// Whether `/metrics` needs an admin token.
     pub metrics_auth: bool,
     /// How many requests with a missing or wrong admin token one client
@@ -219,6 +224,8 @@ pub struct Config {
     pub retry: RetryPolicy,
     pub destinations: BTreeMap<String, DestinationConfig>,
     pub routes: Vec<RouteConfig>,
+    /// Files read through `${file:PATH}`.
+    pub files_read: Vec<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -276,6 +283,7 @@ struct RawAdmin {
     #[serde(default)]
     metrics_auth: bool,
     auth_failures: Option<String>,
+    listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -408,7 +416,8 @@ impl Config {
             }
         };
 
-        let config = build(path, &base_dir, raw, &lines, &mut problems);
+        let mut config = build(path, &base_dir, raw, &lines, &mut problems);
+        config.files_read = interpolate::file_references(text, &base_dir);
         (Some(config), problems)
     }
 }
@@ -667,12 +676,14 @@ fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problem
         dedup_window,
         store: StoreConfig { location, retention },
         admin_tokens: raw.admin.tokens,
+        admin_listen: raw.admin.listen,
         metrics_auth: raw.admin.metrics_auth,
         admin_auth_failures,
         alerts,
         retry,
         destinations,
         routes,
+        files_read: Vec::new(),
     }
 }
 

@@ -113,8 +113,14 @@ mod tests {
     fn discord_markdown_is_disarmed() {
         let link = "Please [Verify account](https://evil.example/login)";
         assert_eq!(discord_markdown(link), "Please \\[Verify account\\](https://evil.example/login)");
-        assert_eq!(discord_markdown("**bold** __u__ ~~s~~ ||spoiler|| `code`"), r"\*\*bold\*\* \_\_u\_\_ \~\~s\~\~ \|\|spoiler\|\| \`code\`");
-        assert_eq!(discord_markdown("# Heading\n> quote\n  - item\n+ item\n12. item\n-# small"), "\\# Heading\n\\> quote\n  \\- item\n\\+ item\n12\\. item\n\\-# small");
+        assert_eq!(
+            discord_markdown("**bold** __u__ ~~s~~ ||spoiler|| `code`"),
+            r"\*\*bold\*\* \_\_u\_\_ \~\~s\~\~ \|\|spoiler\|\| \`code\`"
+        );
+        assert_eq!(
+            discord_markdown("# Heading\n> quote\n  - item\n+ item\n12. item\n-# small"),
+            "\\# Heading\n\\> quote\n  \\- item\n\\+ item\n12\\. item\n\\-# small"
+        );
         // Mid-line, those characters mean nothing and stay as they are.
         assert_eq!(discord_markdown("2024-10-07 v1.2 a > b #3"), "2024-10-07 v1.2 a > b #3");
         assert_eq!(discord_markdown(r"C:\path <t:0> <#123>"), r"C:\\path \<t:0> \<#123>");

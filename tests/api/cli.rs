@@ -25,10 +25,7 @@ fn check_warns_about_a_token_short_enough_to_guess_without_showing_it() {
     let out = relay().env("RAAFT_TOKEN", "change-me").arg("check").output().unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "a warning is not a failure: {stdout}{stderr}");
-    assert!(
-        stdout.contains("warning: raaft.tokens[0] is 9 characters long: use at least 16"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("warning: raaft.tokens[0] is 9 characters long: use at least 16"), "{stdout}");
     assert!(!stdout.contains("change-me"), "the token itself is never printed: {stdout}");
     let out = relay().env("RAAFT_TOKEN", "4f1c9a7e2b6d8f03a5c1e9b7").arg("check").output().unwrap();
     assert!(!text(&out).0.contains("warning: raaft.tokens"), "{}", text(&out).0);

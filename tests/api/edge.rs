@@ -213,7 +213,8 @@ async fn past_its_allowance_an_address_gets_429_whatever_token_it_sends_until_it
 #[tokio::test]
 async fn ipv6_clients_are_counted_per_64() {
     let app =
-        spawn_app(edge_config("auth_failures = \"2/min\"\ntrusted_proxies = [\"127.0.0.1\"]"), &TestStore::Sqlite).await;
+        spawn_app(edge_config("auth_failures = \"2/min\"\ntrusted_proxies = [\"127.0.0.1\"]"), &TestStore::Sqlite)
+            .await;
     assert_eq!(post_from(&app, "guess", Some("2001:db8:aa:1::1")).await.status(), 401);
     assert_eq!(post_from(&app, "guess", Some("2001:db8:aa:1::2")).await.status(), 401);
     // Every address of the /64 shares the allowance.
@@ -337,4 +338,54 @@ async fn the_admin_api_has_its_own_allowance_and_logs_a_guesser_once() {
     .await;
     let logs = relay.logs();
     assert_eq!(logs.matches("rejected admin request").count(), 1, "{logs}");
+}
+
+/// A client that trusts only `cert` (PEM) and sends to `localhost`.
+fn trusting(cert: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn tls_post(client: &reqwest::Client, port: &str) -> Result<reqwest::StatusCode, reqwest::Error> {
+    client
+        .post(format!("https://localhost:{port}/webhooks/raaft"))
+        .header("x-raaft-token", TOKEN)
+        .body(sample("canceled.json"))
+        .send()
+        .await
+        .map(|r| r.status())
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_pair_keeps_the_old_one() {
+    let config = edge_config("tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"");
+    let first = self_signed(&config);
+    let dir = config.dir.path().to_path_buf();
+    let app = spawn_app(config, &TestStore::Sqlite).await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    assert_eq!(tls_post(&trusting(&first), &port).await.unwrap(), 200);
+
+    // Renewal: new files in place, as certbot or a secret manager writes them.
+    let renewed = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.join("key.pem.new"), renewed.key_pair.serialize_pem()).unwrap();
+    std::fs::write(dir.join("cert.pem.new"), renewed.cert.pem()).unwrap();
+    std::fs::rename(dir.join("key.pem.new"), dir.join("key.pem")).unwrap();
+    std::fs::rename(dir.join("cert.pem.new"), dir.join("cert.pem")).unwrap();
+    let second = trusting(&renewed.cert.pem());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tls_post(&second, &port).await.is_err() {
+        assert!(Instant::now() < deadline, "the renewed certificate is not served after 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(tls_post(&trusting(&first), &port).await.is_err(), "the old certificate is still served");
+
+    // A broken pair (a key that does not belong to the certificate): the
+    // reload fails, saying why, and the renewed certificate stays.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.join("key.pem"), other.key_pair.serialize_pem()).unwrap();
+    let errors = || app.metrics.reloads.with_label_values(&["error"]).get();
+    wait_until(Duration::from_secs(5), "the failed reload", || errors() >= 1).await;
+    assert_eq!(tls_post(&second, &port).await.unwrap(), 200);
 }

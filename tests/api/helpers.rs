@@ -720,7 +720,12 @@ impl RelayProcess {
         Self::launch(relay_command(), config, "pretty", true).await
     }
 
-    async fn launch(mut command: std::process::Command, config: &Path, format: &str, read_stdout: bool) -> RelayProcess {
+    async fn launch(
+        mut command: std::process::Command,
+        config: &Path,
+        format: &str,
+        read_stdout: bool,
+    ) -> RelayProcess {
         let mut child = command
             .args(["--config", config.to_str().unwrap(), "--log-format", format, "serve"])
             .env("NO_COLOR", "1")

@@ -14,6 +14,7 @@ mod ingest;
 mod operate;
 mod process;
 mod properties;
+mod reload;
 mod replies;
 mod slack;
 mod store;

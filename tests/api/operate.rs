@@ -10,13 +10,14 @@ async fn get(app: &TestApp, path: &str) -> reqwest::Response {
     app.client().get(format!("{}{path}", app.address)).send().await.unwrap()
 }
 
-/// The value of one sample line of the metrics text, 0 when absent.
+/// The value of one sample line of the metrics text; a series that is not
+/// there fails the test (a misspelt name must not read as 0).
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{series} has no number: {v}")))
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
 }
 
 on_both_stores! {
@@ -75,14 +76,16 @@ on_both_stores! {
             app.post_event(sample("canceled.json")).await;
         }
         up.wait_for(3, Duration::from_secs(5)).await;
-        // The receiver got them; the relay records each answer right after.
-        wait_until_async(Duration::from_secs(5), "the healthy destination's queue to empty", || async {
+        // The gauges are a snapshot the relay refreshes in the background:
+        // wait for one taken after the healthy destination's answers were
+        // recorded.
+        wait_until_async(Duration::from_secs(10), "a snapshot with the backlog and the empty queue", || async {
             let text = get(&app, "/metrics").await.text().await.unwrap();
             metric(&text, r#"raaft_relay_queue_depth{destination="up"}"#) == 0.0
+                && metric(&text, r#"raaft_relay_queue_depth{destination="down"}"#) == 3.0
         })
         .await;
         let text = get(&app, "/metrics").await.text().await.unwrap();
-        assert_eq!(metric(&text, r#"raaft_relay_queue_depth{destination="down"}"#), 3.0, "{text}");
         assert!(metric(&text, r#"raaft_relay_oldest_pending_age_seconds{destination="down"}"#) > 0.0, "{text}");
     }
 }
@@ -316,7 +319,14 @@ async fn sighup_reloads_at_once_and_a_listen_change_waits_for_a_restart() {
     })
     .await;
     assert_eq!(relay.child.try_wait().unwrap(), None, "SIGHUP ended the relay:\n{}", relay.logs());
-    assert!(relay.logs().contains("server.listen changed: restart the relay to apply it"), "{}", relay.logs());
+    let warned = relay.logs().lines().any(|line| {
+        serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| {
+            v["key"] == "server.listen"
+                && v["message"]
+                    == "a start-only setting changed: restart the relay to apply it; the running value stays"
+        })
+    });
+    assert!(warned, "{}", relay.logs());
     assert_eq!(relay.post(sample("canceled.json")).await.status(), 200, "still listening where it was");
     assert_eq!(hook.wait_for(1, Duration::from_secs(5)).await[0].body, "after");
 }
