@@ -8,7 +8,7 @@ use raaft_relay::event::Event;
 use raaft_relay::render::EventContext;
 use raaft_relay::routing::Router;
 use raaft_relay::rules::Condition;
-use raaft_relay::Runtime;
+use raaft_relay::LoadedConfig;
 use std::path::Path;
 
 #[global_allocator]
@@ -18,7 +18,7 @@ fn router(when: Condition) -> Router {
     Router::new(vec![RouteConfig { name: "saves".into(), when, to: vec!["out".into()], stop: false, line: None }])
 }
 
-fn runtime(dir: &Path) -> Runtime {
+fn loaded(dir: &Path) -> LoadedConfig {
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
     let config = format!(
         "templates_dir = \"{}\"\n[raaft]\ntokens = [\"t\"]\n[store]\nurl = \"sqlite://{}/bench.db\"\n\
@@ -30,7 +30,7 @@ fn runtime(dir: &Path) -> Runtime {
     );
     let path = dir.join("relay.toml");
     std::fs::write(&path, config).unwrap();
-    Runtime::load(&path).unwrap()
+    LoadedConfig::load(&path).unwrap()
 }
 
 fn benches(c: &mut Criterion) {
@@ -42,9 +42,9 @@ fn benches(c: &mut Criterion) {
     assert_eq!(by_table.route(&event).len(), 1);
     assert_eq!(by_cel.route(&event).len(), 1);
     let dir = tempfile::tempdir().unwrap();
-    let runtime = runtime(dir.path());
-    let text = runtime.destination("text").unwrap();
-    let json = runtime.destination("json").unwrap();
+    let loaded = loaded(dir.path());
+    let text = loaded.destination("text").unwrap();
+    let json = loaded.destination("json").unwrap();
 
     c.bench_function("parse_event", |b| b.iter(|| Event::parse(black_box(body)).unwrap()));
     c.bench_function("route_table", |b| b.iter(|| by_table.route(black_box(&event))));

@@ -3,9 +3,9 @@
 //! one notice per destination and reason per hour; notices about the
 //! alerts destination itself are never sent to it.
 
+use crate::loaded_config::LoadedConfig;
 use crate::metrics::Metrics;
 use crate::retry::Outcome;
-use crate::runtime::Runtime;
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,8 +40,8 @@ impl Alerts {
     }
 
     /// A delivery to `destination` went dead.
-    pub fn delivery_dead(&self, runtime: Arc<Runtime>, destination: &str, delivery: &str, why: &str) {
-        let Some(alerts) = &runtime.config.alerts else { return };
+    pub fn delivery_dead(&self, loaded: Arc<LoadedConfig>, destination: &str, delivery: &str, why: &str) {
+        let Some(alerts) = &loaded.config.alerts else { return };
         if alerts.destination == destination || !self.allow(destination, "dead") {
             return;
         }
@@ -50,13 +50,13 @@ impl Alerts {
              Replay it once the destination is fixed: raaft-relay deliveries replay {delivery}\n\
              (all of them: raaft-relay deliveries replay --dead --destination {destination})"
         );
-        self.send(runtime, "dead", text);
+        self.send(loaded, "dead", text);
     }
 
     /// Sends a notice for every destination whose oldest pending delivery
     /// is older than `backlog_after`.
-    pub async fn check_backlog(&self, runtime: Arc<Runtime>, store: &dyn Store) {
-        let Some(alerts) = &runtime.config.alerts else { return };
+    pub async fn check_backlog(&self, loaded: Arc<LoadedConfig>, store: &dyn Store) {
+        let Some(alerts) = &loaded.config.alerts else { return };
         let Ok(stats) = store.destination_stats().await else { return };
         for s in stats {
             if s.pending == 0 || s.oldest_pending_age < alerts.backlog_after || s.destination == alerts.destination {
@@ -73,17 +73,17 @@ impl Alerts {
                 humantime::format_duration(Duration::from_secs(s.oldest_pending_age.as_secs())),
                 s.destination
             );
-            self.send(runtime.clone(), "backlog", text);
+            self.send(loaded.clone(), "backlog", text);
         }
     }
 
-    fn send(&self, runtime: Arc<Runtime>, reason: &'static str, text: String) {
+    fn send(&self, loaded: Arc<LoadedConfig>, reason: &'static str, text: String) {
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
-            let Some(alerts) = &runtime.config.alerts else { return };
-            let Some(dest) = runtime.destination(&alerts.destination) else { return };
+            let Some(alerts) = &loaded.config.alerts else { return };
+            let Some(dest) = loaded.destination(&alerts.destination) else { return };
             let payload = dest.notice(&text);
-            let report = dest.send(&payload, runtime.config.retry.attempt_timeout).await;
+            let report = dest.send(&payload, loaded.config.retry.attempt_timeout).await;
             match report.outcome {
                 Outcome::Delivered => {
                     metrics.alerts.with_label_values(&[reason]).inc();

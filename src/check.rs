@@ -2,8 +2,8 @@
 //! sample event, so template mistakes surface before an event does.
 
 use crate::event::Event;
+use crate::loaded_config::LoadedConfig;
 use crate::problems::{Problem, Problems};
-use crate::runtime::Runtime;
 use crate::samples::SAMPLE_EVENTS;
 use std::path::Path;
 
@@ -19,8 +19,8 @@ pub struct CheckReport {
 
 /// Checks the config at `path`.
 pub fn check(path: &Path) -> Result<CheckReport, Problems> {
-    let runtime = Runtime::load(path)?;
-    check_runtime(&runtime)
+    let loaded = LoadedConfig::load(path)?;
+    check_loaded(&loaded)
 }
 
 /// Tokens shorter than this can be guessed within the failed-attempt
@@ -48,10 +48,10 @@ fn short_tokens(config: &crate::config::Config) -> Vec<String> {
         .collect()
 }
 
-pub fn check_runtime(runtime: &Runtime) -> Result<CheckReport, Problems> {
+pub fn check_loaded(loaded: &LoadedConfig) -> Result<CheckReport, Problems> {
     let mut problems = Problems::default();
     let mut renders = 0;
-    for dest in runtime.destinations() {
+    for dest in loaded.destinations() {
         for (sample, json) in SAMPLE_EVENTS {
             let event = Event::parse(json.as_bytes()).expect("shipped samples are events");
             match dest.payload(&event.raw) {
@@ -61,7 +61,7 @@ pub fn check_runtime(runtime: &Runtime) -> Result<CheckReport, Problems> {
                         .templates()
                         .find(|t| t.name == e.template)
                         .map(|t| t.file.clone())
-                        .unwrap_or_else(|| runtime.config.path.clone());
+                        .unwrap_or_else(|| loaded.config.path.clone());
                     problems.push(Problem::new(
                         file,
                         format!("destination \"{}\", sample event {sample}: {}", dest.name, e.reason),
@@ -70,15 +70,15 @@ pub fn check_runtime(runtime: &Runtime) -> Result<CheckReport, Problems> {
             }
         }
     }
-    let mut warnings: Vec<String> = runtime
+    let mut warnings: Vec<String> = loaded
         .destinations()
-        .filter(|d| !runtime.config.routes.iter().any(|r| r.to.contains(&d.name)))
+        .filter(|d| !loaded.config.routes.iter().any(|r| r.to.contains(&d.name)))
         .map(|d| format!("destination \"{}\" is not used by any route", d.name))
         .collect();
-    warnings.extend(short_tokens(&runtime.config));
+    warnings.extend(short_tokens(&loaded.config));
     problems.into_result(CheckReport {
-        destinations: runtime.destinations().count(),
-        routes: runtime.config.routes.len(),
+        destinations: loaded.destinations().count(),
+        routes: loaded.config.routes.len(),
         renders,
         warnings,
     })

@@ -3,9 +3,9 @@
 
 use crate::check::check;
 use crate::event::Event;
+use crate::loaded_config::LoadedConfig;
 use crate::routing::RouteReport;
 use crate::rules::Verdict;
-use crate::runtime::Runtime;
 use crate::store::{Access, ListFilter, Status, Store};
 use crate::telemetry::LogFormat;
 use anyhow::{bail, Context};
@@ -116,20 +116,28 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn load(path: &Path) -> anyhow::Result<Runtime> {
-    Runtime::load(path).map_err(|problems| anyhow::anyhow!("invalid configuration:\n{problems}"))
+fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
+    LoadedConfig::load(path).map_err(|problems| anyhow::anyhow!("invalid configuration:\n{problems}"))
 }
 
 async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
-    let runtime = load(path)?;
-    let destinations = runtime.destinations().count();
-    let routes = runtime.config.routes.len();
-    let tls = runtime.config.server.tls.is_some();
-    let app = crate::Application::build(runtime).await?;
+    let loaded = load(path)?;
+    let destinations = loaded.destinations().count();
+    let routes = loaded.config.routes.len();
+    let tls = loaded.config.server.tls.is_some();
+    let app = crate::Application::build(loaded).await?;
     // Registered before the port is announced, like SIGHUP: a SIGTERM sent
     // right after must drain, not kill.
     let shutdown = shutdown_signal();
-    tracing::info!(port = app.port(), tls, destinations, routes, config = %path.display(), "raaft-relay listening");
+    tracing::info!(
+        port = app.port(),
+        admin_port = app.admin_port(),
+        tls,
+        destinations,
+        routes,
+        config = %path.display(),
+        "raaft-relay listening"
+    );
     app.run_until_stopped(shutdown).await?;
     tracing::info!("raaft-relay stopped");
     Ok(ExitCode::SUCCESS)
@@ -191,20 +199,20 @@ fn read_event(path: &Path) -> anyhow::Result<Event> {
 }
 
 fn render(config: &Path, event_path: &Path, only: Option<&str>) -> anyhow::Result<ExitCode> {
-    let runtime = load(config)?;
+    let loaded = load(config)?;
     let event = read_event(event_path)?;
-    let (targets, reports) = runtime.router.explain(&event.raw);
+    let (targets, reports) = loaded.router.explain(&event.raw);
     let mut out = std::io::stdout().lock();
     writeln!(out, "event: outcome {}", event.outcome())?;
     for report in &reports {
-        writeln!(out, "{}", describe_route(report, &runtime))?;
+        writeln!(out, "{}", describe_route(report, &loaded))?;
     }
     if targets.is_empty() {
         writeln!(out, "no route matched: the relay answers 200 and sends nothing")?;
     }
     let chosen: Vec<(String, Vec<String>)> = match only {
         Some(name) => {
-            if runtime.destination(name).is_none() {
+            if loaded.destination(name).is_none() {
                 bail!("unknown destination \"{name}\"");
             }
             let routes = targets.iter().find(|t| t.destination == name).map(|t| t.routes.clone()).unwrap_or_default();
@@ -214,7 +222,7 @@ fn render(config: &Path, event_path: &Path, only: Option<&str>) -> anyhow::Resul
     };
     let mut failed = false;
     for (name, routes) in chosen {
-        let dest = runtime.destination(&name).expect("routes name configured destinations");
+        let dest = loaded.destination(&name).expect("routes name configured destinations");
         let via =
             if routes.is_empty() { "no route reaches it".to_owned() } else { format!("via {}", routes.join(", ")) };
         writeln!(out, "\n== destination \"{name}\" ({}, {via})", dest.kind.as_str())?;
@@ -229,8 +237,8 @@ fn render(config: &Path, event_path: &Path, only: Option<&str>) -> anyhow::Resul
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn describe_route(report: &RouteReport, runtime: &Runtime) -> String {
-    let to = runtime.config.routes.iter().find(|r| r.name == report.route).map(|r| r.to.join(", ")).unwrap_or_default();
+fn describe_route(report: &RouteReport, loaded: &LoadedConfig) -> String {
+    let to = loaded.config.routes.iter().find(|r| r.name == report.route).map(|r| r.to.join(", ")).unwrap_or_default();
     if report.skipped {
         return format!("route \"{}\": skipped (an earlier matching route has stop = true)", report.route);
     }
@@ -243,8 +251,8 @@ fn describe_route(report: &RouteReport, runtime: &Runtime) -> String {
 }
 
 async fn send_test(config: &Path, name: &str, event_path: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let runtime = load(config)?;
-    let Some(dest) = runtime.destination(name) else {
+    let loaded = load(config)?;
+    let Some(dest) = loaded.destination(name) else {
         bail!("unknown destination \"{name}\"");
     };
     let event = match event_path {
@@ -252,7 +260,7 @@ async fn send_test(config: &Path, name: &str, event_path: Option<&Path>) -> anyh
         None => Event::parse(crate::samples::DEFAULT_TEST_EVENT.as_bytes()).expect("the sample is an event"),
     };
     let payload = dest.payload(&event.raw).map_err(|e| anyhow::anyhow!("cannot render: {e}"))?;
-    let report = dest.send(&payload, runtime.config.retry.attempt_timeout).await;
+    let report = dest.send(&payload, loaded.config.retry.attempt_timeout).await;
     let status = report.status.map(|s| format!(" ({s})")).unwrap_or_default();
     let response = report.response.as_deref().map(|r| format!(": {}", one_line(r))).unwrap_or_default();
     match &report.outcome {

@@ -8,10 +8,10 @@
 
 use crate::alerts::Alerts;
 use crate::channels::AttemptReport;
+use crate::loaded_config::LoadedConfig;
 use crate::metrics::Metrics;
 use crate::pacing::{Pacer, Turn};
 use crate::retry::{capped_pause, next_step, NextStep, Outcome};
-use crate::runtime::Runtime;
 use crate::store::{AttemptRecord, Job, JobState, Recorded, Store};
 use arc_swap::ArcSwap;
 use chrono::Utc;
@@ -48,7 +48,7 @@ pub struct Services {
 
 pub struct Dispatcher {
     pub services: Arc<Services>,
-    pub runtime: Arc<ArcSwap<Runtime>>,
+    pub loaded: Arc<ArcSwap<LoadedConfig>>,
     /// Notified by ingest after each enqueue.
     pub wake: Arc<Notify>,
     pub max_in_flight: usize,
@@ -69,17 +69,17 @@ impl Dispatcher {
             let free = permits.available_permits();
             let mut claimed = 0;
             if free > 0 {
-                let lease = lease_for(&self.runtime.load());
+                let lease = lease_for(&self.loaded.load());
                 match store.claim_due(free, lease).await {
                     Ok(jobs) => {
                         claimed = jobs.len();
                         for job in jobs {
                             let permit = permits.clone().acquire_owned().await.expect("semaphore never closes");
                             let services = self.services.clone();
-                            let runtime = self.runtime.load_full();
+                            let loaded = self.loaded.load_full();
                             let stop = shutdown.clone();
                             tasks.spawn(async move {
-                                attempt(&services, runtime, job, stop).await;
+                                attempt(&services, loaded, job, stop).await;
                                 drop(permit);
                             });
                         }
@@ -120,14 +120,14 @@ impl Dispatcher {
 
 /// How long a claim lasts: the attempt, a wait for the destination's turn,
 /// and a margin.
-fn lease_for(runtime: &Runtime) -> Duration {
-    runtime.config.retry.attempt_timeout + MAX_PACE_WAIT + LEASE_MARGIN
+fn lease_for(loaded: &LoadedConfig) -> Duration {
+    loaded.config.retry.attempt_timeout + MAX_PACE_WAIT + LEASE_MARGIN
 }
 
 /// Makes one attempt of `job` with the destination as configured now, and
 /// records it. `stop` turns true at shutdown (a record the store keeps
 /// refusing is then given up).
-pub async fn attempt(services: &Services, runtime: Arc<Runtime>, mut job: Job, stop: watch::Receiver<bool>) {
+pub async fn attempt(services: &Services, loaded: Arc<LoadedConfig>, mut job: Job, stop: watch::Receiver<bool>) {
     let number = job.attempt;
     let span = tracing::info_span!(
         "attempt",
@@ -139,7 +139,7 @@ pub async fn attempt(services: &Services, runtime: Arc<Runtime>, mut job: Job, s
     );
     async move {
         let started = Instant::now();
-        let policy = &runtime.config.retry;
+        let policy = &loaded.config.retry;
         if number > policy.max_attempts {
             // The attempts before this one reached the limit without one
             // deciding the delivery's fate: one was cut short (the relay
@@ -158,11 +158,11 @@ pub async fn attempt(services: &Services, runtime: Arc<Runtime>, mut job: Job, s
                 error: Some(reason.clone()),
                 payload: None,
             };
-            record_attempt(services, &runtime, &job, record, JobState::Dead { reason: reason.clone() }, stop).await;
-            services.alerts.delivery_dead(runtime.clone(), &job.destination, &job.id, &reason);
+            record_attempt(services, &loaded, &job, record, JobState::Dead { reason: reason.clone() }, stop).await;
+            services.alerts.delivery_dead(loaded.clone(), &job.destination, &job.id, &reason);
             return;
         }
-        let dest = runtime.destination(&job.destination);
+        let dest = loaded.destination(&job.destination);
         if let Some(dest) = dest {
             let pace = services.pacer.for_destination(&dest.name, dest.rate_limit);
             if let Turn::Later(wait) = pace.turn(MAX_PACE_WAIT).await {
@@ -227,9 +227,9 @@ pub async fn attempt(services: &Services, runtime: Arc<Runtime>, mut job: Job, s
             JobState::Dead { reason } => Some(reason.clone()),
             _ => None,
         };
-        record_attempt(services, &runtime, &job, record, state, stop).await;
+        record_attempt(services, &loaded, &job, record, state, stop).await;
         if let Some(why) = dead_reason {
-            services.alerts.delivery_dead(runtime.clone(), &job.destination, &job.id, &why);
+            services.alerts.delivery_dead(loaded.clone(), &job.destination, &job.id, &why);
         }
     }
     .instrument(span)
@@ -243,7 +243,7 @@ pub async fn attempt(services: &Services, runtime: Arc<Runtime>, mut job: Job, s
 /// runs out and the next claim counts the attempt.
 async fn record_attempt(
     services: &Services,
-    runtime: &Runtime,
+    loaded: &LoadedConfig,
     job: &Job,
     record: AttemptRecord,
     state: JobState,
@@ -269,7 +269,7 @@ async fn record_attempt(
                 return;
             }
         }
-        if let Err(e) = services.store.extend_lease(job, lease_for(runtime)).await {
+        if let Err(e) = services.store.extend_lease(job, lease_for(loaded)).await {
             warn!(error = %e, "cannot extend the claim of an attempt waiting to be recorded");
         }
         tokio::select! {

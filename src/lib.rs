@@ -3,11 +3,12 @@
 //! delivers the messages to Slack, Discord, e-mail, webhooks or the console,
 //! retrying with backoff.
 //!
-//! The path of an event: [`server`] (the HTTP edge) → [`startup`] (ingest) → [`routing`] (which
-//! destinations, by [`rules`]) → [`store`] (the delivery queue) →
+//! The path of an event: [`http`] (the edge and ingest) → [`routing`]
+//! (which destinations, by [`rules`]) → [`store`] (the delivery queue) →
 //! [`delivery`] (attempts and retries) → [`channels`] (render and send).
+//! [`startup`] wires these together around the [`state`] they share; the
+//! [`loaded_config`] is what a [`reload`] swaps.
 
-pub mod admin;
 pub mod alerts;
 pub mod auth;
 pub mod channels;
@@ -15,8 +16,9 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod delivery;
-pub mod encoding;
 pub mod event;
+pub mod http;
+pub mod loaded_config;
 pub mod metrics;
 pub mod pacing;
 pub mod problems;
@@ -25,14 +27,13 @@ pub mod render;
 pub mod retry;
 pub mod routing;
 pub mod rules;
-pub mod runtime;
 pub mod samples;
-pub mod server;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod text;
 pub mod tls;
 
-pub use runtime::Runtime;
+pub use loaded_config::LoadedConfig;
 pub use startup::Application;

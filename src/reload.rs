@@ -12,9 +12,9 @@
 //! SIGHUP is served at once, whatever the watcher is doing.
 
 use crate::auth::AuthGuard;
-use crate::check::check_runtime;
-use crate::runtime::Runtime;
-use crate::startup::AppState;
+use crate::check::check_loaded;
+use crate::loaded_config::LoadedConfig;
+use crate::state::AppState;
 use arc_swap::ArcSwap;
 use notify::event::ModifyKind;
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -34,11 +34,11 @@ pub const CEILING: Duration = Duration::from_millis(800);
 /// Loads and checks the config at the running set's path and swaps it in.
 /// Returns whether the new set is running.
 pub fn reload(state: &AppState, why: &str) -> bool {
-    let current = state.runtime.load_full();
+    let current = state.loaded.load_full();
     let path = current.config.path.clone();
-    let loaded = Runtime::load(&path).and_then(|runtime| check_runtime(&runtime).map(|_| runtime));
-    let mut runtime = match loaded {
-        Ok(runtime) => runtime,
+    let loaded = LoadedConfig::load(&path).and_then(|loaded| check_loaded(&loaded).map(|_| loaded));
+    let mut loaded = match loaded {
+        Ok(loaded) => loaded,
         Err(problems) => {
             state.metrics().reloads.with_label_values(&["error"]).inc();
             for p in problems.iter() {
@@ -47,12 +47,12 @@ pub fn reload(state: &AppState, why: &str) -> bool {
             return false;
         }
     };
-    for key in crate::config::keep_start_only(&mut runtime.config, &current.config) {
+    for key in crate::config::keep_start_only(&mut loaded.config, &current.config) {
         warn!(key, "a start-only setting changed: restart the relay to apply it; the running value stays");
     }
     // A renewed certificate is served from the next connection on; a
     // broken pair keeps the running set, certificate included.
-    let renewed = match (&state.tls, &runtime.config.server.tls) {
+    let renewed = match (&state.tls, &loaded.config.server.tls) {
         (Some(_), Some(files)) => match crate::tls::acceptor(&files.cert, &files.key) {
             Ok(acceptor) => Some(acceptor),
             Err(e) => {
@@ -66,14 +66,14 @@ pub fn reload(state: &AppState, why: &str) -> bool {
     if let (Some(slot), Some(acceptor)) = (&state.tls, renewed) {
         slot.store(Arc::new(acceptor));
     }
-    let new = &runtime.config;
+    let new = &loaded.config;
     if !state.auth.load().has_settings(new.server.auth_failures, &new.server.trusted_proxies) {
         state.auth.store(Arc::new(AuthGuard::new(new.server.auth_failures, new.server.trusted_proxies.clone())));
     }
     if !state.admin_auth.load().has_settings(new.admin_auth_failures, &new.server.trusted_proxies) {
         state.admin_auth.store(Arc::new(AuthGuard::new(new.admin_auth_failures, new.server.trusted_proxies.clone())));
     }
-    state.runtime.store(Arc::new(runtime));
+    state.loaded.store(Arc::new(loaded));
     state.metrics().reloads.with_label_values(&["success"]).inc();
     info!(trigger = why, config = %path.display(), "configuration reloaded");
     true
@@ -125,10 +125,10 @@ pub struct WatchSet {
 impl WatchSet {
     /// The running set's files: the config, its templates and partials,
     /// `${file:}` files, and the TLS certificate and key.
-    pub fn of(runtime: &Runtime) -> WatchSet {
-        let config = &runtime.config;
+    pub fn of(loaded: &LoadedConfig) -> WatchSet {
+        let config = &loaded.config;
         let mut files: Vec<PathBuf> = vec![config.path.clone()];
-        files.extend(runtime.destinations().flat_map(|d| d.templates()).map(|t| t.file.clone()));
+        files.extend(loaded.destinations().flat_map(|d| d.templates()).map(|t| t.file.clone()));
         files.extend(config.files_read.iter().cloned());
         if let Some(tls) = &config.server.tls {
             files.extend([tls.cert.clone(), tls.key.clone()]);
@@ -200,7 +200,7 @@ fn watch_dirs(watcher: &mut Option<notify::RecommendedWatcher>, set: &WatchSet, 
 /// `stop` turns true.
 pub async fn watch(state: AppState, mut hangup: Hangup, mut stop: watch::Receiver<bool>) {
     let (changed_tx, mut changed) = mpsc::channel::<()>(1);
-    let set = Arc::new(ArcSwap::from_pointee(WatchSet::of(&state.runtime.load())));
+    let set = Arc::new(ArcSwap::from_pointee(WatchSet::of(&state.loaded.load())));
     let handler_set = set.clone();
     let handler = move |result: notify::Result<notify::Event>| {
         let Ok(event) = result else { return };
@@ -243,7 +243,7 @@ pub async fn watch(state: AppState, mut hangup: Hangup, mut stop: watch::Receive
             _ = stop.changed() => break,
         };
         if reloaded {
-            let new = WatchSet::of(&state.runtime.load());
+            let new = WatchSet::of(&state.loaded.load());
             if **set.load() != new {
                 set.store(Arc::new(new));
                 watch_dirs(&mut watcher, &set.load(), &mut watched);

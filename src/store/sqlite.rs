@@ -127,7 +127,7 @@ impl SqliteStore {
         answer.await.map_err(|_| writer_stopped())?
     }
 
-    /// Runs `work` on a read-only connection, off the async runtime.
+    /// Runs `work` on a read-only connection, off the async loaded.
     async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,

@@ -298,13 +298,13 @@ async fn a_certificate_that_cannot_be_used_is_a_config_problem() {
     self_signed(&config);
     let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     std::fs::write(config.dir.path().join("key.pem"), other.key_pair.serialize_pem()).unwrap();
-    let problems = raaft_relay::Runtime::load(&config.path()).unwrap_err().to_string();
+    let problems = raaft_relay::LoadedConfig::load(&config.path()).unwrap_err().to_string();
     assert!(problems.contains("server.tls_cert") && problems.contains("do not go together"), "{problems}");
     std::fs::write(config.dir.path().join("key.pem"), "not a key").unwrap();
-    let problems = raaft_relay::Runtime::load(&config.path()).unwrap_err().to_string();
+    let problems = raaft_relay::LoadedConfig::load(&config.path()).unwrap_err().to_string();
     assert!(problems.contains("server.tls_key") && problems.contains("key.pem"), "{problems}");
     let only_cert = edge_config("tls_cert = \"cert.pem\"");
-    let problems = raaft_relay::Runtime::load(&only_cert.path()).unwrap_err().to_string();
+    let problems = raaft_relay::LoadedConfig::load(&only_cert.path()).unwrap_err().to_string();
     assert!(problems.contains("needs server.tls_key"), "{problems}");
 }
 

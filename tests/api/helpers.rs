@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use raaft_relay::config::StoreLocation;
 use raaft_relay::store::{ListFilter, Status, Store};
-use raaft_relay::{Application, Runtime};
+use raaft_relay::{Application, LoadedConfig};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -307,6 +307,8 @@ impl ConfigDir {
 /// The relay, running.
 pub struct TestApp {
     pub address: String,
+    /// The operators' listener, when `[admin] listen` is set.
+    pub admin_address: Option<String>,
     pub store: Arc<dyn Store>,
     pub location: StoreLocation,
     pub metrics: Arc<raaft_relay::metrics::Metrics>,
@@ -327,11 +329,12 @@ pub async fn spawn_app(config: ConfigDir, store: &TestStore) -> TestApp {
 pub async fn spawn_on(config: ConfigDir) -> TestApp {
     // Relay logs go to the test's captured output, shown when it fails.
     let _ = tracing_subscriber::fmt().with_env_filter("raaft_relay=debug").with_test_writer().try_init();
-    let runtime = Runtime::load(&config.path()).unwrap_or_else(|p| panic!("config does not load:\n{p}"));
-    let location = runtime.config.store.location.clone();
-    let app = Application::build(runtime).await.unwrap();
+    let loaded = LoadedConfig::load(&config.path()).unwrap_or_else(|p| panic!("config does not load:\n{p}"));
+    let location = loaded.config.store.location.clone();
+    let app = Application::build(loaded).await.unwrap();
     let store = app.state().store().clone();
     let address = format!("http://127.0.0.1:{}", app.port());
+    let admin_address = app.admin_port().map(|port| format!("http://127.0.0.1:{port}"));
     let metrics = app.state().metrics().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
@@ -339,6 +342,7 @@ pub async fn spawn_on(config: ConfigDir) -> TestApp {
     }));
     TestApp {
         address,
+        admin_address,
         store,
         location,
         metrics,

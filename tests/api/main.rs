@@ -12,6 +12,7 @@ mod email;
 mod exactly_once;
 mod ingest;
 mod operate;
+mod operators;
 mod process;
 mod properties;
 mod reload;

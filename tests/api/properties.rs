@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use raaft_relay::channels::{discord, slack, Payload};
 use raaft_relay::render::slack_mrkdwn;
 use raaft_relay::text::{truncate_chars, truncate_escaped, ELLIPSIS};
-use raaft_relay::Runtime;
+use raaft_relay::LoadedConfig;
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
 
@@ -115,9 +115,9 @@ fn set(target: &mut Value, path: &[&str], value: Value) {
 }
 
 /// Every shipped template, behind table and CEL rules.
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<(tempfile::TempDir, Runtime)> = OnceLock::new();
-    &RUNTIME
+fn loaded() -> &'static LoadedConfig {
+    static LOADED: OnceLock<(tempfile::TempDir, LoadedConfig)> = OnceLock::new();
+    &LOADED
         .get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
             let templates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
@@ -173,8 +173,8 @@ to = ["webhook", "console"]
             );
             let path = dir.path().join("relay.toml");
             std::fs::write(&path, config).unwrap();
-            let runtime = Runtime::load(&path).unwrap_or_else(|p| panic!("{p}"));
-            (dir, runtime)
+            let loaded = LoadedConfig::load(&path).unwrap_or_else(|p| panic!("{p}"));
+            (dir, loaded)
         })
         .1
 }
@@ -248,11 +248,11 @@ proptest! {
 
     #[test]
     fn routing_and_rendering_are_total_and_within_limits(event in any_event()) {
-        let runtime = runtime();
+        let loaded = loaded();
         // Routing never panics, whatever the event holds.
-        let targets = runtime.router.route(&event);
+        let targets = loaded.router.route(&event);
         prop_assert!(targets.iter().any(|t| t.destination == "webhook"), "the catch-all route always matches");
-        for dest in runtime.destinations() {
+        for dest in loaded.destinations() {
             let payload = dest.payload(&event);
             let payload = payload.map_err(|e| TestCaseError::fail(format!("{}: {e}", dest.name)))?;
             match (&payload, dest.name.as_str()) {
@@ -272,9 +272,9 @@ proptest! {
         // Fields of unexpected shapes (a list where an object is read) may
         // make a template fail; that is an error naming the template (the
         // delivery goes dead with that reason), never a panic.
-        let runtime = runtime();
-        let _ = runtime.router.route(&event);
-        for dest in runtime.destinations() {
+        let loaded = loaded();
+        let _ = loaded.router.route(&event);
+        for dest in loaded.destinations() {
             if let Err(e) = dest.payload(&event) {
                 prop_assert!(dest.templates().any(|t| t.name == e.template), "{e}");
             }
@@ -286,9 +286,9 @@ proptest! {
         let mut event = Map::new();
         event.insert("x".into(), extra);
         let event = Value::Object(event);
-        let runtime = runtime();
-        let _ = runtime.router.route(&event);
-        for dest in runtime.destinations() {
+        let loaded = loaded();
+        let _ = loaded.router.route(&event);
+        for dest in loaded.destinations() {
             prop_assert!(dest.payload(&event).is_ok(), "{} fails on {event}", dest.name);
         }
     }
@@ -311,8 +311,8 @@ proptest! {
 
     #[test]
     fn slack_text_is_escaped_exactly_once(feedback in any_text()) {
-        let runtime = runtime();
-        let dest = runtime.destination("slack_plain").unwrap();
+        let loaded = loaded();
+        let dest = loaded.destination("slack_plain").unwrap();
         let event = serde_json::json!({"feedback": feedback});
         let Payload::Json(payload) = dest.payload(&event).unwrap() else { panic!("slack sends JSON") };
         let text = payload["text"].as_str().unwrap();

@@ -35,7 +35,7 @@ async fn only_the_running_sets_files_reload_it_and_a_busy_folder_delays_neither_
         .spawn()
         .unwrap();
     let stdout = collect_output(child.stdout.take().unwrap());
-    let logs = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let logs = || String::from_utf8_lossy(&std::fs::read(&log_path).unwrap()).into_owned();
     let port_of = |logs: &str| {
         logs.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -63,7 +63,15 @@ async fn only_the_running_sets_files_reload_it_and_a_busy_folder_delays_neither_
     };
 
     std::fs::write(dir.join("templates/note.hbs"), "version two {{outcome}}").unwrap();
-    wait_until(Duration::from_secs(2), "the template edit to be reloaded", || reloads(&logs()).0 >= 1).await;
+    let edited = tokio::time::Instant::now();
+    while reloads(&logs()).0 < 1 {
+        assert!(
+            edited.elapsed() < Duration::from_secs(2),
+            "the template edit was not reloaded within 2 s:\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     post().await;
     wait_until(Duration::from_secs(5), "the edited template in use", || {
         stdout.lock().unwrap().contains("version two canceled")
@@ -72,7 +80,11 @@ async fn only_the_running_sets_files_reload_it_and_a_busy_folder_delays_neither_
 
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
-    wait_until(Duration::from_secs(2), "the SIGHUP reload", || reloads(&logs()).1 >= 1).await;
+    let signalled = tokio::time::Instant::now();
+    while reloads(&logs()).1 < 1 {
+        assert!(signalled.elapsed() < Duration::from_secs(2), "SIGHUP was not served within 2 s:\n{}", logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // The busy file and the log go on; they are not the running set.
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -24,6 +24,12 @@ on_both_stores! {
         ));
         let app = spawn_app(cfg, &store).await;
         app.post_event(sample("canceled.json")).await;
+        // The 429 is recorded (the pause is set before the record).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while app.stats().await.attempts < 1 {
+            assert!(std::time::Instant::now() < deadline, "the 429 was not recorded");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         // The retry and a second event both go out once max_backoff (1 s)
         // has passed: neither the delivery nor the destination is parked.
         app.post_event(sample("saved-discount.json")).await;

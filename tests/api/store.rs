@@ -9,7 +9,7 @@ use raaft_relay::store::{
     Access, AttemptRecord, DeliveryDetail, DeliverySummary, DestinationStats, Enqueued, Job, JobState, ListFilter,
     NewDelivery, NewEvent, Recorded, Replayed, Store, StoreError,
 };
-use raaft_relay::{Application, Runtime};
+use raaft_relay::{Application, LoadedConfig};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -297,8 +297,8 @@ async fn a_failing_store_answers_503_and_keeps_nothing_half_written() {
     let raaft_relay::config::StoreLocation::Sqlite(path) = &location else { unreachable!() };
     let inner = SqliteStore::open(path, Duration::from_secs(3600), Access::Serve).await.unwrap();
     let store = Arc::new(Switchable { inner, down: AtomicBool::new(true) });
-    let runtime = Runtime::load(&cfg.path()).unwrap();
-    let app = Application::build_with_store(runtime, store.clone()).await.unwrap();
+    let loaded = LoadedConfig::load(&cfg.path()).unwrap();
+    let app = Application::build_with_store(loaded, store.clone()).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let post = || {

@@ -2,8 +2,9 @@
 //! tooling, behind its own bearer tokens (`[admin] tokens`). With no admin
 //! token configured the API does not exist (404).
 
-use crate::server::ClientAddr;
-use crate::startup::{ApiError, AppState};
+use super::ApiError;
+use crate::http::server::ClientAddr;
+use crate::state::AppState;
 use crate::store::{ListFilter, Status};
 use serde::Deserialize;
 use serde_json::json;
@@ -51,7 +52,7 @@ pub fn check_bearer(
     peer: Option<ClientAddr>,
     forwarded_for: Option<&str>,
 ) -> Result<(), Rejection> {
-    let tokens = &state.runtime.load().config.admin_tokens;
+    let tokens = &state.loaded.load().config.admin_tokens;
     let guard = state.admin_auth.load();
     let client = guard.client(peer.map(|a| a.0.ip()), forwarded_for);
     if let Some(wait) = client.and_then(|ip| guard.blocked(ip).err()) {
@@ -85,7 +86,7 @@ fn admin(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rejectio
     credentials().and_then(move |header: Option<String>, peer: Option<ClientAddr>, forwarded: Option<String>| {
         let state = state.clone();
         async move {
-            if state.runtime.load().config.admin_tokens.is_empty() {
+            if state.loaded.load().config.admin_tokens.is_empty() {
                 return Err(warp::reject::not_found());
             }
             check_bearer(&state, header.as_deref(), peer, forwarded.as_deref())?;

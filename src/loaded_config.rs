@@ -1,6 +1,7 @@
-//! The running set: a validated config with its routes and compiled
-//! destinations. Built whole or not at all, so the relay only ever runs a
-//! set that passed every check.
+//! The loaded configuration (the "running set"): a validated config with
+//! its routes and compiled destinations. Built whole or not at all, so the
+//! relay only ever runs a set that passed every check; a reload swaps one
+//! for another.
 
 use crate::channels::Destination;
 use crate::config::Config;
@@ -9,15 +10,15 @@ use crate::routing::Router;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub struct Runtime {
+pub struct LoadedConfig {
     pub config: Config,
     pub router: Router,
     destinations: BTreeMap<String, Destination>,
 }
 
-impl std::fmt::Debug for Runtime {
+impl std::fmt::Debug for LoadedConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("config", &self.config.path).finish()
+        f.debug_struct("LoadedConfig").field("config", &self.config.path).finish()
     }
 }
 
@@ -32,10 +33,10 @@ pub fn http_client() -> reqwest::Client {
         .expect("the HTTP client builds with static settings")
 }
 
-impl Runtime {
+impl LoadedConfig {
     /// Loads the config at `path` and everything it names, reporting
     /// every problem of the config and its templates at once.
-    pub fn load(path: &Path) -> Result<Runtime, Problems> {
+    pub fn load(path: &Path) -> Result<LoadedConfig, Problems> {
         let (config, problems) = Config::load_partial(path);
         match config {
             Some(config) => Self::build(config, problems),
@@ -44,11 +45,11 @@ impl Runtime {
     }
 
     /// Compiles the destinations of an already loaded config.
-    pub fn from_config(config: Config) -> Result<Runtime, Problems> {
+    pub fn from_config(config: Config) -> Result<LoadedConfig, Problems> {
         Self::build(config, Problems::default())
     }
 
-    fn build(config: Config, mut problems: Problems) -> Result<Runtime, Problems> {
+    fn build(config: Config, mut problems: Problems) -> Result<LoadedConfig, Problems> {
         let http = http_client();
         let mut destinations = BTreeMap::new();
         for (name, cfg) in &config.destinations {
@@ -61,7 +62,7 @@ impl Runtime {
         }
         let router = Router::new(config.routes.clone());
         problems.sort();
-        problems.into_result(Runtime { config, router, destinations })
+        problems.into_result(LoadedConfig { config, router, destinations })
     }
 
     pub fn destination(&self, name: &str) -> Option<&Destination> {

@@ -1,0 +1,64 @@
+//! The HTTP side: the routes Raaft reaches (ingest, probes), the
+//! operators' routes (admin API, metrics), and how refusals are answered.
+//! [`server`] accepts the connections these routes are served on.
+
+pub mod admin;
+pub mod encoding;
+mod ingest;
+mod probes;
+mod rejection;
+pub mod server;
+
+use crate::state::AppState;
+use std::convert::Infallible;
+use warp::{Filter, Reply};
+
+pub(crate) use rejection::ApiError;
+
+/// What the listener Raaft reaches serves: ingest and the probes, plus the
+/// operators' routes when they have no listener of their own
+/// (`operators_here`); otherwise those answer 404 here.
+pub fn public_routes(
+    state: AppState,
+    operators_here: bool,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let operators = warp::any()
+        .and_then(move || async move {
+            if operators_here {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+        .and(operator_routes(state.clone()));
+    ingest::route(state.clone()).or(probes(state)).or(operators).recover(rejection::handle_rejection)
+}
+
+/// What the operators' listener (`[admin] listen`) serves: the admin API,
+/// `/metrics` and the probes.
+pub fn admin_listener_routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    operator_routes(state.clone()).or(probes(state)).recover(rejection::handle_rejection)
+}
+
+/// `/healthz` and `/readyz`.
+fn probes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
+    let healthz =
+        warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
+    let readyz = warp::path!("readyz").and(warp::get()).and(with_state(state)).and_then(probes::readyz);
+    healthz.or(readyz)
+}
+
+/// `/metrics` and the admin API.
+fn operator_routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and(admin::credentials())
+        .and_then(probes::metrics);
+    metrics.or(admin::routes(state))
+}
+
+fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}

@@ -1,0 +1,52 @@
+//! What every request handler, the reload task and the maintenance tasks
+//! share: the loaded configuration (swapped whole by a reload), the store
+//! and its neighbours, the auth guards and the TLS certificate.
+
+use crate::auth::AuthGuard;
+use crate::delivery::Services;
+use crate::loaded_config::LoadedConfig;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The running set; hot reload swaps it whole.
+    pub loaded: Arc<ArcSwap<LoadedConfig>>,
+    pub wake: Arc<Notify>,
+    /// The store, metrics, pacer and alerts, shared with the dispatcher.
+    pub services: Arc<Services>,
+    /// Failed authentications per client, for `x-raaft-token`; replaced
+    /// when a reload changes its settings.
+    pub auth: Arc<ArcSwap<AuthGuard>>,
+    /// Failed authentications per client, for admin bearer tokens.
+    pub admin_auth: Arc<ArcSwap<AuthGuard>>,
+    /// The TLS certificate served, when the relay terminates TLS; a reload
+    /// re-reads the files.
+    pub tls: Option<Arc<ArcSwap<tokio_rustls::TlsAcceptor>>>,
+}
+
+impl AppState {
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.services.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.services.metrics
+    }
+
+    /// Compares `presented` with every configured token in constant time,
+    /// without stopping at the first match.
+    pub fn token_ok(&self, presented: &[u8]) -> bool {
+        let loaded = self.loaded.load();
+        let mut ok = subtle::Choice::from(0);
+        for token in &loaded.config.tokens {
+            ok |= token.as_bytes().ct_eq(presented);
+        }
+        bool::from(ok)
+    }
+}
