@@ -92,21 +92,31 @@ fn body_limited(state: AppState) -> impl Filter<Extract = (Bytes,), Error = Reje
         })
 }
 
+/// How much of a refused body is read and thrown away before answering:
+/// closing a connection with unread data makes the kernel reset it, and
+/// the client may then never see the 413.
+const DRAIN_MAX: u64 = 1 << 20;
+
 async fn read_limited<S, B>(declared: Option<u64>, stream: S, limit: u64) -> Result<Bytes, Rejection>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    if declared.is_some_and(|len| len > limit) {
-        return Err(warp::reject::custom(ApiError::TooLarge(limit)));
-    }
+    let too_large = || warp::reject::custom(ApiError::TooLarge(limit));
     futures_util::pin_mut!(stream);
+    if declared.is_some_and(|len| len > limit) {
+        if declared.is_some_and(|len| len <= DRAIN_MAX) {
+            drain(stream, 0).await;
+        }
+        return Err(too_large());
+    }
     let mut body = BytesMut::new();
     while let Some(chunk) = stream.next().await {
         let mut chunk =
             chunk.map_err(|e| warp::reject::custom(ApiError::BadRequest(format!("cannot read body: {e}"))))?;
         if body.len() as u64 + chunk.remaining() as u64 > limit {
-            return Err(warp::reject::custom(ApiError::TooLarge(limit)));
+            drain(stream, body.len() as u64 + chunk.remaining() as u64).await;
+            return Err(too_large());
         }
         while chunk.has_remaining() {
             let bytes = chunk.chunk();
@@ -116,6 +126,21 @@ where
         }
     }
     Ok(body.freeze())
+}
+
+/// Reads and discards the rest of a refused body, up to [`DRAIN_MAX`] in
+/// all (`read` already read).
+async fn drain<S, B>(mut stream: std::pin::Pin<&mut S>, mut read: u64)
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    while read <= DRAIN_MAX {
+        match stream.next().await {
+            Some(Ok(chunk)) => read += chunk.remaining() as u64,
+            _ => return,
+        }
+    }
 }
 
 async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, Rejection> {
