@@ -22,17 +22,6 @@ impl std::fmt::Debug for LoadedConfig {
     }
 }
 
-/// The HTTP client every channel shares: rustls, a recognisable agent, and
-/// no redirects (a 3xx is reported, not followed to another host with the
-/// message and its headers).
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!("raaft-relay/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("the HTTP client builds with static settings")
-}
-
 impl LoadedConfig {
     /// Loads the config at `path` and everything it names, reporting
     /// every problem of the config and its templates at once.
@@ -50,7 +39,8 @@ impl LoadedConfig {
     }
 
     fn build(config: Config, mut problems: Problems) -> Result<LoadedConfig, Problems> {
-        let http = http_client();
+        crate::tls::install_crypto_provider();
+        let http = crate::channels::http_client();
         let mut destinations = BTreeMap::new();
         for (name, cfg) in &config.destinations {
             match Destination::build(cfg, &config.path, &config.templates_dir, &config.retry, &http) {

@@ -19,6 +19,13 @@ pub enum TlsError {
     Mismatch(String),
 }
 
+/// Makes ring the process's TLS provider, for the libraries that ask
+/// rustls for one (the relay's own server and clients name it anyway).
+/// Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Reads the PEM certificate chain at `cert` and the private key at `key`.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let certificates = CertificateDer::pem_file_iter(cert)

@@ -197,6 +197,7 @@ mod tests {
             avatar_url: None,
             headers: Default::default(),
             rate_limit: None,
+            ca_file: None,
             line: None,
         };
         Discord::new("https://discord.com/api/webhooks/1/tok", &cfg, reqwest::Client::new()).unwrap()

@@ -8,6 +8,7 @@ use crate::config::DestinationConfig;
 use crate::retry::Outcome;
 use crate::text::{single_line, truncate_chars};
 use lettre::message::{header::ContentType, Mailbox, MultiPart};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::time::{Duration, Instant};
 
@@ -20,12 +21,15 @@ pub struct Email {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     to: Vec<Mailbox>,
+    /// The SMTP server's host, for failure reasons.
+    host: String,
 }
 
 type BuildError = (&'static str, String);
 
 impl Email {
-    pub fn new(url: &str, cfg: &DestinationConfig, timeout: Duration) -> Result<Self, BuildError> {
+    /// `ca` (PEM) is trusted besides the system's authorities.
+    pub fn new(url: &str, cfg: &DestinationConfig, timeout: Duration, ca: Option<&[u8]>) -> Result<Self, BuildError> {
         let redacted = super::redact_url(url);
         let parsed = url::Url::parse(url).map_err(|e| ("url", format!("invalid url \"{redacted}\": {e}")))?;
         let tls_required = parsed.query_pairs().any(|(k, v)| k == "tls" && v == "required");
@@ -42,10 +46,25 @@ impl Email {
             }
             other => return Err(("url", format!("url must be smtp:// or smtps://, not \"{other}\"://"))),
         }
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| ("url", format!("invalid smtp url \"{redacted}\": {e}")))?
-            .timeout(Some(timeout))
-            .build();
+            .timeout(Some(timeout));
+        if let Some(pem) = ca {
+            let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+            let certificate =
+                Certificate::from_pem(pem).map_err(|e| ("ca_file", format!("not a PEM certificate: {e}")))?;
+            let parameters = TlsParameters::builder(host)
+                .add_root_certificate(certificate)
+                .build_rustls()
+                .map_err(|e| ("ca_file", format!("cannot use the certificate: {e}")))?;
+            builder = match (parsed.scheme(), tls_required) {
+                ("smtps", _) => builder.tls(Tls::Wrapper(parameters)),
+                (_, true) => builder.tls(Tls::Required(parameters)),
+                _ => builder.tls(Tls::Opportunistic(parameters)),
+            };
+        }
+        let transport = builder.build();
+        let host = parsed.host_str().unwrap_or("the relay").to_owned();
         let from_raw = cfg.from.as_deref().unwrap_or_default();
         let from = from_raw.parse::<Mailbox>().map_err(|e| ("from", format!("invalid address \"{from_raw}\": {e}")))?;
         let to = cfg
@@ -53,7 +72,7 @@ impl Email {
             .iter()
             .map(|a| a.parse::<Mailbox>().map_err(|e| ("to", format!("invalid address \"{a}\": {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Email { transport, from, to })
+        Ok(Email { transport, from, to, host })
     }
 
     pub async fn send(&self, mail: &EmailPayload, timeout: Duration) -> AttemptReport {
@@ -73,8 +92,12 @@ impl Email {
             }
             Ok(Err(e)) => {
                 let code = e.status().and_then(|c| c.to_string().parse().ok());
-                let reason = format!("smtp: {e}");
-                let outcome = if e.is_permanent() {
+                let certificate = super::http::certificate_problem(&e);
+                let reason = match &certificate {
+                    Some(problem) => format!("smtp: {}", super::http::certificate_reason(&self.host, problem)),
+                    None => format!("smtp: {e}"),
+                };
+                let outcome = if e.is_permanent() || certificate.is_some() {
                     Outcome::Permanent { reason: reason.clone() }
                 } else {
                     Outcome::Retry { after: None, reason: reason.clone() }

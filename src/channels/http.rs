@@ -33,8 +33,32 @@ impl Answer {
     }
 }
 
+/// The HTTP client the channels share: rustls trusting the system's
+/// certificate authorities (as curl and Go services do) and the web's
+/// (for a machine without a CA bundle), plus `extra` (a destination's
+/// `ca_file`, PEM); a recognisable agent; no redirects (a 3xx is
+/// reported, not followed to another host with the message and its
+/// headers).
+pub fn client(extra: Option<&[u8]>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("raaft-relay/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = extra {
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("not PEM certificates: {e}"))?;
+        if certificates.is_empty() {
+            return Err("no CERTIFICATE block in the file".into());
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
 /// Sends `request` and reads the answer; a transport failure is a
-/// transient outcome whose reason carries no URL.
+/// transient outcome whose reason carries no URL, except a certificate
+/// the relay does not accept, which no retry can fix.
 pub async fn exchange(request: reqwest::RequestBuilder, timeout: Duration) -> Result<Answer, Outcome> {
     let response = request.timeout(timeout).send().await.map_err(transport_error)?;
     let status = response.status().as_u16();
@@ -85,6 +109,10 @@ pub fn classify(answer: &Answer, retry_after: Option<Duration>) -> Outcome {
 }
 
 fn transport_error(e: reqwest::Error) -> Outcome {
+    if let Some(problem) = certificate_problem(&e) {
+        let host = e.url().and_then(|u| u.host_str()).unwrap_or("the receiver").to_owned();
+        return Outcome::Permanent { reason: certificate_reason(&host, &problem) };
+    }
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -95,6 +123,48 @@ fn transport_error(e: reqwest::Error) -> Outcome {
     let e = e.without_url();
     let detail = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
     Outcome::Retry { after: None, reason: format!("{kind}{detail}") }
+}
+
+/// Why a TLS peer's certificate was refused, when that is what `error`
+/// (anywhere in its chain of causes) comes to.
+pub fn certificate_problem(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        // An I/O error's `source` skips the error it wraps (and that one
+        // may be an I/O error again): look inside.
+        let mut inner: &(dyn std::error::Error + 'static) = e;
+        loop {
+            if let Some(rustls::Error::InvalidCertificate(why)) = inner.downcast_ref::<rustls::Error>() {
+                return Some(describe_certificate_error(why));
+            }
+            match inner.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+                Some(wrapped) => inner = wrapped,
+                None => break,
+            }
+        }
+        cause = e.source();
+    }
+    None
+}
+
+fn describe_certificate_error(why: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    match why {
+        E::UnknownIssuer => "unknown issuer".into(),
+        E::Expired | E::ExpiredContext { .. } => "expired".into(),
+        E::NotValidYet | E::NotValidYetContext { .. } => "not valid yet".into(),
+        E::NotValidForName | E::NotValidForNameContext { .. } => "wrong name".into(),
+        E::Revoked => "revoked".into(),
+        E::BadSignature => "bad signature".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// The reason given for a refused certificate of `host`.
+pub fn certificate_reason(host: &str, problem: &str) -> String {
+    format!(
+        "certificate of \"{host}\" not accepted: {problem} (trust its authority in the system store or with ca_file)"
+    )
 }
 
 /// The report for a generic HTTP receiver.

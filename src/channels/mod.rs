@@ -20,6 +20,11 @@ use std::time::{Duration, Instant};
 
 pub use http::redact_url;
 
+/// The HTTP client destinations share unless they have a `ca_file`.
+pub fn http_client() -> reqwest::Client {
+    http::client(None).expect("the HTTP client builds with static settings")
+}
+
 /// A message ready to send.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
@@ -168,11 +173,34 @@ impl Destination {
             _ => None,
         };
         let url = cfg.url.clone().unwrap_or_default();
+        let ca = match &cfg.ca_file {
+            Some(path) => match std::fs::read(path) {
+                Ok(pem) => Some(pem),
+                Err(e) => {
+                    problems.push(at("ca_file", format!("cannot read \"{}\": {e}", path.display())));
+                    return Err(problems);
+                }
+            },
+            None => None,
+        };
+        let http = match &ca {
+            Some(pem) => match http::client(Some(pem)) {
+                Ok(client) => client,
+                Err(e) => {
+                    let path = cfg.ca_file.as_deref().unwrap_or(Path::new("")).display();
+                    problems.push(at("ca_file", format!("cannot use \"{path}\": {e}")));
+                    return Err(problems);
+                }
+            },
+            None => http.clone(),
+        };
         let channel = match kind {
-            DestinationKind::Slack => slack::Slack::new(&url, http.clone()).map(Channel::Slack),
-            DestinationKind::Discord => discord::Discord::new(&url, cfg, http.clone()).map(Channel::Discord),
-            DestinationKind::Email => email::Email::new(&url, cfg, retry.attempt_timeout).map(Channel::Email),
-            DestinationKind::Webhook => webhook::Webhook::new(&url, cfg, http.clone()).map(Channel::Webhook),
+            DestinationKind::Slack => slack::Slack::new(&url, http).map(Channel::Slack),
+            DestinationKind::Discord => discord::Discord::new(&url, cfg, http).map(Channel::Discord),
+            DestinationKind::Email => {
+                email::Email::new(&url, cfg, retry.attempt_timeout, ca.as_deref()).map(Channel::Email)
+            }
+            DestinationKind::Webhook => webhook::Webhook::new(&url, cfg, http).map(Channel::Webhook),
             DestinationKind::Console => Ok(Channel::Console(console::Console)),
         };
         let channel =

@@ -91,12 +91,13 @@ pub(super) struct RawDestination {
     pub(super) avatar_url: Option<String>,
     pub(super) headers: Option<BTreeMap<String, String>>,
     pub(super) rate_limit: Option<String>,
+    pub(super) ca_file: Option<String>,
 }
 
 impl RawDestination {
     pub(super) fn present_keys(&self) -> Vec<&'static str> {
         let mut keys = Vec::new();
-        let pairs: [(&'static str, bool); 10] = [
+        let pairs: [(&'static str, bool); 11] = [
             ("rate_limit", self.rate_limit.is_some()),
             ("url", self.url.is_some()),
             ("template", self.template.is_some()),
@@ -107,6 +108,7 @@ impl RawDestination {
             ("username", self.username.is_some()),
             ("avatar_url", self.avatar_url.is_some()),
             ("headers", self.headers.is_some()),
+            ("ca_file", self.ca_file.is_some()),
         ];
         for (key, present) in pairs {
             if present {

@@ -146,10 +146,10 @@ impl DestinationKind {
     /// Keys a destination of this kind may carry besides `kind`.
     pub(super) fn allowed_keys(self) -> &'static [&'static str] {
         match self {
-            Self::Slack => &["url", "template", "rate_limit"],
-            Self::Discord => &["url", "template", "username", "avatar_url", "rate_limit"],
-            Self::Email => &["url", "template", "html_template", "subject", "from", "to", "rate_limit"],
-            Self::Webhook => &["url", "template", "headers", "rate_limit"],
+            Self::Slack => &["url", "template", "rate_limit", "ca_file"],
+            Self::Discord => &["url", "template", "username", "avatar_url", "rate_limit", "ca_file"],
+            Self::Email => &["url", "template", "html_template", "subject", "from", "to", "rate_limit", "ca_file"],
+            Self::Webhook => &["url", "template", "headers", "rate_limit", "ca_file"],
             Self::Console => &["template", "rate_limit"],
         }
     }
@@ -172,6 +172,9 @@ pub struct DestinationConfig {
     pub headers: BTreeMap<String, String>,
     /// Pacing; defaults by kind (Slack 1/s, Discord 5/2s, others none).
     pub rate_limit: Option<Rate>,
+    /// Certificate authorities (PEM) trusted for this destination besides
+    /// the system's, relative to the config file.
+    pub ca_file: Option<PathBuf>,
     /// The line of `[destinations.NAME]`, for error messages.
     pub line: Option<usize>,
 }

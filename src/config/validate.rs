@@ -177,7 +177,7 @@ pub(super) fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLin
         if let Err(e) = check_name(&name) {
             problems.push(problem(&key, format!("destination name {e}")));
         }
-        if let Some(dest) = build_destination(&name, d, &key, &problem, problems) {
+        if let Some(dest) = build_destination(&name, d, &key, base_dir, &problem, problems) {
             destinations.insert(name, DestinationConfig { line: lines.line_of(&key), ..dest });
         }
     }
@@ -262,6 +262,7 @@ fn build_destination(
     name: &str,
     d: RawDestination,
     key: &str,
+    base_dir: &Path,
     problem: &dyn Fn(&str, String) -> Problem,
     problems: &mut Problems,
 ) -> Option<DestinationConfig> {
@@ -341,6 +342,7 @@ fn build_destination(
         avatar_url: d.avatar_url,
         headers: d.headers.unwrap_or_default(),
         rate_limit,
+        ca_file: d.ca_file.map(|path| base_dir.join(path.trim())),
         line: None,
     })
 }

@@ -480,6 +480,16 @@ impl Receiver {
     /// As [`Receiver::start`], on a given address (to bring a destination
     /// back where it was).
     pub async fn start_on(addr: SocketAddr, default: Answer) -> Receiver {
+        Self::serve(addr, default, None).await
+    }
+
+    /// As [`Receiver::start`], over HTTPS with the given PEM certificate
+    /// chain and key.
+    pub async fn start_tls(default: Answer, cert: &str, key: &str) -> Receiver {
+        Self::serve(([127, 0, 0, 1], 0).into(), default, Some((cert.to_owned(), key.to_owned()))).await
+    }
+
+    async fn serve(addr: SocketAddr, default: Answer, tls: Option<(String, String)>) -> Receiver {
         let received = Arc::new(Mutex::new(Vec::<Received>::new()));
         let script = Arc::new(Mutex::new(VecDeque::<Answer>::new()));
         let limit = Arc::new(Mutex::new(None::<(usize, Duration)>));
@@ -518,8 +528,18 @@ impl Receiver {
                     Ok::<_, std::convert::Infallible>(response.body(answer.body).unwrap())
                 }
             });
-        let (addr, server) = warp::serve(route).bind_ephemeral(addr);
-        tokio::spawn(server);
+        let addr = match tls {
+            None => {
+                let (addr, server) = warp::serve(route).bind_ephemeral(addr);
+                tokio::spawn(server);
+                addr
+            }
+            Some((cert, key)) => {
+                let (addr, server) = warp::serve(route).tls().cert(cert).key(key).bind_ephemeral(addr);
+                tokio::spawn(server);
+                addr
+            }
+        };
         Receiver { addr, received, script, limit }
     }
 
@@ -547,6 +567,11 @@ impl Receiver {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The URL of an HTTPS receiver, by the name `host`.
+    pub fn https_url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.addr.port())
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -621,12 +646,34 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start() -> SmtpServer {
+        Self::start_with(mailin_embedded::SslConfig::None)
+    }
+
+    /// An SMTP server offering STARTTLS with the certificate and key at
+    /// these paths (PEM), issued by the authority at `ca`.
+    pub fn start_starttls(cert: &Path, key: &Path, ca: &Path) -> SmtpServer {
+        let path = |p: &Path| p.to_str().unwrap().to_owned();
+        Self::start_with(mailin_embedded::SslConfig::Trusted {
+            cert_path: path(cert),
+            key_path: path(key),
+            chain_path: path(ca),
+        })
+    }
+
+    fn start_with(ssl: mailin_embedded::SslConfig) -> SmtpServer {
+        // mailin's rustls asks for the process's provider; the test build
+        // has two (its dependencies enable aws-lc-rs), the relay uses ring.
+        raaft_relay::tls::install_crypto_provider();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let handler =
             SmtpHandler { mails: Arc::default(), script: Arc::default(), attempts: Arc::default(), current: None };
         let mut server = mailin_embedded::Server::new(handler.clone());
-        server.with_name("smtp.test").with_tcp_listener(listener);
+        server
+            .with_name("smtp.test")
+            .with_ssl(ssl)
+            .expect("the SMTP server takes the certificate")
+            .with_tcp_listener(listener);
         std::thread::spawn(move || {
             let _ = server.serve();
         });
@@ -814,4 +861,55 @@ pub fn flow_counts(received: &[Received]) -> std::collections::BTreeMap<String, 
         *counts.entry(flow).or_insert(0) += 1;
     }
     counts
+}
+
+/// A certificate authority made for one test, and certificates it issues.
+pub struct TestCa {
+    key: rcgen::KeyPair,
+    certificate: rcgen::Certificate,
+}
+
+/// A certificate and its key, PEM.
+pub struct Issued {
+    pub cert: String,
+    pub key: String,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "raaft-relay test CA");
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let certificate = params.self_signed(&key).unwrap();
+        TestCa { key, certificate }
+    }
+
+    pub fn pem(&self) -> String {
+        self.certificate.pem()
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses).
+    pub fn issue(&self, names: &[&str]) -> Issued {
+        self.issue_with(names, |_| {})
+    }
+
+    /// One that expired in 2020.
+    pub fn issue_expired(&self, names: &[&str]) -> Issued {
+        self.issue_with(names, |params| {
+            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        })
+    }
+
+    fn issue_with(&self, names: &[&str], adjust: impl FnOnce(&mut rcgen::CertificateParams)) -> Issued {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
+        adjust(&mut params);
+        let cert = params.signed_by(&key, &self.certificate, &self.key).unwrap();
+        Issued { cert: cert.pem(), key: key.serialize_pem() }
+    }
 }

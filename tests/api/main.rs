@@ -19,4 +19,5 @@ mod reload;
 mod replies;
 mod slack;
 mod store;
+mod trust;
 mod upgrade;
