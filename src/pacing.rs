@@ -3,15 +3,39 @@
 //! and a destination that answered 429 (or said it has no requests left)
 //! is paused as a whole. Other destinations never wait for a paced one.
 
+//!
+//! Time is tokio's ([`TokioClock`] for the limiter, `tokio::time` for
+//! pauses and waits), so the tests run it paused and assert exact spacing.
+
 use crate::config::Rate;
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
 use governor::{Quota, RateLimiter};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
-type Limiter = RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>;
+/// governor's clock on tokio's time (paused in tests, the monotonic clock
+/// otherwise).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioClock;
+
+impl Clock for TokioClock {
+    type Instant = std::time::Instant;
+
+    fn now(&self) -> Self::Instant {
+        Instant::now().into_std()
+    }
+}
+
+type Limiter = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    TokioClock,
+    NoOpMiddleware<std::time::Instant>,
+>;
 
 /// One destination's pace.
 pub struct Pace {
@@ -41,7 +65,8 @@ impl Pace {
     fn new(rate: Option<Rate>) -> Pace {
         let limiter = rate.and_then(|r| {
             // Evenly spaced, no burst: `count` per `per` in any window.
-            Quota::with_period(r.interval()).map(|q| RateLimiter::direct(q.allow_burst(NonZeroU32::MIN)))
+            Quota::with_period(r.interval())
+                .map(|q| RateLimiter::direct_with_clock(q.allow_burst(NonZeroU32::MIN), TokioClock))
         });
         Pace { rate, limiter, state: Mutex::new(PaceState::default()) }
     }
@@ -63,7 +88,7 @@ impl Pace {
             match limiter.check() {
                 Ok(()) => return Turn::Go,
                 Err(not_until) => {
-                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    let wait = not_until.wait_time_from(TokioClock.now());
                     if Instant::now() + wait > deadline {
                         return Turn::Later(self.reserve(Instant::now() + wait));
                     }
@@ -124,39 +149,44 @@ mod tests {
         Some(Rate { count, per: Duration::from_millis(ms) })
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn sends_are_spaced_by_the_rate() {
         let pace = Pace::new(rate(2, 200));
         let start = Instant::now();
+        let mut at = Vec::new();
         for _ in 0..4 {
             assert_eq!(pace.turn(Duration::from_secs(5)).await, Turn::Go);
+            at.push(start.elapsed());
         }
-        // 4 sends at one per 100 ms: the last at about 300 ms.
-        let took = start.elapsed();
-        assert!(took >= Duration::from_millis(290) && took < Duration::from_millis(600), "{took:?}");
+        // One per 100 ms, the first at once.
+        let ms: Vec<u128> = at.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [0, 100, 200, 300]);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_turn_too_far_away_is_a_later_slot_and_slots_do_not_collide() {
         let pace = Pace::new(rate(1, 1000));
         assert_eq!(pace.turn(Duration::ZERO).await, Turn::Go);
-        let Turn::Later(a) = pace.turn(Duration::ZERO).await else { panic!() };
-        let Turn::Later(b) = pace.turn(Duration::ZERO).await else { panic!() };
-        assert!(a > Duration::from_millis(800) && a <= Duration::from_secs(1), "{a:?}");
-        assert!(b >= a + Duration::from_millis(900), "{a:?} {b:?}");
+        assert_eq!(pace.turn(Duration::ZERO).await, Turn::Later(Duration::from_secs(1)));
+        // The next postponed delivery gets the slot after, not the same one.
+        assert_eq!(pace.turn(Duration::ZERO).await, Turn::Later(Duration::from_secs(2)));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_pause_holds_the_destination_and_unlimited_ones_go_at_once() {
         let pace = Pace::new(None);
         assert_eq!(pace.turn(Duration::ZERO).await, Turn::Go);
         pace.pause(Duration::from_secs(5));
-        assert!(matches!(pace.turn(Duration::from_millis(10)).await, Turn::Later(d) if d > Duration::from_secs(4)));
+        assert_eq!(pace.turn(Duration::from_millis(10)).await, Turn::Later(Duration::from_secs(5)));
         let short = Pace::new(None);
         short.pause(Duration::from_millis(100));
         let start = Instant::now();
         assert_eq!(short.turn(Duration::from_secs(1)).await, Turn::Go);
-        assert!(start.elapsed() >= Duration::from_millis(90));
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        // A shorter pause never cuts a longer one short.
+        short.pause(Duration::from_secs(3));
+        short.pause(Duration::from_secs(1));
+        assert_eq!(short.turn(Duration::ZERO).await, Turn::Later(Duration::from_secs(3)));
     }
 
     #[test]
