@@ -5,12 +5,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use raaft_relay::event::Event;
-use raaft_relay::Runtime;
+use raaft_relay::LoadedConfig;
 use std::sync::OnceLock;
 
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<(tempfile::TempDir, Runtime)> = OnceLock::new();
-    &RUNTIME
+fn loaded() -> &'static LoadedConfig {
+    static LOADED: OnceLock<(tempfile::TempDir, LoadedConfig)> = OnceLock::new();
+    &LOADED
         .get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
             let templates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
@@ -34,15 +34,15 @@ fn runtime() -> &'static Runtime {
             config.push_str("[[routes]]\nname = \"all\"\nto = [\"slack_text\", \"slack_blocks\", \"discord_text\", \"discord_embeds\", \"hook\", \"console\"]\n");
             let path = dir.path().join("relay.toml");
             std::fs::write(&path, config).unwrap();
-            let runtime = Runtime::load(&path).unwrap_or_else(|p| panic!("{p}"));
-            (dir, runtime)
+            let loaded = LoadedConfig::load(&path).unwrap_or_else(|p| panic!("{p}"));
+            (dir, loaded)
         })
         .1
 }
 
 fuzz_target!(|body: &[u8]| {
     let Ok(event) = Event::parse(body) else { return };
-    for dest in runtime().destinations() {
+    for dest in loaded().destinations() {
         if let Err(e) = dest.payload(&event.raw) {
             assert!(dest.templates().any(|t| t.name == e.template), "{e}");
         }
