@@ -183,8 +183,9 @@ async fn outside_content_cannot_forge_a_log_line() {
     event["customer"]["id"] = format!("cus_1{forged}").into();
     assert_eq!(relay.post(event.to_string()).await.status(), 200);
     hook.wait_for(1, Duration::from_secs(5)).await;
+    // The whole line (its fields come after the message) has been read.
     wait_until(Duration::from_secs(5), "the delivery to be given up", || {
-        relay.logs().contains("delivery failed for good")
+        relay.logs().split_once("delivery failed for good").is_some_and(|(_, rest)| rest.contains('\n'))
     })
     .await;
     let logs = relay.logs();
