@@ -180,48 +180,74 @@ fn is_change(kind: &EventKind) -> bool {
     }
 }
 
-/// Watches the folders of `set` that are not watched yet.
-fn watch_dirs(watcher: &mut Option<notify::RecommendedWatcher>, set: &WatchSet, watched: &mut BTreeSet<PathBuf>) {
-    let Some(w) = watcher.as_mut() else { return };
-    for dir in set.dirs() {
-        if watched.contains(&dir) || !dir.is_dir() {
-            continue;
-        }
-        match w.watch(&dir, RecursiveMode::NonRecursive) {
-            Ok(()) => {
-                watched.insert(dir);
+/// The watch on the running set's files. Started before the relay says it
+/// listens, like [`Hangup`]: an edit made as soon as it listens must not
+/// be missed.
+pub struct FileWatch {
+    watcher: Option<notify::RecommendedWatcher>,
+    watched: BTreeSet<PathBuf>,
+    set: Arc<ArcSwap<WatchSet>>,
+    changed: mpsc::Receiver<()>,
+}
+
+impl FileWatch {
+    /// Starts watching the folders of `loaded`'s files.
+    pub fn start(loaded: &LoadedConfig) -> FileWatch {
+        let (changed_tx, changed) = mpsc::channel::<()>(1);
+        let set = Arc::new(ArcSwap::from_pointee(WatchSet::of(loaded)));
+        let handler_set = set.clone();
+        let handler = move |result: notify::Result<notify::Event>| {
+            let Ok(event) = result else { return };
+            if !is_change(&event.kind) {
+                return;
             }
-            Err(e) => warn!(error = %e, dir = %dir.display(), "cannot watch folder for changes"),
+            let set = handler_set.load();
+            if let Some(file) = event.paths.iter().find(|p| set.covers(p)) {
+                tracing::debug!(file = %file.display(), "a file of the running configuration changed");
+                let _ = changed_tx.try_send(());
+            }
+        };
+        let watcher = match notify::recommended_watcher(handler) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "cannot watch files for changes; reload with SIGHUP");
+                None
+            }
+        };
+        let mut watch = FileWatch { watcher, watched: BTreeSet::new(), set, changed };
+        watch.watch_dirs();
+        watch
+    }
+
+    /// Watches the folders of the current set that are not watched yet.
+    fn watch_dirs(&mut self) {
+        let Some(w) = self.watcher.as_mut() else { return };
+        for dir in self.set.load().dirs() {
+            if self.watched.contains(&dir) || !dir.is_dir() {
+                continue;
+            }
+            match w.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.watched.insert(dir);
+                }
+                Err(e) => warn!(error = %e, dir = %dir.display(), "cannot watch folder for changes"),
+            }
+        }
+    }
+
+    /// Follows a reload: the new set's files, and their folders watched.
+    fn follow(&mut self, loaded: &LoadedConfig) {
+        let new = WatchSet::of(loaded);
+        if **self.set.load() != new {
+            self.set.store(Arc::new(new));
+            self.watch_dirs();
         }
     }
 }
 
 /// Reloads on SIGHUP and on changes to the running set's files until
 /// `stop` turns true.
-pub async fn watch(state: AppState, mut hangup: Hangup, mut stop: watch::Receiver<bool>) {
-    let (changed_tx, mut changed) = mpsc::channel::<()>(1);
-    let set = Arc::new(ArcSwap::from_pointee(WatchSet::of(&state.loaded.load())));
-    let handler_set = set.clone();
-    let handler = move |result: notify::Result<notify::Event>| {
-        let Ok(event) = result else { return };
-        if !is_change(&event.kind) {
-            return;
-        }
-        let set = handler_set.load();
-        if let Some(file) = event.paths.iter().find(|p| set.covers(p)) {
-            tracing::debug!(file = %file.display(), "a file of the running configuration changed");
-            let _ = changed_tx.try_send(());
-        }
-    };
-    let mut watcher = match notify::recommended_watcher(handler) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            warn!(error = %e, "cannot watch files for changes; reload with SIGHUP");
-            None
-        }
-    };
-    let mut watched = BTreeSet::new();
-    watch_dirs(&mut watcher, &set.load(), &mut watched);
+pub async fn watch(state: AppState, mut hangup: Hangup, mut files: FileWatch, mut stop: watch::Receiver<bool>) {
     // The first and the latest change of the burst not reloaded yet.
     let mut burst: Option<(Instant, Instant)> = None;
     loop {
@@ -231,7 +257,7 @@ pub async fn watch(state: AppState, mut hangup: Hangup, mut stop: watch::Receive
                 burst = None;
                 reload(&state, "SIGHUP")
             }
-            Some(()) = changed.recv() => {
+            Some(()) = files.changed.recv() => {
                 let now = Instant::now();
                 burst = Some(burst.map_or((now, now), |(first, _)| (first, now)));
                 false
@@ -243,14 +269,9 @@ pub async fn watch(state: AppState, mut hangup: Hangup, mut stop: watch::Receive
             _ = stop.changed() => break,
         };
         if reloaded {
-            let new = WatchSet::of(&state.loaded.load());
-            if **set.load() != new {
-                set.store(Arc::new(new));
-                watch_dirs(&mut watcher, &set.load(), &mut watched);
-            }
+            files.follow(&state.loaded.load());
         }
     }
-    drop(watcher);
 }
 
 #[cfg(test)]

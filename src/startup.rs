@@ -32,6 +32,9 @@ pub struct Application {
     /// SIGHUP, registered before the port is announced: a signal sent as
     /// soon as the relay listens must reload it, not end it.
     hangup: crate::reload::Hangup,
+    /// The watch on the config's files, started before the port is
+    /// announced too.
+    files: crate::reload::FileWatch,
 }
 
 impl Application {
@@ -100,7 +103,8 @@ impl Application {
             servers.push(crate::http::server::serve(listener, admin_listener_routes(state.clone()), limits, stopped()));
         }
         let hangup = crate::reload::Hangup::register();
-        Ok(Application { servers, stop, port, admin_port, state, max_in_flight: DEFAULT_MAX_IN_FLIGHT, hangup })
+        let files = crate::reload::FileWatch::start(&state.loaded.load());
+        Ok(Application { servers, stop, port, admin_port, state, max_in_flight: DEFAULT_MAX_IN_FLIGHT, hangup, files })
     }
 
     /// The port of the operators' listener, when `[admin] listen` is set.
@@ -129,7 +133,7 @@ impl Application {
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx.clone()));
         let maintenance = tokio::spawn(maintain(self.state.clone(), stop_rx.clone()));
         let gauges = tokio::spawn(refresh_gauges(self.state.clone(), stop_rx.clone()));
-        let reloads = tokio::spawn(crate::reload::watch(self.state.clone(), self.hangup, stop_rx));
+        let reloads = tokio::spawn(crate::reload::watch(self.state.clone(), self.hangup, self.files, stop_rx));
         let stop = self.stop;
         tokio::spawn(async move {
             shutdown.await;
