@@ -8,7 +8,6 @@
 //! escape sequence cannot write a line of its own or repaint the
 //! operator's terminal; JSON escapes them by itself.
 
-use std::fmt::Write as _;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
@@ -73,36 +72,11 @@ impl EscapingVisitor<'_> {
         }
         let separator = if std::mem::take(&mut self.first) { "" } else { " " };
         self.result = if field.name() == "message" {
-            write!(self.writer, "{separator}{}", escape_control(value))
+            write!(self.writer, "{separator}{}", crate::text::shown_on_one_line(value))
         } else {
-            write!(self.writer, "{separator}{}={}", field.name(), escape_control(value))
+            write!(self.writer, "{separator}{}={}", field.name(), crate::text::shown_on_one_line(value))
         };
     }
-}
-
-/// `text` with every control character (and the Unicode line separators
-/// and bidirectional overrides that can disguise a line) written as an
-/// escape: `\n`, `\r`, `\t`, `\u{1b}`.
-pub fn escape_control(text: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| {
-        c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    if !text.chars().any(unsafe_char) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if unsafe_char(c) => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -121,13 +95,6 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
-    }
-
-    #[test]
-    fn control_characters_are_escaped_and_the_rest_kept() {
-        assert_eq!(escape_control("cus_1 São Paulo"), "cus_1 São Paulo");
-        assert_eq!(escape_control("a\nb\r\tc\u{1b}[31m"), "a\\nb\\r\\tc\\u{1b}[31m");
-        assert_eq!(escape_control("x\u{2028}y\u{202e}z"), "x\\u{2028}y\\u{202e}z");
     }
 
     #[test]
@@ -150,6 +117,7 @@ mod tests {
         assert!(!logs.contains('\u{1b}'), "{logs:?}");
         assert!(logs.contains(r"customer=cus_1\n2026-01-01T00:00:00Z  INFO"), "{logs}");
         assert!(logs.contains(r#"reply="cus_1\n2026"#), "{logs}");
+        assert!(logs.contains(r"INFO raaft_relay: admin token accepted\x1b[2J"), "{logs}");
         assert!(logs.contains("event accepted") && logs.contains("count=3"), "{logs}");
     }
 }

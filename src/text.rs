@@ -47,26 +47,53 @@ pub fn single_line(s: &str) -> String {
 
 /// Bytes as they can be shown on a terminal without being misread or
 /// acting on it: control characters other than line breaks and tabs (NUL,
-/// escape sequences) written as `\0`, `\r`, `\x1b`, `\u{85}`, and bytes
-/// that are not UTF-8 as `\xNN`. Everything else is left as it is.
+/// escape sequences), Unicode line separators and bidirectional overrides
+/// written as `\0`, `\r`, `\x1b`, `\u{85}`, and bytes that are not UTF-8
+/// as `\xNN`. Everything else is left as it is.
 pub fn shown(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\n' | '\t' => out.push(c),
-                '\0' => out.push_str("\\0"),
-                '\r' => out.push_str("\\r"),
-                c if c.is_control() && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
-                c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-                c => out.push(c),
-            }
-        }
+        push_shown(&mut out, chunk.valid(), true);
         for b in chunk.invalid() {
             out.push_str(&format!("\\x{b:02x}"));
         }
     }
     out
+}
+
+/// [`shown`] for text that must stay on one line (a log field): line
+/// breaks and tabs are escaped too (`\n`, `\t`).
+pub fn shown_on_one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| needs_escape(c, false)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    push_shown(&mut out, text, false);
+    std::borrow::Cow::Owned(out)
+}
+
+fn needs_escape(c: char, keep_breaks: bool) -> bool {
+    match c {
+        '\n' | '\t' => !keep_breaks,
+        c => c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'),
+    }
+}
+
+fn push_shown(out: &mut String, text: &str, keep_breaks: bool) {
+    for c in text.chars() {
+        if !needs_escape(c, keep_breaks) {
+            out.push(c);
+            continue;
+        }
+        match c {
+            '\0' => out.push_str("\\0"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -109,5 +136,12 @@ mod tests {
         assert_eq!(shown(b"a\0b\r\x1b[31mred"), "a\\0b\\r\\x1b[31mred");
         assert_eq!(shown(b"bad \xff\xfe bytes"), "bad \\xff\\xfe bytes");
         assert_eq!(shown("c1 \u{85}".as_bytes()), "c1 \\u{85}");
+        assert_eq!(shown("x\u{2028}y\u{202e}z".as_bytes()), "x\\u{2028}y\\u{202e}z");
+    }
+
+    #[test]
+    fn one_line_text_escapes_breaks_too() {
+        assert_eq!(shown_on_one_line("cus_1 São Paulo"), "cus_1 São Paulo");
+        assert_eq!(shown_on_one_line("a\nb\r\tc\u{1b}[31m"), "a\\nb\\r\\tc\\x1b[31m");
     }
 }

@@ -4,7 +4,10 @@
 
 use bytes::Bytes;
 use raaft_relay::config::StoreLocation;
-use raaft_relay::store::{ListFilter, Status, Store};
+use raaft_relay::store::{
+    AttemptRecord, DeliveryDetail, DeliverySummary, DestinationStats, Enqueued, Job, JobState, ListFilter, NewDelivery,
+    NewEvent, Recorded, Replayed, Status, Store, StoreError,
+};
 use raaft_relay::{Application, LoadedConfig};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -911,5 +914,78 @@ impl TestCa {
         adjust(&mut params);
         let cert = params.signed_by(&key, &self.certificate, &self.key).unwrap();
         Issued { cert: cert.pem(), key: key.serialize_pem() }
+    }
+}
+
+/// A store in front of a real one, for tests: it can be switched off (the
+/// calls that take or hand out work fail as a broken disk would) and it
+/// counts how often the per-destination figures are read.
+pub struct ProbedStore {
+    inner: Arc<dyn Store>,
+    pub down: std::sync::atomic::AtomicBool,
+    pub stats_reads: std::sync::atomic::AtomicUsize,
+}
+
+impl ProbedStore {
+    pub fn new(inner: Arc<dyn Store>) -> ProbedStore {
+        ProbedStore { inner, down: Default::default(), stats_reads: Default::default() }
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable("disk I/O error".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for ProbedStore {
+    async fn enqueue(&self, e: NewEvent, d: Vec<NewDelivery>) -> Result<Enqueued, StoreError> {
+        self.check()?;
+        self.inner.enqueue(e, d).await
+    }
+    async fn claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, StoreError> {
+        self.check()?;
+        self.inner.claim_due(limit, lease).await
+    }
+    async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
+        self.inner.next_due().await
+    }
+    async fn finish_attempt(&self, job: &Job, a: AttemptRecord, s: JobState) -> Result<Recorded, StoreError> {
+        self.inner.finish_attempt(job, a, s).await
+    }
+    async fn extend_lease(&self, job: &Job, lease: Duration) -> Result<bool, StoreError> {
+        self.inner.extend_lease(job, lease).await
+    }
+    async fn postpone(&self, job: &Job, delay: Duration) -> Result<(), StoreError> {
+        self.inner.postpone(job, delay).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.ping().await
+    }
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
+        self.stats_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.destination_stats().await
+    }
+    async fn list(&self, f: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError> {
+        self.inner.list(f).await
+    }
+    async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
+        self.inner.show(id).await
+    }
+    async fn replay(&self, ids: &[String]) -> Result<Vec<Replayed>, StoreError> {
+        self.inner.replay(ids).await
+    }
+    async fn replay_dead(&self, d: Option<&str>) -> Result<u64, StoreError> {
+        self.inner.replay_dead(d).await
+    }
+    async fn purge_dead(&self, o: Duration) -> Result<u64, StoreError> {
+        self.inner.purge_dead(o).await
+    }
+    async fn prune(&self, r: Duration, w: Duration) -> Result<u64, StoreError> {
+        self.inner.prune(r, w).await
     }
 }

@@ -194,7 +194,7 @@ async fn outside_content_cannot_forge_a_log_line() {
     assert!(!logs.contains('\u{1b}'), "a terminal escape reached the log: {logs:?}");
     // The customer id and the reply are there, escaped.
     assert!(
-        logs.contains(r"customer=cus_1\n2026-01-01T00:00:00.000000Z  INFO raaft_relay: forged line\u{1b}[2J"),
+        logs.contains(r"customer=cus_1\n2026-01-01T00:00:00.000000Z  INFO raaft_relay: forged line\x1b[2J"),
         "{logs}"
     );
     assert!(logs.contains(r"down\n2026-01-01"), "{logs}");

@@ -3,15 +3,11 @@
 //! store outages.
 
 use crate::helpers::*;
-use async_trait::async_trait;
 use raaft_relay::store::sqlite::SqliteStore;
-use raaft_relay::store::{
-    Access, AttemptRecord, DeliveryDetail, DeliverySummary, DestinationStats, Enqueued, Job, JobState, ListFilter,
-    NewDelivery, NewEvent, Recorded, Replayed, Store, StoreError,
-};
+use raaft_relay::store::{Access, AttemptRecord, Enqueued, JobState, NewDelivery, NewEvent, Recorded};
 use raaft_relay::{Application, LoadedConfig};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -222,72 +218,6 @@ on_both_stores! {
     }
 }
 
-/// A store that can be switched off, for the SQLite outage test (the
-/// PostgreSQL variant below cuts a real database off).
-struct Switchable {
-    inner: SqliteStore,
-    down: AtomicBool,
-}
-
-impl Switchable {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable("disk I/O error".into()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl Store for Switchable {
-    async fn enqueue(&self, e: NewEvent, d: Vec<NewDelivery>) -> Result<Enqueued, StoreError> {
-        self.check()?;
-        self.inner.enqueue(e, d).await
-    }
-    async fn claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, StoreError> {
-        self.check()?;
-        self.inner.claim_due(limit, lease).await
-    }
-    async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
-        self.inner.next_due().await
-    }
-    async fn finish_attempt(&self, job: &Job, a: AttemptRecord, s: JobState) -> Result<Recorded, StoreError> {
-        self.inner.finish_attempt(job, a, s).await
-    }
-    async fn extend_lease(&self, job: &Job, lease: Duration) -> Result<bool, StoreError> {
-        self.inner.extend_lease(job, lease).await
-    }
-    async fn postpone(&self, job: &Job, delay: Duration) -> Result<(), StoreError> {
-        self.inner.postpone(job, delay).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.ping().await
-    }
-    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
-        self.inner.destination_stats().await
-    }
-    async fn list(&self, f: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError> {
-        self.inner.list(f).await
-    }
-    async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
-        self.inner.show(id).await
-    }
-    async fn replay(&self, ids: &[String]) -> Result<Vec<Replayed>, StoreError> {
-        self.inner.replay(ids).await
-    }
-    async fn replay_dead(&self, d: Option<&str>) -> Result<u64, StoreError> {
-        self.inner.replay_dead(d).await
-    }
-    async fn purge_dead(&self, o: Duration) -> Result<u64, StoreError> {
-        self.inner.purge_dead(o).await
-    }
-    async fn prune(&self, r: Duration, w: Duration) -> Result<u64, StoreError> {
-        self.inner.prune(r, w).await
-    }
-}
-
 #[tokio::test]
 async fn a_failing_store_answers_503_and_keeps_nothing_half_written() {
     let hook = Receiver::start(Answer::new(200, "")).await;
@@ -296,7 +226,8 @@ async fn a_failing_store_answers_503_and_keeps_nothing_half_written() {
     let location = TestStore::Sqlite.fresh_location(dir.path()).await;
     let raaft_relay::config::StoreLocation::Sqlite(path) = &location else { unreachable!() };
     let inner = SqliteStore::open(path, Duration::from_secs(3600), Access::Serve).await.unwrap();
-    let store = Arc::new(Switchable { inner, down: AtomicBool::new(true) });
+    let store = Arc::new(ProbedStore::new(Arc::new(inner)));
+    store.down.store(true, Ordering::SeqCst);
     let loaded = LoadedConfig::load(&cfg.path()).unwrap();
     let app = Application::build_with_store(loaded, store.clone()).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
