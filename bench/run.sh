@@ -308,7 +308,7 @@ fi
 row "backlog: peak RSS" "$(mb "$G_HWM") MB" "target <= 128 MB: $(check "$(mb "$G_HWM")" '<=' 128)"
 row "idle RSS after start" "$(mb "$IDLE_RSS") MB" "target <= 16 MB: $(check "$(mb "$IDLE_RSS")" '<=' 16)"
 row "peak RSS during (b)" "$(mb "$B_HWM") MB" "target <= 64 MB: $(check "$(mb "$B_HWM")" '<=' 64)"
-for bench in parse_event route_table route_cel render_text render_json; do
+for bench in parse_event route_table route_cel render_text render_json history_facts route_cel_history render_json_history; do
     row "routing/rendering: $bench" "$(micro "$bench")" ""
 done
 ROUTE_RENDER=$(awk -v a="$(micro_us route_table)" -v b="$(micro_us render_text)" 'BEGIN { printf "%.2f", a + b }')

@@ -1,10 +1,13 @@
 //! Ingest, routing and rendering cost per event: parsing the body, a table
 //! rule, a CEL rule, a text template and a JSON template, on the documented
-//! Raaft example, with the allocator the binary uses.
+//! Raaft example, with the allocator the binary uses; and what the
+//! customer's history adds: working out `mrr` and `history` from 20
+//! earlier flows, and routing and rendering with them.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use raaft_relay::config::RouteConfig;
 use raaft_relay::event::Event;
+use raaft_relay::history::{self, mrr::Mrr, Flow, History};
 use raaft_relay::render::EventContext;
 use raaft_relay::routing::Router;
 use raaft_relay::rules::Condition;
@@ -53,6 +56,30 @@ fn benches(c: &mut Criterion) {
     let context = EventContext::new(event.clone());
     c.bench_function("render_text", |b| b.iter(|| text.payload_in(black_box(&context)).unwrap()));
     c.bench_function("render_json", |b| b.iter(|| json.payload_in(black_box(&context)).unwrap()));
+
+    // History: what ingest works out per event from the flows the store read.
+    let now = chrono::Utc::now();
+    let earlier: Vec<Flow> = (0..20)
+        .map(|i| {
+            let at = now - chrono::Duration::days(i + 1);
+            let mrr = Mrr::of(&event);
+            Flow { event: format!("e{i}"), ..Flow::of("", &event, mrr.as_ref(), at) }
+        })
+        .collect();
+    c.bench_function("history_facts", |b| {
+        b.iter(|| {
+            let mrr = Mrr::of(black_box(&event));
+            let history = History { now, earlier: black_box(&earlier).clone() };
+            history::facts(mrr.as_ref(), Some(&history))
+        })
+    });
+    let facts = history::facts(Mrr::of(&event).as_ref(), Some(&History { now, earlier }));
+    let with_history = history::with_facts(event.clone(), Some(&facts));
+    let by_history = router(Condition::cel(r#"history.nth >= 3 && mrr.monthly >= 5"#).unwrap());
+    assert_eq!(by_history.route(&with_history).len(), 1);
+    c.bench_function("route_cel_history", |b| b.iter(|| by_history.route(black_box(&with_history))));
+    let context = EventContext::new(with_history.clone());
+    c.bench_function("render_json_history", |b| b.iter(|| json.payload_in(black_box(&context)).unwrap()));
 }
 
 criterion_group!(routing_render, benches);

@@ -48,13 +48,38 @@ fn short_tokens(config: &crate::config::Config) -> Vec<String> {
         .collect()
 }
 
+/// A warning per digest whose window and the one before it (for
+/// comparisons), plus the catch-up allowance, outlast `[store] retention`:
+/// its events would be pruned before it is sent.
+fn short_retention(loaded: &LoadedConfig) -> Vec<String> {
+    let config = &loaded.config;
+    let now = chrono::Utc::now();
+    loaded
+        .digests()
+        .filter_map(|d| {
+            let window = d.config.schedule.last_complete(now)?;
+            let needed = (window.end - window.start).to_std().ok()? * 2 + config.history.catch_up;
+            (needed > config.store.retention).then(|| {
+                format!(
+                    "digest \"{}\" needs events from the last {} but store.retention is {}: raise store.retention",
+                    d.config.name,
+                    humantime::format_duration(needed),
+                    humantime::format_duration(config.store.retention)
+                )
+            })
+        })
+        .collect()
+}
+
 pub fn check_loaded(loaded: &LoadedConfig) -> Result<CheckReport, Problems> {
     let mut problems = Problems::default();
     let mut renders = 0;
+    let now = chrono::Utc::now();
     for dest in loaded.destinations() {
         for (sample, json) in SAMPLE_EVENTS {
             let event = Event::parse(json.as_bytes()).expect("shipped samples are events");
-            match dest.payload(&event.raw) {
+            let facts = crate::history::first_flow_facts(&event.raw, now);
+            match dest.payload(&crate::history::with_facts((*event.raw).clone(), Some(&facts))) {
                 Ok(_) => renders += 1,
                 Err(e) => {
                     let file = dest
@@ -70,12 +95,34 @@ pub fn check_loaded(loaded: &LoadedConfig) -> Result<CheckReport, Problems> {
             }
         }
     }
+    for digest in loaded.digests() {
+        for (dest, payload) in digest.payloads(loaded, &crate::digest::sample_context(&digest.config.name)) {
+            match payload {
+                Ok(_) => renders += 1,
+                Err(e) => {
+                    let file = digest
+                        .templates()
+                        .find(|t| t.name == e.template)
+                        .map(|t| t.file.clone())
+                        .unwrap_or_else(|| loaded.config.path.clone());
+                    problems.push(Problem::new(
+                        file,
+                        format!(
+                            "digest \"{}\" for destination \"{dest}\", sample window: {}",
+                            digest.config.name, e.reason
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     let mut warnings: Vec<String> = loaded
         .destinations()
         .filter(|d| !loaded.config.routes.iter().any(|r| r.to.contains(&d.name)))
         .map(|d| format!("destination \"{}\" is not used by any route", d.name))
         .collect();
     warnings.extend(short_tokens(&loaded.config));
+    warnings.extend(short_retention(loaded));
     problems.into_result(CheckReport {
         destinations: loaded.destinations().count(),
         routes: loaded.config.routes.len(),

@@ -178,10 +178,16 @@ pub async fn attempt(services: &Services, loaded: Arc<LoadedConfig>, mut job: Jo
                 failed(format!("destination \"{}\" is no longer configured", job.destination), started),
                 None,
             ),
-            Some(dest) => match dest.payload_in(&job.take_event()) {
-                Ok(payload) => (dest.send(&payload, policy.attempt_timeout).await, Some(payload.display())),
-                Err(e) => (failed(e.to_string(), started), None),
-            },
+            Some(dest) => {
+                let payload = match job.payload.take() {
+                    Some(stored) => crate::channels::Payload::from_stored(&stored),
+                    None => dest.payload_in(&job.take_event()).map_err(|e| e.to_string()),
+                };
+                match payload {
+                    Ok(payload) => (dest.send(&payload, policy.attempt_timeout).await, Some(payload.display())),
+                    Err(e) => (failed(e, started), None),
+                }
+            }
         };
         if let (Some(dest), Some(pause)) = (dest, report.pause) {
             let pause = capped_pause(policy, pause);

@@ -5,6 +5,7 @@
 
 use crate::channels::Destination;
 use crate::config::Config;
+use crate::digest::Digest;
 use crate::problems::Problems;
 use crate::routing::Router;
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ pub struct LoadedConfig {
     pub config: Config,
     pub router: Router,
     destinations: BTreeMap<String, Destination>,
+    digests: BTreeMap<String, Digest>,
 }
 
 impl std::fmt::Debug for LoadedConfig {
@@ -50,9 +52,18 @@ impl LoadedConfig {
                 Err(p) => problems.extend(p),
             }
         }
+        let mut digests = BTreeMap::new();
+        for (name, cfg) in &config.digests {
+            match Digest::build(cfg, &config.path, &config.templates_dir, |d| destinations.get(d)) {
+                Ok(d) => {
+                    digests.insert(name.clone(), d);
+                }
+                Err(p) => problems.extend(p),
+            }
+        }
         let router = Router::new(config.routes.clone());
         problems.sort();
-        problems.into_result(LoadedConfig { config, router, destinations })
+        problems.into_result(LoadedConfig { config, router, destinations, digests })
     }
 
     pub fn destination(&self, name: &str) -> Option<&Destination> {
@@ -61,5 +72,13 @@ impl LoadedConfig {
 
     pub fn destinations(&self) -> impl Iterator<Item = &Destination> {
         self.destinations.values()
+    }
+
+    pub fn digest(&self, name: &str) -> Option<&Digest> {
+        self.digests.get(name)
+    }
+
+    pub fn digests(&self) -> impl Iterator<Item = &Digest> {
+        self.digests.values()
     }
 }

@@ -129,6 +129,7 @@ impl WatchSet {
         let config = &loaded.config;
         let mut files: Vec<PathBuf> = vec![config.path.clone()];
         files.extend(loaded.destinations().flat_map(|d| d.templates()).map(|t| t.file.clone()));
+        files.extend(loaded.digests().flat_map(|d| d.templates()).map(|t| t.file.clone()));
         files.extend(config.files_read.iter().cloned());
         if let Some(tls) = &config.server.tls {
             files.extend([tls.cert.clone(), tls.key.clone()]);

@@ -133,6 +133,7 @@ impl Application {
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx.clone()));
         let maintenance = tokio::spawn(maintain(self.state.clone(), stop_rx.clone()));
         let gauges = tokio::spawn(refresh_gauges(self.state.clone(), stop_rx.clone()));
+        let digests = tokio::spawn(crate::digest::scheduler::run(self.state.clone(), stop_rx.clone()));
         let reloads = tokio::spawn(crate::reload::watch(self.state.clone(), self.hangup, self.files, stop_rx));
         let stop = self.stop;
         tokio::spawn(async move {
@@ -145,6 +146,7 @@ impl Application {
         dispatcher.await?;
         maintenance.await?;
         gauges.await?;
+        digests.await?;
         reloads.await?;
         Ok(())
     }
@@ -202,7 +204,12 @@ async fn maintain(state: AppState, mut stop: watch::Receiver<bool>) {
             last_prune = Some(std::time::Instant::now());
             state.auth.load().forget_recovered();
             state.admin_auth.load().forget_recovered();
-            match state.store().prune(loaded.config.store.retention, loaded.config.dedup_window).await {
+            let retention = crate::store::Retention {
+                deliveries: loaded.config.store.retention,
+                dedup_window: loaded.config.dedup_window,
+                history: loaded.config.history.retention,
+            };
+            match state.store().prune(&retention).await {
                 Ok(0) => {}
                 Ok(n) => info!(pruned = n, "pruned delivered deliveries past retention"),
                 Err(e) => warn!(error = %e, "cannot prune the store"),

@@ -26,7 +26,8 @@ pub fn http_client() -> reqwest::Client {
 }
 
 /// A message ready to send.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "message", rename_all = "lowercase")]
 pub enum Payload {
     /// A JSON body (Slack, Discord, JSON webhooks).
     Json(Value),
@@ -38,7 +39,7 @@ pub enum Payload {
 }
 
 /// A rendered e-mail.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EmailPayload {
     pub subject: String,
     pub text: String,
@@ -46,6 +47,28 @@ pub struct EmailPayload {
 }
 
 impl Payload {
+    /// The form a delivery keeps when its payload is rendered once (a
+    /// digest): sent as it is on every attempt and replay.
+    pub fn to_stored(&self) -> String {
+        serde_json::to_string(self).expect("a payload serializes")
+    }
+
+    /// Reads what [`Payload::to_stored`] wrote, or the reason kept by
+    /// [`Payload::stored_failure`].
+    pub fn from_stored(stored: &str) -> Result<Payload, String> {
+        let value: Value = serde_json::from_str(stored).map_err(|e| format!("stored payload cannot be read: {e}"))?;
+        if let Some(reason) = value.get("failed").and_then(Value::as_str) {
+            return Err(reason.to_owned());
+        }
+        serde_json::from_value(value).map_err(|e| format!("stored payload cannot be read: {e}"))
+    }
+
+    /// What a delivery keeps when its payload could not be rendered: each
+    /// attempt fails with `reason`, so the delivery goes dead saying why.
+    pub fn stored_failure(reason: &str) -> String {
+        serde_json::json!({ "failed": reason }).to_string()
+    }
+
     /// The payload as it is sent, for people: pretty JSON, or the text.
     pub fn display(&self) -> String {
         match self {
@@ -123,7 +146,7 @@ impl std::fmt::Debug for Destination {
 }
 
 /// The escaping for values a template inserts, by channel and template type.
-fn escape_for(kind: DestinationKind, json: bool) -> Escape {
+pub fn escape_for(kind: DestinationKind, json: bool) -> Escape {
     match (kind, json) {
         (DestinationKind::Slack, false) => Escape::SlackMrkdwn,
         (DestinationKind::Slack, true) => Escape::SlackMrkdwnJson,
@@ -243,8 +266,13 @@ impl Destination {
     /// [`Destination::payload`] for an event already made into a context.
     pub fn payload_in(&self, context: &EventContext) -> Result<Payload, RenderError> {
         let rendered = self.render_templates(context)?;
-        let template = self.body.name.clone();
-        let invalid = |reason: String| RenderError { template: template.clone(), reason };
+        self.wrap(rendered, &self.body.name)
+    }
+
+    /// Makes templates rendered elsewhere (a digest's, named `template`)
+    /// into this destination's payload: wrapping and platform limits. Pure.
+    pub fn wrap(&self, rendered: Rendered, template: &str) -> Result<Payload, RenderError> {
+        let invalid = |reason: String| RenderError { template: template.to_owned(), reason };
         match &self.channel {
             Channel::Slack(_) => slack::payload(rendered).map_err(invalid),
             Channel::Discord(d) => d.payload(rendered).map_err(invalid),

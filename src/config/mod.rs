@@ -3,6 +3,7 @@
 //! every mistake is reported with its file, line and key at start-up
 //! instead of at 3 a.m. when the first event arrives.
 
+mod digests;
 mod interpolate;
 mod raw;
 mod spans;

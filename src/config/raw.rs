@@ -21,6 +21,10 @@ pub(super) struct RawConfig {
     pub(super) admin: RawAdmin,
     pub(super) alerts: Option<RawAlerts>,
     #[serde(default)]
+    pub(super) history: RawHistory,
+    #[serde(default)]
+    pub(super) digests: BTreeMap<String, RawDigest>,
+    #[serde(default)]
     pub(super) destinations: BTreeMap<String, RawDestination>,
     #[serde(default)]
     pub(super) routes: Vec<RawRoute>,
@@ -62,6 +66,25 @@ pub(super) struct RawAdmin {
     pub(super) metrics_auth: bool,
     pub(super) auth_failures: Option<String>,
     pub(super) listen: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct RawHistory {
+    pub(super) retention: Option<String>,
+    pub(super) catch_up: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RawDigest {
+    pub(super) schedule: Option<String>,
+    pub(super) timezone: Option<String>,
+    pub(super) when: Option<toml::Value>,
+    #[serde(default)]
+    pub(super) to: Vec<String>,
+    pub(super) template: Option<String>,
+    pub(super) html_template: Option<String>,
+    pub(super) subject: Option<String>,
+    pub(super) empty: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -82,6 +82,46 @@ pub struct AlertsConfig {
     pub backlog_after: Duration,
 }
 
+/// How long customers' flows are remembered, and how late a digest may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// Flows older than this are forgotten (default 400 days).
+    pub retention: Duration,
+    /// A digest window that ended longer ago than this when the relay gets
+    /// to it (it was down) is skipped with a log line (default 24 h).
+    pub catch_up: Duration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig { retention: Duration::from_secs(400 * 24 * 3600), catch_up: Duration::from_secs(24 * 3600) }
+    }
+}
+
+/// What a digest does when its window had no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenEmpty {
+    Skip,
+    Send,
+}
+
+/// A summary sent on a schedule (`[digests.NAME]`).
+#[derive(Debug, Clone)]
+pub struct DigestConfig {
+    pub name: String,
+    pub schedule: crate::digest::Schedule,
+    /// Which events it counts (default every event).
+    pub when: Condition,
+    pub to: Vec<String>,
+    /// Path under `templates_dir`.
+    pub template: String,
+    /// For e-mail destinations: the HTML part and the subject.
+    pub html_template: Option<String>,
+    pub subject: Option<String>,
+    pub empty: WhenEmpty,
+    pub line: Option<usize>,
+}
+
 /// Where deliveries are kept.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -214,6 +254,8 @@ pub struct Config {
     pub retry: RetryPolicy,
     pub destinations: BTreeMap<String, DestinationConfig>,
     pub routes: Vec<RouteConfig>,
+    pub history: HistoryConfig,
+    pub digests: BTreeMap<String, DigestConfig>,
     /// Files read through `${file:PATH}`.
     pub files_read: Vec<PathBuf>,
 }

@@ -212,18 +212,29 @@ pub(super) fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLin
                 ));
             }
         }
-        let when = match &r.when {
-            None => Ok(Condition::Always),
-            Some(toml::Value::String(expr)) => Condition::cel(expr),
-            Some(toml::Value::Table(table)) => Condition::table(table),
-            Some(other) => Err(format!(
-                "`when` must be a table of field = value or a CEL expression string, not {}",
-                other.type_str()
-            )),
-        };
-        match when {
+        match condition(r.when.as_ref()) {
             Ok(when) => routes.push(RouteConfig { name, when, to: r.to, stop: r.stop, line: lines.line_of(&key) }),
             Err(e) => problems.push(problem(&format!("{key}.when"), format!("route \"{name}\": {e}"))),
+        }
+    }
+
+    let history = HistoryConfig {
+        retention: duration("history.retention", &raw.history.retention, HistoryConfig::default().retention, problems),
+        catch_up: duration("history.catch_up", &raw.history.catch_up, HistoryConfig::default().catch_up, problems),
+    };
+    let mut digests = BTreeMap::new();
+    for (name, d) in raw.digests {
+        let key = format!("digests.{name}");
+        if let Err(e) = check_name(&name) {
+            problems.push(problem(&key, format!("digest name {e}")));
+        }
+        let mut problem_at = |field: &str, message: String| {
+            let field_key = format!("{key}.{field}");
+            let line = lines.line_of(&field_key).or_else(|| lines.line_of(&key));
+            problems.push(Problem::new(path, message).at_line(line).with_key(field_key));
+        };
+        if let Some(digest) = super::digests::build(&name, d, &destinations, &mut problem_at) {
+            digests.insert(name, DigestConfig { line: lines.line_of(&key), ..digest });
         }
     }
 
@@ -242,7 +253,22 @@ pub(super) fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLin
         retry,
         destinations,
         routes,
+        history,
+        digests,
         files_read: Vec::new(),
+    }
+}
+
+/// A route's or a digest's `when`: absent (always), a table of
+/// `field = value`, or a CEL expression.
+pub(super) fn condition(when: Option<&toml::Value>) -> Result<Condition, String> {
+    match when {
+        None => Ok(Condition::Always),
+        Some(toml::Value::String(expr)) => Condition::cel(expr),
+        Some(toml::Value::Table(table)) => Condition::table(table),
+        Some(other) => {
+            Err(format!("`when` must be a table of field = value or a CEL expression string, not {}", other.type_str()))
+        }
     }
 }
 

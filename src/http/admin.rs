@@ -82,7 +82,7 @@ pub fn credentials(
 
 /// Passes with a valid `authorization: Bearer ...`; 404 when the admin API
 /// is off, 401 (or 429, past the allowance) otherwise.
-fn admin(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rejection> + Clone {
+pub(super) fn admin(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rejection> + Clone {
     credentials().and_then(move |header: Option<String>, peer: Option<ClientAddr>, forwarded: Option<String>| {
         let state = state.clone();
         async move {

@@ -4,13 +4,15 @@
 
 use super::ApiError;
 use crate::event::Event;
+use crate::history::{self, mrr::Mrr, Flow, History};
 use crate::http::server::ClientAddr;
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use crate::store::{Enqueued, NewDelivery, NewEvent};
+use crate::store::{Enqueued, NewDelivery, NewEvent, StoreError};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde_json::json;
+use std::sync::Arc;
 use tracing::{info, warn, Instrument};
 use warp::{Buf, Filter, Rejection, Reply};
 
@@ -152,41 +154,58 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
     let metrics = state.metrics().clone();
     let count = move |result: &str| metrics.events.with_label_values(&[outcome, result]).inc();
     let key = event.idempotency_key();
+    let customer = history::customer_key(&event.raw);
     let span = tracing::info_span!(
         "event",
         event = %key,
         outcome = %event.outcome(),
-        customer = %event.customer_id().unwrap_or("-")
+        customer = %customer.as_deref().unwrap_or("-")
     );
     async move {
-        let loaded = state.loaded.load();
-        let (targets, matched) = loaded.router.route_with_matches(&event.raw);
-        let count_matches = || {
-            for route in &matched {
-                state.metrics().route_matches.with_label_values(&[route]).inc();
-            }
+        let unavailable = |e: StoreError| {
+            count("unavailable");
+            warn!(error = %e, "cannot store event");
+            warp::reject::custom(ApiError::Unavailable("store unavailable, retry later".into()))
         };
-        if targets.is_empty() {
-            count("accepted");
-            state.metrics().unrouted.inc();
-            info!("event matched no route");
-            return Ok(accepted(0));
-        }
+        let loaded = state.loaded.load();
+        // What rules and templates read beside the event: its MRR and the
+        // customer's history as of now, stored with it.
+        let received = chrono::Utc::now();
+        let mrr = Mrr::of(&event.raw);
+        let earlier = match &customer {
+            Some(c) => Some(state.store().history(c, loaded.config.history.retention).await.map_err(unavailable)?),
+            None => None,
+        };
+        let past = earlier.map(|earlier| History { now: received, earlier });
+        let facts = history::facts(mrr.as_ref(), past.as_ref());
+        let flow = customer.as_ref().map(|_| Flow::of("", &event.raw, mrr.as_ref(), received).record());
+        let outcome_field = event.outcome_field().map(str::to_owned);
+        let routed = history::with_facts(Arc::unwrap_or_clone(event.raw), Some(&facts));
+        let (targets, matched) = loaded.router.route_with_matches(&routed);
         let deliveries: Vec<NewDelivery> =
-            targets.into_iter().map(|t| NewDelivery { destination: t.destination, routes: t.routes }).collect();
+            targets.into_iter().map(|t| NewDelivery::rendered_later(t.destination, t.routes)).collect();
         let new_event = NewEvent {
             key,
             // serde_json accepted it, so it is UTF-8.
             body: String::from_utf8_lossy(&body).into_owned(),
-            outcome: event.outcome_field().map(str::to_owned),
-            customer: event.customer_id().map(str::to_owned),
+            outcome: outcome_field,
+            customer,
+            facts: Some(facts.to_string()),
+            flow,
         };
         match state.store().enqueue(new_event, deliveries).await {
             Ok(Enqueued::Accepted { deliveries }) => {
                 count("accepted");
-                count_matches();
-                state.wake.notify_one();
-                info!(deliveries = deliveries.len(), "event accepted");
+                for route in &matched {
+                    state.metrics().route_matches.with_label_values(&[route]).inc();
+                }
+                if deliveries.is_empty() {
+                    state.metrics().unrouted.inc();
+                    info!("event matched no route");
+                } else {
+                    state.wake.notify_one();
+                    info!(deliveries = deliveries.len(), "event accepted");
+                }
                 Ok(accepted(deliveries.len()))
             }
             Ok(Enqueued::Duplicate) => {
@@ -194,11 +213,7 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
                 info!("duplicate event ignored");
                 Ok(accepted(0))
             }
-            Err(e) => {
-                count("unavailable");
-                warn!(error = %e, "cannot store event");
-                Err(warp::reject::custom(ApiError::Unavailable("store unavailable, retry later".into())))
-            }
+            Err(e) => Err(unavailable(e)),
         }
     }
     .instrument(span)

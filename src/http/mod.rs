@@ -3,6 +3,7 @@
 //! [`server`] accepts the connections these routes are served on.
 
 pub mod admin;
+pub mod customers;
 pub mod encoding;
 mod ingest;
 mod probes;
@@ -56,7 +57,7 @@ fn operator_routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Erro
         .and(with_state(state.clone()))
         .and(admin::credentials())
         .and_then(probes::metrics);
-    metrics.or(admin::routes(state))
+    metrics.or(admin::routes(state.clone())).or(customers::routes(state))
 }
 
 fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {

@@ -1,5 +1,5 @@
 //! Template helpers: money, monthly, interval, date, html_to_text,
-//! truncate, default and json.
+//! truncate, default, json and percent.
 //! Comparisons (`eq`, `ne`, `gt`, `gte`, `lt`, `lte`, `and`, `or`, `not`,
 //! `len`) are Handlebars built-ins. Every helper is total: a missing or
 //! odd argument gives an empty or unchanged value, never an error, because
@@ -18,6 +18,15 @@ pub fn register(registry: &mut Handlebars<'static>) {
     registry.register_helper("truncate", Box::new(ValueHelper(truncate_helper)));
     registry.register_helper("default", Box::new(ValueHelper(default_helper)));
     registry.register_helper("json", Box::new(ValueHelper(json_helper)));
+    registry.register_helper("percent", Box::new(ValueHelper(percent_helper)));
+}
+
+/// A fraction as a whole percentage: `{{percent 0.3333}}` is "33%".
+fn percent_helper(args: &[&Value]) -> Value {
+    match as_number(arg(args, 0)) {
+        Some(x) if x.is_finite() => Value::String(format!("{}%", (x * 100.0).round() as i64)),
+        _ => Value::String(String::new()),
+    }
 }
 
 /// A helper that maps its arguments to a value, so it works both as
@@ -124,18 +133,16 @@ fn monthly_helper(args: &[&Value]) -> Value {
 }
 
 /// An amount per `interval` as an amount per month: what a cancellation
-/// costs each month. Raaft writes both `month` and `months`.
+/// costs each month. The intervals `mrr` knows, plus "quarter"; no
+/// interval reads as a month here (`mrr` itself is null then).
 pub fn monthly(amount: f64, interval: &str) -> Option<f64> {
     let interval = interval.trim().to_ascii_lowercase();
-    let per_month = match interval.trim_end_matches('s') {
-        "month" | "" => 1.0,
-        "year" | "annual" | "annually" | "yearly" => 1.0 / 12.0,
-        "quarter" => 1.0 / 3.0,
-        "week" => 52.0 / 12.0,
-        "day" => 365.0 / 12.0,
-        _ => return None,
+    let months = match interval.as_str() {
+        "" => 1.0,
+        "quarter" | "quarters" | "quarterly" => 3.0,
+        other => crate::history::mrr::interval_months(other)?,
     };
-    Some(amount * per_month)
+    Some(amount / months)
 }
 
 fn interval_helper(args: &[&Value]) -> Value {

@@ -81,7 +81,13 @@ pub struct NewEvent {
     /// The request body as received (a JSON object).
     pub body: String,
     pub outcome: Option<String>,
+    /// Whose history the event belongs to ([`crate::history::customer_key`]).
     pub customer: Option<String>,
+    /// What the relay computed at receipt (`{"mrr": ..., "history": ...}`).
+    pub facts: Option<String>,
+    /// The customer's flow to add to the history ([`crate::history::Flow::record`]),
+    /// when the event has a customer.
+    pub flow: Option<String>,
 }
 
 /// One (event, destination) pair to deliver.
@@ -89,6 +95,67 @@ pub struct NewEvent {
 pub struct NewDelivery {
     pub destination: String,
     pub routes: Vec<String>,
+    /// A payload rendered once and sent as it is on every attempt (a
+    /// digest), as [`crate::channels::Payload::to_stored`] wrote it.
+    pub payload: Option<String>,
+}
+
+impl NewDelivery {
+    /// A delivery rendered at each attempt from its event.
+    pub fn rendered_later(destination: String, routes: Vec<String>) -> NewDelivery {
+        NewDelivery { destination, routes, payload: None }
+    }
+}
+
+/// An event as stored, with the relay's facts beside its fields.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub id: String,
+    pub received_at: DateTime<Utc>,
+    pub event: Value,
+}
+
+/// A digest window claimed (or skipped).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DigestWindow {
+    pub digest: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// The digest sent for it; `None` for a window skipped.
+    pub event_id: Option<String>,
+}
+
+/// A digest to queue for one window: its figures (kept as its event) and
+/// one delivery per destination with the payload rendered.
+#[derive(Debug, Clone)]
+pub struct NewDigest {
+    pub digest: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// The digest's figures as JSON; `None` records the window as skipped.
+    pub body: Option<String>,
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// What [`Store::claim_digest`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestClaim {
+    /// This claim took the window: its deliveries are queued.
+    Queued { event_id: String, deliveries: Vec<DeliveryId> },
+    /// This claim recorded the window as skipped.
+    Skipped,
+    /// The window was claimed before (by another replica, a restart, or
+    /// `digest send`).
+    Taken(DigestWindow),
+}
+
+/// What [`Store::forget`] erased.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Forgotten {
+    pub flows: u64,
+    pub events: u64,
+    pub deliveries: u64,
+    pub attempts: u64,
 }
 
 /// What [`Store::enqueue`] did.
@@ -115,6 +182,9 @@ pub struct Job {
     pub attempt: u32,
     /// The claim this job was handed out under.
     pub lease: String,
+    /// The payload to send as it is (a digest), when it was rendered once
+    /// at creation.
+    pub payload: Option<String>,
 }
 
 impl Job {
@@ -253,6 +323,8 @@ pub struct DeliveryDetail {
     #[serde(flatten)]
     pub summary: DeliverySummary,
     pub event: Value,
+    /// What the relay computed at the event's receipt (`mrr`, `history`).
+    pub facts: Value,
     /// The rendered payload of the last attempt.
     pub last_payload: Option<String>,
     pub attempt_log: Vec<AttemptView>,
@@ -321,7 +393,83 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes dead deliveries last updated longer ago than `older_than`.
     async fn purge_dead(&self, older_than: Duration) -> Result<u64, StoreError>;
 
-    /// Deletes delivered deliveries, their attempts and their events older
-    /// than `retention`, and idempotency keys older than `dedup_window`.
-    async fn prune(&self, retention: Duration, dedup_window: Duration) -> Result<u64, StoreError>;
+    /// Deletes delivered deliveries and their attempts older than
+    /// `retention.deliveries`, events left without deliveries older than
+    /// that, idempotency keys older than `retention.dedup_window`, and
+    /// flows and digest windows older than `retention.history` (but each
+    /// digest's latest window, which the next one starts from).
+    async fn prune(&self, retention: &Retention) -> Result<u64, StoreError>;
+
+    /// The customer's flows received within `within`, newest first.
+    async fn history(&self, customer: &str, within: Duration) -> Result<Vec<crate::history::Flow>, StoreError>;
+
+    /// Erases everything kept about a customer: flows, events, their
+    /// deliveries (rendered payloads included) and attempts.
+    async fn forget(&self, customer: &str) -> Result<Forgotten, StoreError>;
+
+    /// Raaft's events received in `[start, end)`, oldest first, with their
+    /// facts.
+    async fn events_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The digest's window that ends last, if any was claimed.
+    async fn last_digest_window(&self, digest: &str) -> Result<Option<DigestWindow>, StoreError>;
+
+    /// Claims `digest`'s window (unique per digest and window start) and
+    /// queues its deliveries in the same transaction, or records it as
+    /// skipped; says so when it was claimed before.
+    async fn claim_digest(&self, digest: NewDigest) -> Result<DigestClaim, StoreError>;
+
+    /// The store's clock, which event receipt times are read on.
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError>;
+}
+
+/// How long each kind of record is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub deliveries: Duration,
+    pub dedup_window: Duration,
+    pub history: Duration,
+}
+
+/// The history key of what an operator typed: as typed, or lower-cased for
+/// an e-mail address (the relay keys customers known only by their
+/// address that way).
+fn typed_keys(typed: &str) -> Vec<String> {
+    let typed = typed.trim().to_owned();
+    let lower = typed.to_lowercase();
+    if lower != typed && typed.contains('@') {
+        vec![typed, lower]
+    } else {
+        vec![typed]
+    }
+}
+
+/// The flows of the customer an operator named (by id, or by e-mail
+/// address in any case), newest first, with the key they are kept under.
+pub async fn customer_history(
+    store: &dyn Store,
+    typed: &str,
+    within: Duration,
+) -> Result<(String, Vec<crate::history::Flow>), StoreError> {
+    let keys = typed_keys(typed);
+    for key in &keys {
+        let flows = store.history(key, within).await?;
+        if !flows.is_empty() {
+            return Ok((key.clone(), flows));
+        }
+    }
+    Ok((keys[0].clone(), Vec::new()))
+}
+
+/// Erases the customer an operator named, under each key it may be kept.
+pub async fn forget_customer(store: &dyn Store, typed: &str) -> Result<Forgotten, StoreError> {
+    let mut all = Forgotten::default();
+    for key in typed_keys(typed) {
+        let gone = store.forget(&key).await?;
+        all.flows += gone.flows;
+        all.events += gone.events;
+        all.deliveries += gone.deliveries;
+        all.attempts += gone.attempts;
+    }
+    Ok(all)
 }

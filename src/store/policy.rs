@@ -33,6 +33,28 @@ pub fn first_of_each_key<'a>(keys: impl IntoIterator<Item = &'a str>) -> Vec<boo
     keys.into_iter().map(|key| seen.insert(key)).collect()
 }
 
+/// The idempotency key of a digest's event: one per digest and window.
+pub fn digest_key(digest: &str, start: chrono::DateTime<chrono::Utc>) -> String {
+    format!("digest/{digest}/{}", start.timestamp_millis())
+}
+
+/// A stored event (its body as received) with the facts stored beside it,
+/// as rules and templates read it ([`crate::history::with_facts`]).
+pub fn event_with_facts(body: &[u8], facts: Option<&str>) -> serde_json::Value {
+    let event = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+    let facts = facts.and_then(|f| serde_json::from_str(f).ok());
+    crate::history::with_facts(event, facts.as_ref())
+}
+
+/// The facts of a stored event, as `deliveries show` prints them.
+pub fn stored_facts(body: &[u8], facts: Option<&str>) -> serde_json::Value {
+    let merged = event_with_facts(body, facts);
+    serde_json::json!({
+        "mrr": merged.get("mrr").cloned().unwrap_or_default(),
+        "history": merged.get("history").cloned().unwrap_or_default(),
+    })
+}
+
 /// What an attempt leaves its delivery in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AfterAttempt<'a> {

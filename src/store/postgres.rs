@@ -11,6 +11,7 @@
 use super::policy::{self, millis};
 use super::*;
 use crate::event::Event;
+use crate::history::Flow;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use std::str::FromStr;
@@ -248,8 +249,8 @@ async fn enqueue(
     }
     let fresh: Vec<String> = sqlx::query_scalar(concat!(
         "WITH input AS (\
-           SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::bytea[]) \
-           AS i(event_id, dedup_key, outcome, customer, body)\
+           SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::bytea[], $11::text[], \
+             $12::text[]) AS i(event_id, dedup_key, outcome, customer, body, facts, flow)\
          ), fresh AS (\
            INSERT INTO dedup (dedup_key, event_id, received_at) SELECT dedup_key, event_id, ",
         now!(),
@@ -257,10 +258,14 @@ async fn enqueue(
            ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, received_at = excluded.received_at \
            WHERE dedup.received_at < excluded.received_at - $6 RETURNING event_id\
          ), stored AS (\
-           INSERT INTO events (id, dedup_key, received_at, outcome, customer, body) \
+           INSERT INTO events (id, dedup_key, received_at, outcome, customer, body, facts) \
            SELECT i.event_id, i.dedup_key, ",
         now!(),
-        ", i.outcome, i.customer, i.body FROM input i JOIN fresh f ON f.event_id = i.event_id RETURNING id\
+        ", i.outcome, i.customer, i.body, i.facts FROM input i JOIN fresh f ON f.event_id = i.event_id RETURNING id\
+         ), remembered AS (\
+           INSERT INTO flows (event_id, customer, received_at, record) SELECT i.event_id, i.customer, ",
+        now!(),
+        ", i.flow FROM input i JOIN stored s ON s.id = i.event_id WHERE i.customer IS NOT NULL AND i.flow IS NOT NULL\
          ), queued AS (\
            INSERT INTO deliveries (id, event_id, destination, routes, status, attempts, next_attempt_at, created_at, updated_at) \
            SELECT d.id, d.event_id, d.destination, d.routes, 'pending', 0, ",
@@ -283,6 +288,8 @@ async fn enqueue(
     .bind(&d_event)
     .bind(&d_destination)
     .bind(&d_routes)
+    .bind(candidates.iter().map(|&i| events[i].0.facts.as_deref()).collect::<Vec<_>>())
+    .bind(candidates.iter().map(|&i| events[i].0.flow.as_deref()).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
     .await?;
     let fresh: std::collections::HashSet<String> = fresh.into_iter().collect();
@@ -369,8 +376,8 @@ async fn claim(conn: &mut PgConnection, owner: &str, limit: usize, lease_ms: i64
         " + $3, \
              attempts = CASE WHEN d.replay_requested THEN 1 ELSE d.attempts + 1 END, replay_requested = false \
            FROM due WHERE d.id = due.id \
-           RETURNING d.id, d.event_id, d.destination, d.routes, d.attempts, due.due\
-         ) SELECT c.id, c.destination, c.routes, c.attempts, e.dedup_key, e.body \
+           RETURNING d.id, d.event_id, d.destination, d.routes, d.attempts, d.payload, due.due\
+         ) SELECT c.id, c.destination, c.routes, c.attempts, c.payload, e.dedup_key, e.body, e.facts \
          FROM claimed c JOIN events e ON e.id = c.event_id ORDER BY c.due"
     ))
     .bind(owner)
@@ -381,10 +388,12 @@ async fn claim(conn: &mut PgConnection, owner: &str, limit: usize, lease_ms: i64
     rows.iter()
         .map(|row| {
             let body: Vec<u8> = row.try_get("body")?;
+            let facts: Option<String> = row.try_get("facts")?;
             Ok(Job {
                 id: row.try_get("id")?,
                 event_key: row.try_get("dedup_key")?,
-                event: Arc::new(serde_json::from_slice(&body).unwrap_or(Value::Null)),
+                event: Arc::new(policy::event_with_facts(&body, facts.as_deref())),
+                payload: row.try_get("payload")?,
                 destination: row.try_get("destination")?,
                 routes: policy::split_routes(row.try_get("routes")?),
                 attempt: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(u32::MAX),
@@ -424,11 +433,9 @@ fn summary(row: &PgRow) -> Result<DeliverySummary, sqlx::Error> {
     })
 }
 
-/// Deletes deliveries in `status` last updated more than `age_ms` ago,
-/// their attempts, and the events left without deliveries, in one
-/// transaction. Returns how many deliveries went.
-async fn delete_older(pool: &PgPool, status: Status, age_ms: i64) -> Result<u64, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+/// Deletes deliveries in `status` last updated more than `age_ms` ago and
+/// their attempts, in `tx`. Returns how many deliveries went.
+async fn delete_older(tx: &mut PgConnection, status: Status, age_ms: i64) -> Result<u64, sqlx::Error> {
     sqlx::query(concat!(
         "DELETE FROM attempts WHERE delivery_id IN \
          (SELECT id FROM deliveries WHERE status = $1 AND updated_at < ",
@@ -445,16 +452,142 @@ async fn delete_older(pool: &PgPool, status: Status, age_ms: i64) -> Result<u64,
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    Ok(n)
+}
+
+/// Deletes what [`Store::prune`] says, in one transaction.
+async fn prune(pool: &PgPool, retention: &Retention) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let deliveries = millis(retention.deliveries);
+    let n = delete_older(&mut tx, Status::Delivered, deliveries).await?;
     sqlx::query(concat!(
         "DELETE FROM events WHERE received_at < ",
         now!(),
         " - $1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)"
     ))
-    .bind(age_ms)
+    .bind(deliveries)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(concat!("DELETE FROM dedup WHERE received_at < ", now!(), " - $1"))
+        .bind(millis(retention.dedup_window))
+        .execute(&mut *tx)
+        .await?;
+    let history = millis(retention.history);
+    sqlx::query(concat!("DELETE FROM flows WHERE received_at < ", now!(), " - $1"))
+        .bind(history)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(concat!(
+        "DELETE FROM digest_windows WHERE window_end < ",
+        now!(),
+        " - $1 AND window_end < (SELECT MAX(w.window_end) FROM digest_windows w WHERE w.digest = digest_windows.digest)"
+    ))
+    .bind(history)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(n)
+}
+
+fn digest_window(row: &PgRow) -> Result<DigestWindow, sqlx::Error> {
+    Ok(DigestWindow {
+        digest: row.try_get("digest")?,
+        start: time(row.try_get("window_start")?),
+        end: time(row.try_get("window_end")?),
+        event_id: row.try_get("event_id")?,
+    })
+}
+
+async fn claim_digest(pool: &PgPool, digest: &NewDigest) -> Result<DigestClaim, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let (start, end) = (digest.start.timestamp_millis(), digest.end.timestamp_millis());
+    let event_id = digest.body.as_ref().map(|_| new_id());
+    let claimed = sqlx::query(concat!(
+        "INSERT INTO digest_windows (digest, window_start, window_end, event_id, claimed_at) VALUES ($1, $2, $3, $4, ",
+        now!(),
+        ") ON CONFLICT (digest, window_start) DO NOTHING"
+    ))
+    .bind(&digest.digest)
+    .bind(start)
+    .bind(end)
+    .bind(&event_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if claimed == 0 {
+        let row = sqlx::query(
+            "SELECT digest, window_start, window_end, event_id FROM digest_windows WHERE digest = $1 AND window_start = $2",
+        )
+        .bind(&digest.digest)
+        .bind(start)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(DigestClaim::Taken(digest_window(&row)?));
+    }
+    let (Some(id), Some(body)) = (event_id, &digest.body) else {
+        tx.commit().await?;
+        return Ok(DigestClaim::Skipped);
+    };
+    sqlx::query(concat!(
+        "INSERT INTO events (id, dedup_key, received_at, body, source) VALUES ($1, $2, ",
+        now!(),
+        ", $3, 'digest')"
+    ))
+    .bind(&id)
+    .bind(policy::digest_key(&digest.digest, digest.start))
+    .bind(body.as_bytes())
+    .execute(&mut *tx)
+    .await?;
+    let ids: Vec<String> = digest.deliveries.iter().map(|_| new_id()).collect();
+    sqlx::query(concat!(
+        "INSERT INTO deliveries (id, event_id, destination, routes, status, attempts, next_attempt_at, created_at, \
+         updated_at, payload) SELECT d.id, $1, d.destination, d.routes, 'pending', 0, ",
+        now!(),
+        ", ",
+        now!(),
+        ", ",
+        now!(),
+        ", d.payload FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS d(id, destination, routes, payload)"
+    ))
+    .bind(&id)
+    .bind(&ids)
+    .bind(digest.deliveries.iter().map(|d| d.destination.as_str()).collect::<Vec<_>>())
+    .bind(digest.deliveries.iter().map(|d| policy::join_routes(&d.routes)).collect::<Vec<_>>())
+    .bind(digest.deliveries.iter().map(|d| d.payload.as_deref()).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(DigestClaim::Queued { event_id: id, deliveries: ids })
+}
+
+async fn forget(pool: &PgPool, customer: &str) -> Result<Forgotten, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let customer = customer.as_bytes();
+    let attempts = sqlx::query(
+        "DELETE FROM attempts WHERE delivery_id IN (SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
+         WHERE e.customer = $1)",
+    )
+    .bind(customer)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let deliveries =
+        sqlx::query("DELETE FROM deliveries WHERE event_id IN (SELECT id FROM events WHERE customer = $1)")
+            .bind(customer)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    sqlx::query("DELETE FROM dedup WHERE event_id IN (SELECT id FROM events WHERE customer = $1)")
+        .bind(customer)
+        .execute(&mut *tx)
+        .await?;
+    let events =
+        sqlx::query("DELETE FROM events WHERE customer = $1").bind(customer).execute(&mut *tx).await?.rows_affected();
+    let flows =
+        sqlx::query("DELETE FROM flows WHERE customer = $1").bind(customer).execute(&mut *tx).await?.rows_affected();
+    tx.commit().await?;
+    Ok(Forgotten { flows, events, deliveries, attempts })
 }
 
 #[async_trait]
@@ -563,7 +696,7 @@ impl Store for PostgresStore {
 
     async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
         let sql = format!(
-            "SELECT {SUMMARY_COLUMNS}, e.body FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1"
+            "SELECT {SUMMARY_COLUMNS}, e.body, e.facts FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1"
         );
         let Some(row) =
             sqlx::query(&sql).bind(id.to_ascii_lowercase()).fetch_optional(&self.pool).await.map_err(unavailable)?
@@ -572,6 +705,7 @@ impl Store for PostgresStore {
         };
         let summary = summary(&row).map_err(unavailable)?;
         let body: Vec<u8> = row.try_get("body").map_err(unavailable)?;
+        let facts: Option<String> = row.try_get("facts").map_err(unavailable)?;
         let rows = sqlx::query(
             "SELECT number, at, status_code, latency_ms, response, error, payload FROM attempts \
              WHERE delivery_id = $1 ORDER BY at, id",
@@ -598,6 +732,7 @@ impl Store for PostgresStore {
         Ok(Some(DeliveryDetail {
             summary,
             event: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            facts: policy::stored_facts(&body, facts.as_deref()),
             last_payload: attempt_log.iter().rev().find_map(|a| a.payload.clone()),
             attempt_log,
         }))
@@ -664,16 +799,73 @@ impl Store for PostgresStore {
     }
 
     async fn purge_dead(&self, older_than: Duration) -> Result<u64, StoreError> {
-        delete_older(&self.pool, Status::Dead, millis(older_than)).await.map_err(unavailable)
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let n = delete_older(&mut tx, Status::Dead, millis(older_than)).await.map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(n)
     }
 
-    async fn prune(&self, retention: Duration, dedup_window: Duration) -> Result<u64, StoreError> {
-        let n = delete_older(&self.pool, Status::Delivered, millis(retention)).await.map_err(unavailable)?;
-        sqlx::query(concat!("DELETE FROM dedup WHERE received_at < ", now!(), " - $1"))
-            .bind(millis(dedup_window))
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(n)
+    async fn prune(&self, retention: &Retention) -> Result<u64, StoreError> {
+        prune(&self.pool, retention).await.map_err(unavailable)
+    }
+
+    async fn history(&self, customer: &str, within: Duration) -> Result<Vec<Flow>, StoreError> {
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(concat!(
+            "SELECT event_id, received_at, record FROM flows WHERE customer = $1 AND received_at >= ",
+            now!(),
+            " - $2 ORDER BY received_at DESC, event_id DESC"
+        ))
+        .bind(customer.as_bytes())
+        .bind(millis(within))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows.into_iter().map(|(event, at, record)| Flow { event, ..Flow::from_record(&record, time(at)) }).collect())
+    }
+
+    async fn forget(&self, customer: &str) -> Result<Forgotten, StoreError> {
+        forget(&self.pool, customer).await.map_err(unavailable)
+    }
+
+    async fn events_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows: Vec<(String, i64, Vec<u8>, Option<String>)> = sqlx::query_as(
+            "SELECT id, received_at, body, facts FROM events WHERE received_at >= $1 AND received_at < $2 \
+             AND source = 'raaft' ORDER BY received_at, id",
+        )
+        .bind(start.timestamp_millis())
+        .bind(end.timestamp_millis())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at, body, facts)| StoredEvent {
+                id,
+                received_at: time(at),
+                event: policy::event_with_facts(&body, facts.as_deref()),
+            })
+            .collect())
+    }
+
+    async fn last_digest_window(&self, digest: &str) -> Result<Option<DigestWindow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT digest, window_start, window_end, event_id FROM digest_windows WHERE digest = $1 \
+             ORDER BY window_end DESC LIMIT 1",
+        )
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.as_ref().map(digest_window).transpose().map_err(unavailable)
+    }
+
+    async fn claim_digest(&self, digest: NewDigest) -> Result<DigestClaim, StoreError> {
+        claim_digest(&self.pool, &digest).await.map_err(unavailable)
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        let ms: i64 =
+            sqlx::query_scalar(concat!("SELECT ", now!())).fetch_one(&self.pool).await.map_err(unavailable)?;
+        Ok(time(ms))
     }
 }

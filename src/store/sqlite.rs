@@ -11,6 +11,7 @@
 use super::policy::{self, millis};
 use super::*;
 use crate::event::Event;
+use crate::history::Flow;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
@@ -28,9 +29,10 @@ macro_rules! now {
 }
 
 /// The schema, in order: the first release's, then each change.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../../migrations/sqlite/20261128000001_init.sql"),
     include_str!("../../migrations/sqlite/20261201000001_exactly_once.sql"),
+    include_str!("../../migrations/sqlite/20261203000001_history.sql"),
 ];
 
 /// How long a connection waits for another process's write lock (a
@@ -205,7 +207,12 @@ fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
     if first_release {
         conn.pragma_update(None, "user_version", 1)?;
     }
-    Migrations::new(vec![M::up(MIGRATIONS[0]), M::up_with_hook(MIGRATIONS[1], rekey_first_release)]).to_latest(conn)
+    Migrations::new(vec![
+        M::up(MIGRATIONS[0]),
+        M::up_with_hook(MIGRATIONS[1], rekey_first_release),
+        M::up(MIGRATIONS[2]),
+    ])
+    .to_latest(conn)
 }
 
 /// The first release's idempotency keys, recomputed from their events as
@@ -349,29 +356,116 @@ fn enqueue(
     if !fresh {
         return Ok(Enqueued::Duplicate);
     }
+    insert_event(tx, &id, event, "raaft")?;
+    if let (Some(customer), Some(flow)) = (&event.customer, &event.flow) {
+        tx.prepare_cached(concat!(
+            "INSERT INTO flows (event_id, customer, received_at, record) VALUES (?1, ?2, ",
+            now!(),
+            ", ?3)"
+        ))?
+        .execute(params![id, customer, flow])?;
+    }
+    let ids = insert_deliveries(tx, &id, deliveries)?;
+    Ok(Enqueued::Accepted { deliveries: ids })
+}
+
+fn insert_event(tx: &Transaction<'_>, id: &str, event: &NewEvent, source: &str) -> rusqlite::Result<()> {
     tx.prepare_cached(concat!(
-        "INSERT INTO events (id, dedup_key, received_at, outcome, customer, body) VALUES (?1, ?2, ",
+        "INSERT INTO events (id, dedup_key, received_at, outcome, customer, body, facts, source) VALUES (?1, ?2, ",
         now!(),
-        ", ?3, ?4, ?5)"
+        ", ?3, ?4, ?5, ?6, ?7)"
     ))?
-    .execute(params![id, event.key, event.outcome, event.customer, event.body])?;
+    .execute(params![id, event.key, event.outcome, event.customer, event.body, event.facts, source])?;
+    Ok(())
+}
+
+fn insert_deliveries(
+    tx: &Transaction<'_>,
+    event_id: &str,
+    deliveries: &[NewDelivery],
+) -> rusqlite::Result<Vec<String>> {
     let mut insert = tx.prepare_cached(concat!(
-        "INSERT INTO deliveries (id, event_id, destination, routes, status, attempts, next_attempt_at, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ",
+        "INSERT INTO deliveries (id, event_id, destination, routes, status, attempts, next_attempt_at, created_at, \
+         updated_at, payload) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ",
         now!(),
         ", ",
         now!(),
         ", ",
         now!(),
-        ")"
+        ", ?5)"
     ))?;
     let mut ids = Vec::with_capacity(deliveries.len());
     for d in deliveries {
         let delivery = new_id();
-        insert.execute(params![delivery, id, d.destination, policy::join_routes(&d.routes)])?;
+        insert.execute(params![delivery, event_id, d.destination, policy::join_routes(&d.routes), d.payload])?;
         ids.push(delivery);
     }
-    Ok(Enqueued::Accepted { deliveries: ids })
+    Ok(ids)
+}
+
+/// Claims a digest's window and queues its deliveries, or records it
+/// skipped; the primary key on (digest, window start) makes a second claim
+/// find the first.
+fn claim_digest(tx: &Transaction<'_>, digest: &NewDigest) -> rusqlite::Result<DigestClaim> {
+    let (start, end) = (digest.start.timestamp_millis(), digest.end.timestamp_millis());
+    let event_id = digest.body.as_ref().map(|_| new_id());
+    let taken = tx
+        .prepare_cached(concat!(
+            "INSERT INTO digest_windows (digest, window_start, window_end, event_id, claimed_at) VALUES (?1, ?2, ?3, ?4, ",
+            now!(),
+            ") ON CONFLICT (digest, window_start) DO NOTHING RETURNING digest"
+        ))?
+        .query_row(params![digest.digest, start, end, event_id], |_| Ok(()))
+        .optional()?
+        .is_none();
+    if taken {
+        let window = tx
+            .prepare_cached(
+                "SELECT digest, window_start, window_end, event_id FROM digest_windows WHERE digest = ?1 AND window_start = ?2",
+            )?
+            .query_row(params![digest.digest, start], digest_window)?;
+        return Ok(DigestClaim::Taken(window));
+    }
+    let (Some(id), Some(body)) = (event_id, &digest.body) else {
+        return Ok(DigestClaim::Skipped);
+    };
+    let event = NewEvent {
+        key: policy::digest_key(&digest.digest, digest.start),
+        body: body.clone(),
+        outcome: None,
+        customer: None,
+        facts: None,
+        flow: None,
+    };
+    insert_event(tx, &id, &event, "digest")?;
+    let deliveries = insert_deliveries(tx, &id, &digest.deliveries)?;
+    Ok(DigestClaim::Queued { event_id: id, deliveries })
+}
+
+fn digest_window(row: &Row<'_>) -> rusqlite::Result<DigestWindow> {
+    Ok(DigestWindow { digest: row.get(0)?, start: time(row.get(1)?), end: time(row.get(2)?), event_id: row.get(3)? })
+}
+
+/// Erases a customer's flows, events, deliveries and attempts.
+fn forget(tx: &Transaction<'_>, customer: &str) -> rusqlite::Result<Forgotten> {
+    let attempts = tx.execute(
+        "DELETE FROM attempts WHERE delivery_id IN (SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
+         WHERE e.customer = ?1)",
+        params![customer],
+    )?;
+    let deliveries = tx.execute(
+        "DELETE FROM deliveries WHERE event_id IN (SELECT id FROM events WHERE customer = ?1)",
+        params![customer],
+    )?;
+    tx.execute("DELETE FROM dedup WHERE event_id IN (SELECT id FROM events WHERE customer = ?1)", params![customer])?;
+    let events = tx.execute("DELETE FROM events WHERE customer = ?1", params![customer])?;
+    let flows = tx.execute("DELETE FROM flows WHERE customer = ?1", params![customer])?;
+    Ok(Forgotten {
+        flows: flows as u64,
+        events: events as u64,
+        deliveries: deliveries as u64,
+        attempts: attempts as u64,
+    })
 }
 
 /// A claimed delivery as read in the claim's transaction; its event is
@@ -383,6 +477,8 @@ struct Claimed {
     attempt: i64,
     event_key: String,
     body: String,
+    facts: Option<String>,
+    payload: Option<String>,
 }
 
 /// Leases up to `limit` due deliveries to `owner` for `lease_ms`, counts
@@ -396,8 +492,8 @@ struct Claimed {
 fn claim(tx: &Transaction<'_>, owner: &str, limit: usize, lease_ms: i64) -> rusqlite::Result<Vec<Claimed>> {
     let due: Vec<Claimed> = tx
         .prepare_cached(concat!(
-            "SELECT d.id, d.destination, d.routes, e.dedup_key, e.body \
-             FROM (SELECT id, event_id, destination, routes, next_attempt_at \
+            "SELECT d.id, d.destination, d.routes, e.dedup_key, e.body, e.facts, d.payload \
+             FROM (SELECT id, event_id, destination, routes, next_attempt_at, payload \
                    FROM deliveries INDEXED BY deliveries_pending \
                    WHERE status = 'pending' AND next_attempt_at <= ",
             now!(),
@@ -412,6 +508,8 @@ fn claim(tx: &Transaction<'_>, owner: &str, limit: usize, lease_ms: i64) -> rusq
                 attempt: 0,
                 event_key: row.get(3)?,
                 body: text(row, 4)?,
+                facts: optional_text(row, 5)?,
+                payload: optional_text(row, 6)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -534,9 +632,8 @@ fn replay(tx: &Transaction<'_>, ids: &[String]) -> rusqlite::Result<Vec<Replayed
     Ok(replayed)
 }
 
-/// Deletes deliveries in `status` last updated more than `age_ms` ago,
-/// their attempts, and the events left without deliveries. Returns how
-/// many deliveries went.
+/// Deletes deliveries in `status` last updated more than `age_ms` ago and
+/// their attempts. Returns how many deliveries went.
 fn delete_older(tx: &Transaction<'_>, status: Status, age_ms: i64) -> rusqlite::Result<u64> {
     tx.execute(
         concat!(
@@ -551,15 +648,37 @@ fn delete_older(tx: &Transaction<'_>, status: Status, age_ms: i64) -> rusqlite::
         concat!("DELETE FROM deliveries WHERE status = ?1 AND updated_at < ", now!(), " - ?2"),
         params![status.as_str(), age_ms],
     )?;
+    Ok(n as u64)
+}
+
+/// Deletes what [`Store::prune`] says.
+fn prune(tx: &Transaction<'_>, retention: &Retention) -> rusqlite::Result<u64> {
+    let deliveries = millis(retention.deliveries);
+    let n = delete_older(tx, Status::Delivered, deliveries)?;
     tx.execute(
         concat!(
             "DELETE FROM events WHERE received_at < ",
             now!(),
             " - ?1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)"
         ),
-        params![age_ms],
+        params![deliveries],
     )?;
-    Ok(n as u64)
+    tx.execute(
+        concat!("DELETE FROM dedup WHERE received_at < ", now!(), " - ?1"),
+        params![millis(retention.dedup_window)],
+    )?;
+    let history = millis(retention.history);
+    tx.execute(concat!("DELETE FROM flows WHERE received_at < ", now!(), " - ?1"), params![history])?;
+    tx.execute(
+        concat!(
+            "DELETE FROM digest_windows WHERE window_end < ",
+            now!(),
+            " - ?1 AND window_end < (SELECT MAX(w.window_end) FROM digest_windows w \
+             WHERE w.digest = digest_windows.digest)"
+        ),
+        params![history],
+    )?;
+    Ok(n)
 }
 
 /// A text column, also when it holds bytes.
@@ -625,11 +744,12 @@ impl Store for SqliteStore {
             .map(|c| Job {
                 id: c.id,
                 event_key: c.event_key,
-                event: Arc::new(serde_json::from_str(&c.body).unwrap_or(Value::Null)),
+                event: Arc::new(policy::event_with_facts(c.body.as_bytes(), c.facts.as_deref())),
                 destination: c.destination,
                 routes: policy::split_routes(&c.routes),
                 attempt: c.attempt.try_into().unwrap_or(u32::MAX),
                 lease: owner.clone(),
+                payload: c.payload,
             })
             .collect())
     }
@@ -726,11 +846,12 @@ impl Store for SqliteStore {
         let id = id.to_ascii_lowercase();
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {SUMMARY_COLUMNS}, e.body FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = ?1"
+                "SELECT {SUMMARY_COLUMNS}, e.body, e.facts FROM deliveries d JOIN events e ON e.id = d.event_id \
+                 WHERE d.id = ?1"
             );
-            let Some((summary, body)) = conn
+            let Some((summary, body, facts)) = conn
                 .prepare_cached(&sql)?
-                .query_row(params![id], |row| Ok((summary(row)?, text(row, 12)?)))
+                .query_row(params![id], |row| Ok((summary(row)?, text(row, 12)?, optional_text(row, 13)?)))
                 .optional()?
             else {
                 return Ok(None);
@@ -755,6 +876,7 @@ impl Store for SqliteStore {
             Ok(Some(DeliveryDetail {
                 summary,
                 event: serde_json::from_str(&body).unwrap_or(Value::Null),
+                facts: policy::stored_facts(body.as_bytes(), facts.as_deref()),
                 last_payload: attempt_log.iter().rev().find_map(|a| a.payload.clone()),
                 attempt_log,
             }))
@@ -791,13 +913,71 @@ impl Store for SqliteStore {
         self.write(move |tx, _| delete_older(tx, Status::Dead, age)).await
     }
 
-    async fn prune(&self, retention: Duration, dedup_window: Duration) -> Result<u64, StoreError> {
-        let (retention, window) = (millis(retention), millis(dedup_window));
-        self.write(move |tx, _| {
-            let n = delete_older(tx, Status::Delivered, retention)?;
-            tx.execute(concat!("DELETE FROM dedup WHERE received_at < ", now!(), " - ?1"), params![window])?;
-            Ok(n)
+    async fn prune(&self, retention: &Retention) -> Result<u64, StoreError> {
+        let retention = *retention;
+        self.write(move |tx, _| prune(tx, &retention)).await
+    }
+
+    async fn history(&self, customer: &str, within: Duration) -> Result<Vec<Flow>, StoreError> {
+        let (customer, within) = (customer.to_owned(), millis(within));
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT event_id, received_at, record FROM flows WHERE customer = ?1 AND received_at >= ",
+                now!(),
+                " - ?2 ORDER BY received_at DESC, event_id DESC"
+            ))?
+            .query_map(params![customer, within], |row| {
+                let mut flow = Flow::from_record(&text(row, 2)?, time(row.get(1)?));
+                flow.event = row.get(0)?;
+                Ok(flow)
+            })?
+            .collect()
         })
         .await
+    }
+
+    async fn forget(&self, customer: &str) -> Result<Forgotten, StoreError> {
+        let customer = customer.to_owned();
+        self.write(move |tx, _| forget(tx, &customer)).await
+    }
+
+    async fn events_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Vec<StoredEvent>, StoreError> {
+        let (start, end) = (start.timestamp_millis(), end.timestamp_millis());
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, received_at, body, facts FROM events WHERE received_at >= ?1 AND received_at < ?2 \
+                 AND source = 'raaft' ORDER BY received_at, id",
+            )?
+            .query_map(params![start, end], |row| {
+                Ok(StoredEvent {
+                    id: row.get(0)?,
+                    received_at: time(row.get(1)?),
+                    event: policy::event_with_facts(text(row, 2)?.as_bytes(), optional_text(row, 3)?.as_deref()),
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn last_digest_window(&self, digest: &str) -> Result<Option<DigestWindow>, StoreError> {
+        let digest = digest.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT digest, window_start, window_end, event_id FROM digest_windows WHERE digest = ?1 \
+                 ORDER BY window_end DESC LIMIT 1",
+            )?
+            .query_row(params![digest], digest_window)
+            .optional()
+        })
+        .await
+    }
+
+    async fn claim_digest(&self, digest: NewDigest) -> Result<DigestClaim, StoreError> {
+        self.write(move |tx, _| claim_digest(tx, &digest)).await
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        self.read(|conn| conn.query_row(concat!("SELECT ", now!()), [], |row| row.get::<_, i64>(0)).map(time)).await
     }
 }

@@ -985,7 +985,33 @@ impl Store for ProbedStore {
     async fn purge_dead(&self, o: Duration) -> Result<u64, StoreError> {
         self.inner.purge_dead(o).await
     }
-    async fn prune(&self, r: Duration, w: Duration) -> Result<u64, StoreError> {
-        self.inner.prune(r, w).await
+    async fn prune(&self, r: &raaft_relay::store::Retention) -> Result<u64, StoreError> {
+        self.inner.prune(r).await
+    }
+    async fn history(&self, c: &str, w: Duration) -> Result<Vec<raaft_relay::history::Flow>, StoreError> {
+        self.check()?;
+        self.inner.history(c, w).await
+    }
+    async fn forget(&self, c: &str) -> Result<raaft_relay::store::Forgotten, StoreError> {
+        self.inner.forget(c).await
+    }
+    async fn events_between(
+        &self,
+        s: chrono::DateTime<chrono::Utc>,
+        e: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<raaft_relay::store::StoredEvent>, StoreError> {
+        self.inner.events_between(s, e).await
+    }
+    async fn last_digest_window(&self, d: &str) -> Result<Option<raaft_relay::store::DigestWindow>, StoreError> {
+        self.inner.last_digest_window(d).await
+    }
+    async fn claim_digest(
+        &self,
+        d: raaft_relay::store::NewDigest,
+    ) -> Result<raaft_relay::store::DigestClaim, StoreError> {
+        self.inner.claim_digest(d).await
+    }
+    async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        self.inner.now().await
     }
 }

@@ -10,6 +10,7 @@ mod discord;
 mod edge;
 mod email;
 mod exactly_once;
+mod history;
 mod ingest;
 mod operate;
 mod operators;

@@ -131,8 +131,10 @@ on_both_stores! {
             body: json!({"flowId": flow}).to_string(),
             outcome: Some("canceled".into()),
             customer: None,
+            facts: None,
+            flow: None,
         };
-        let to = || vec![NewDelivery { destination: "hook".into(), routes: vec!["all".into()] }];
+        let to = || vec![NewDelivery::rendered_later("hook".into(), vec!["all".into()])];
         store.enqueue(event("a"), to()).await.unwrap();
         store.enqueue(event("b"), to()).await.unwrap();
         assert_eq!(store.enqueue(event("b"), to()).await.unwrap(), Enqueued::Duplicate);
@@ -144,9 +146,9 @@ on_both_stores! {
         assert_eq!(store.finish_attempt(a, record(), JobState::Delivered).await.unwrap(), Recorded::Done);
         store.finish_attempt(b, record(), JobState::Dead { reason: "HTTP 404".into() }).await.unwrap();
         // Nothing is old enough yet.
-        assert_eq!(store.prune(Duration::from_secs(3600), Duration::from_secs(3600)).await.unwrap(), 0);
+        assert_eq!(store.prune(&retention(Duration::from_secs(3600))).await.unwrap(), 0);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(store.prune(Duration::from_millis(1), Duration::from_millis(1)).await.unwrap(), 1);
+        assert_eq!(store.prune(&retention(Duration::from_millis(1))).await.unwrap(), 1);
         let stats = count(&location).await;
         assert_eq!((stats.delivered, stats.dead, stats.events, stats.attempts), (0, 1, 1, 1));
         // The pruned idempotency key no longer makes "a" a duplicate.
@@ -167,8 +169,8 @@ on_both_stores! {
             // Half the requests carry one key (Raaft retrying at once), half their own.
             let key = if i % 2 == 0 { "same".to_owned() } else { format!("own-{i}") };
             tasks.push(tokio::spawn(async move {
-                let event = NewEvent { key, body: "{}".into(), outcome: None, customer: None };
-                store.enqueue(event, vec![NewDelivery { destination: "d".into(), routes: vec![] }]).await.unwrap()
+                let event = NewEvent { key, body: "{}".into(), outcome: None, customer: None, facts: None, flow: None };
+                store.enqueue(event, vec![NewDelivery::rendered_later("d".into(), vec![])]).await.unwrap()
             }));
         }
         let mut accepted = 0;
@@ -186,8 +188,8 @@ on_both_stores! {
         let dir = tempfile::tempdir().unwrap();
         let location = store.fresh_location(dir.path()).await;
         let store = raaft_relay::store::open(&location, Duration::from_secs(3600), Access::Serve).await.unwrap();
-        let event = NewEvent { key: "k".into(), body: "{}".into(), outcome: None, customer: None };
-        store.enqueue(event, vec![NewDelivery { destination: "d".into(), routes: vec![] }]).await.unwrap();
+        let event = NewEvent { key: "k".into(), body: "{}".into(), outcome: None, customer: None, facts: None, flow: None };
+        store.enqueue(event, vec![NewDelivery::rendered_later("d".into(), vec![])]).await.unwrap();
         let first = store.claim_due(10, Duration::from_secs(2)).await.unwrap();
         assert_eq!(first.len(), 1);
         assert!(store.claim_due(10, Duration::from_secs(2)).await.unwrap().is_empty());
@@ -284,4 +286,8 @@ async fn an_unreachable_postgres_answers_503_until_it_is_back() {
     }
     assert!(ok, "the relay did not recover when the database came back");
     hook.wait_for(1, Duration::from_secs(10)).await;
+}
+
+fn retention(all: Duration) -> raaft_relay::store::Retention {
+    raaft_relay::store::Retention { deliveries: all, dedup_window: all, history: all }
 }

@@ -1,12 +1,18 @@
-//! The command line: `serve`, `check`, `render` and `send-test`, each
-//! working from the same config file.
+//! The command line: `serve`, `check`, `render` and `send-test`, the
+//! operators' `deliveries` ([`deliveries`]), `history` and `forget`
+//! ([`customers`]) and `digest` ([`digests`]), each working from the same
+//! config file.
+
+mod customers;
+mod deliveries;
+mod digests;
 
 use crate::check::check;
 use crate::event::Event;
 use crate::loaded_config::LoadedConfig;
 use crate::routing::RouteReport;
 use crate::rules::Verdict;
-use crate::store::{Access, ListFilter, Status, Store};
+use crate::store::{Access, Status, Store};
 use crate::telemetry::LogFormat;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -57,6 +63,33 @@ pub enum Command {
     /// Inspect and replay deliveries in the store a running relay uses.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
+    /// Print a customer's flows (customer id, or e-mail address).
+    History {
+        customer: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase everything the relay holds about a customer (history, events,
+    /// rendered payloads, attempts), for erasure requests.
+    Forget { customer: String },
+    /// Preview or send a digest.
+    #[command(subcommand)]
+    Digest(DigestCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DigestCommand {
+    /// Print the digest of the last complete window before --at, rendered
+    /// for each destination; sends nothing.
+    Preview {
+        name: String,
+        /// RFC 3339 time (default now).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Queue the digest of the last complete window now (once per window).
+    Send { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,7 +138,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Check => run_check(&cli.config),
         Command::Render { event, destination } => render(&cli.config, event, destination.as_deref()),
         Command::SendTest { destination, event } => send_test(&cli.config, destination, event.as_deref()).await,
-        Command::Deliveries(command) => deliveries(&cli.config, command).await,
+        Command::Deliveries(command) => deliveries::run(&cli.config, command).await,
+        Command::History { customer, json } => customers::history(&cli.config, customer, *json).await,
+        Command::Forget { customer } => customers::forget(&cli.config, customer).await,
+        Command::Digest(command) => digests::run(&cli.config, command).await,
     };
     match result {
         Ok(code) => code,
@@ -201,9 +237,14 @@ fn read_event(path: &Path) -> anyhow::Result<Event> {
 fn render(config: &Path, event_path: &Path, only: Option<&str>) -> anyhow::Result<ExitCode> {
     let loaded = load(config)?;
     let event = read_event(event_path)?;
-    let (targets, reports) = loaded.router.explain(&event.raw);
+    let outcome = event.outcome().to_owned();
+    let facts = crate::history::first_flow_facts(&event.raw, chrono::Utc::now());
+    let event = crate::history::with_facts(std::sync::Arc::unwrap_or_clone(event.raw), Some(&facts));
+    let (targets, reports) = loaded.router.explain(&event);
     let mut out = std::io::stdout().lock();
-    writeln!(out, "event: outcome {}", event.outcome())?;
+    writeln!(out, "event: outcome {outcome}")?;
+    writeln!(out, "mrr: {}", facts["mrr"])?;
+    writeln!(out, "history: as of a first flow (render does not read the store)")?;
     for report in &reports {
         writeln!(out, "{}", describe_route(report, &loaded))?;
     }
@@ -226,7 +267,7 @@ fn render(config: &Path, event_path: &Path, only: Option<&str>) -> anyhow::Resul
         let via =
             if routes.is_empty() { "no route reaches it".to_owned() } else { format!("via {}", routes.join(", ")) };
         writeln!(out, "\n== destination \"{name}\" ({}, {via})", dest.kind.as_str())?;
-        match dest.payload(&event.raw) {
+        match dest.payload(&event) {
             Ok(payload) => writeln!(out, "{}", payload.display())?,
             Err(e) => {
                 writeln!(out, "cannot render: {e}")?;
@@ -259,7 +300,9 @@ async fn send_test(config: &Path, name: &str, event_path: Option<&Path>) -> anyh
         Some(p) => read_event(p)?,
         None => Event::parse(crate::samples::DEFAULT_TEST_EVENT.as_bytes()).expect("the sample is an event"),
     };
-    let payload = dest.payload(&event.raw).map_err(|e| anyhow::anyhow!("cannot render: {e}"))?;
+    let facts = crate::history::first_flow_facts(&event.raw, chrono::Utc::now());
+    let event = crate::history::with_facts(std::sync::Arc::unwrap_or_clone(event.raw), Some(&facts));
+    let payload = dest.payload(&event).map_err(|e| anyhow::anyhow!("cannot render: {e}"))?;
     let report = dest.send(&payload, loaded.config.retry.attempt_timeout).await;
     let status = report.status.map(|s| format!(" ({s})")).unwrap_or_default();
     let response = report.response.as_deref().map(|r| format!(": {}", one_line(r))).unwrap_or_default();
@@ -279,7 +322,7 @@ async fn send_test(config: &Path, name: &str, event_path: Option<&Path>) -> anyh
     }
 }
 
-async fn open_store(path: &Path) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+pub(crate) async fn open_store(path: &Path) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     let config = crate::config::Config::load(path).map_err(|p| anyhow::anyhow!("invalid configuration:\n{p}"))?;
     crate::store::open(&config.store.location, config.dedup_window, Access::Tool)
         .await
@@ -296,102 +339,4 @@ fn one_line(s: &[u8]) -> String {
 /// sequence) and bytes that are not UTF-8, shown as escapes.
 fn shown(s: &str) -> String {
     crate::text::shown(s.as_bytes())
-}
-
-async fn deliveries(config: &Path, command: &DeliveriesCommand) -> anyhow::Result<ExitCode> {
-    let store = open_store(config).await?;
-    let mut out = std::io::stdout().lock();
-    match command {
-        DeliveriesCommand::List { status, destination, since, limit } => {
-            let since = since.as_deref().map(crate::config::parse_duration).transpose().map_err(anyhow::Error::msg)?;
-            let filter = ListFilter { status: *status, destination: destination.clone(), since, limit: *limit };
-            let rows = store.list(&filter).await?;
-            if rows.is_empty() {
-                writeln!(out, "no deliveries")?;
-            }
-            for d in rows {
-                writeln!(
-                    out,
-                    "{}  {}  {:<14} {:<16} {:<16} {:<9} {:>2}  {}",
-                    d.id,
-                    d.created_at.format("%Y-%m-%d %H:%M:%S"),
-                    d.destination,
-                    d.routes.join(","),
-                    d.customer.as_deref().map(shown).unwrap_or_else(|| "-".into()),
-                    d.status.as_str(),
-                    d.attempts,
-                    d.last_error.as_deref().map(|e| one_line(e.as_bytes())).unwrap_or_default(),
-                )?;
-            }
-        }
-        DeliveriesCommand::Show { id } => {
-            let Some(d) = store.show(id).await? else {
-                bail!("no delivery \"{id}\"");
-            };
-            let s = &d.summary;
-            writeln!(out, "delivery     {}", s.id)?;
-            writeln!(out, "status       {} after {} attempt(s)", s.status.as_str(), s.attempts)?;
-            writeln!(out, "destination  {} (routes: {})", s.destination, s.routes.join(", "))?;
-            writeln!(
-                out,
-                "event        {} ({}, customer {})",
-                s.event_id,
-                s.outcome.as_deref().map(shown).unwrap_or_else(|| "-".into()),
-                s.customer.as_deref().map(shown).unwrap_or_else(|| "-".into())
-            )?;
-            writeln!(out, "created      {}", s.created_at.to_rfc3339())?;
-            if s.status == Status::Pending {
-                writeln!(out, "next attempt {}", s.next_attempt_at.to_rfc3339())?;
-            }
-            if let Some(e) = &s.last_error {
-                writeln!(out, "last error   {}", shown(e))?;
-            }
-            writeln!(out, "\nattempts:")?;
-            for a in &d.attempt_log {
-                let status = a.status_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
-                let what =
-                    a.error.as_deref().map(str::as_bytes).or(a.response.as_deref()).map(one_line).unwrap_or_default();
-                writeln!(
-                    out,
-                    "  #{:<2} {}  status {:<4} {:>6} ms  {}",
-                    a.number,
-                    a.at.to_rfc3339(),
-                    status,
-                    a.latency_ms,
-                    what
-                )?;
-            }
-            writeln!(out, "\nevent:\n{}", serde_json::to_string_pretty(&d.event)?)?;
-            if let Some(p) = &d.last_payload {
-                writeln!(out, "\npayload of the last attempt:\n{}", shown(p))?;
-            }
-        }
-        DeliveriesCommand::Replay { ids, dead, destination } => {
-            if *dead {
-                let n = store.replay_dead(destination.as_deref()).await?;
-                writeln!(out, "replayed {n} dead deliveries")?;
-            } else {
-                let replayed = store.replay(ids).await?;
-                for r in &replayed {
-                    if r.after_attempt_under_way {
-                        writeln!(out, "replayed {} (after the attempt under way, which is not interrupted)", r.id)?;
-                    } else {
-                        writeln!(out, "replayed {}", r.id)?;
-                    }
-                }
-                let missing: Vec<&String> =
-                    ids.iter().filter(|id| !replayed.iter().any(|r| r.id == id.to_ascii_lowercase())).collect();
-                if !missing.is_empty() {
-                    let list: Vec<String> = missing.iter().map(|m| format!("\"{m}\"")).collect();
-                    bail!("no delivery {}", list.join(", "));
-                }
-            }
-        }
-        DeliveriesCommand::Purge { dead: _, older_than } => {
-            let older_than = crate::config::parse_duration(older_than).map_err(anyhow::Error::msg)?;
-            let n = store.purge_dead(older_than).await?;
-            writeln!(out, "purged {n} dead deliveries")?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }

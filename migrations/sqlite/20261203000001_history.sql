@@ -1,0 +1,34 @@
+-- Every outcome remembered. An event keeps what the relay computed at its
+-- receipt (`mrr`, the customer's `history`) as JSON, so a retry or a
+-- replay renders the same message; `source` tells Raaft's events from the
+-- digests the relay makes. The customer column holds the history's key.
+ALTER TABLE events ADD COLUMN facts TEXT;
+ALTER TABLE events ADD COLUMN source TEXT NOT NULL DEFAULT 'raaft';
+CREATE INDEX events_customer ON events (customer);
+
+-- A delivery made with its payload already rendered (a digest) sends that
+-- payload on every attempt and replay.
+ALTER TABLE deliveries ADD COLUMN payload TEXT;
+
+-- One compact row per flow of a customer, kept for [history] retention.
+CREATE TABLE flows (
+    event_id TEXT PRIMARY KEY,
+    customer TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX flows_customer ON flows (customer, received_at);
+CREATE INDEX flows_received_at ON flows (received_at);
+
+-- One row per digest window: the claim that makes it sent once, whichever
+-- replica or restart gets there first. A window skipped (older than
+-- [history] catch_up) has no event.
+CREATE TABLE digest_windows (
+    digest TEXT NOT NULL,
+    window_start BIGINT NOT NULL,
+    window_end BIGINT NOT NULL,
+    event_id TEXT,
+    claimed_at BIGINT NOT NULL,
+    PRIMARY KEY (digest, window_start)
+);
+CREATE INDEX digest_windows_end ON digest_windows (digest, window_end);

@@ -1,0 +1,107 @@
+//! `deliveries list|show|replay|purge`: the store a running relay uses,
+//! from beside it.
+
+use super::{one_line, open_store, shown, DeliveriesCommand};
+use crate::store::{ListFilter, Status};
+use anyhow::bail;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub(super) async fn run(config: &Path, command: &DeliveriesCommand) -> anyhow::Result<ExitCode> {
+    let store = open_store(config).await?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        DeliveriesCommand::List { status, destination, since, limit } => {
+            let since = since.as_deref().map(crate::config::parse_duration).transpose().map_err(anyhow::Error::msg)?;
+            let filter = ListFilter { status: *status, destination: destination.clone(), since, limit: *limit };
+            let rows = store.list(&filter).await?;
+            if rows.is_empty() {
+                writeln!(out, "no deliveries")?;
+            }
+            for d in rows {
+                writeln!(
+                    out,
+                    "{}  {}  {:<14} {:<16} {:<16} {:<9} {:>2}  {}",
+                    d.id,
+                    d.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    d.destination,
+                    d.routes.join(","),
+                    d.customer.as_deref().map(shown).unwrap_or_else(|| "-".into()),
+                    d.status.as_str(),
+                    d.attempts,
+                    d.last_error.as_deref().map(|e| one_line(e.as_bytes())).unwrap_or_default(),
+                )?;
+            }
+        }
+        DeliveriesCommand::Show { id } => {
+            let Some(d) = store.show(id).await? else {
+                bail!("no delivery \"{id}\"");
+            };
+            let s = &d.summary;
+            writeln!(out, "delivery     {}", s.id)?;
+            writeln!(out, "status       {} after {} attempt(s)", s.status.as_str(), s.attempts)?;
+            writeln!(out, "destination  {} (routes: {})", s.destination, s.routes.join(", "))?;
+            writeln!(
+                out,
+                "event        {} ({}, customer {})",
+                s.event_id,
+                s.outcome.as_deref().map(shown).unwrap_or_else(|| "-".into()),
+                s.customer.as_deref().map(shown).unwrap_or_else(|| "-".into())
+            )?;
+            writeln!(out, "created      {}", s.created_at.to_rfc3339())?;
+            if s.status == Status::Pending {
+                writeln!(out, "next attempt {}", s.next_attempt_at.to_rfc3339())?;
+            }
+            if let Some(e) = &s.last_error {
+                writeln!(out, "last error   {}", shown(e))?;
+            }
+            writeln!(out, "\nattempts:")?;
+            for a in &d.attempt_log {
+                let status = a.status_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+                let what =
+                    a.error.as_deref().map(str::as_bytes).or(a.response.as_deref()).map(one_line).unwrap_or_default();
+                writeln!(
+                    out,
+                    "  #{:<2} {}  status {:<4} {:>6} ms  {}",
+                    a.number,
+                    a.at.to_rfc3339(),
+                    status,
+                    a.latency_ms,
+                    what
+                )?;
+            }
+            writeln!(out, "\nevent:\n{}", serde_json::to_string_pretty(&d.event)?)?;
+            if let Some(p) = &d.last_payload {
+                writeln!(out, "\npayload of the last attempt:\n{}", shown(p))?;
+            }
+        }
+        DeliveriesCommand::Replay { ids, dead, destination } => {
+            if *dead {
+                let n = store.replay_dead(destination.as_deref()).await?;
+                writeln!(out, "replayed {n} dead deliveries")?;
+            } else {
+                let replayed = store.replay(ids).await?;
+                for r in &replayed {
+                    if r.after_attempt_under_way {
+                        writeln!(out, "replayed {} (after the attempt under way, which is not interrupted)", r.id)?;
+                    } else {
+                        writeln!(out, "replayed {}", r.id)?;
+                    }
+                }
+                let missing: Vec<&String> =
+                    ids.iter().filter(|id| !replayed.iter().any(|r| r.id == id.to_ascii_lowercase())).collect();
+                if !missing.is_empty() {
+                    let list: Vec<String> = missing.iter().map(|m| format!("\"{m}\"")).collect();
+                    bail!("no delivery {}", list.join(", "));
+                }
+            }
+        }
+        DeliveriesCommand::Purge { dead: _, older_than } => {
+            let older_than = crate::config::parse_duration(older_than).map_err(anyhow::Error::msg)?;
+            let n = store.purge_dead(older_than).await?;
+            writeln!(out, "purged {n} dead deliveries")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,204 @@
+//! Every outcome remembered: customer history and MRR in rules and
+//! templates as of each event's receipt, erasure on request, and digests
+//! claimed once per window, on both engines.
+
+use crate::helpers::*;
+use raaft_relay::LoadedConfig;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A webhook that shows what the relay knew of the event, a second one
+/// for third attempts, and the admin API.
+fn history_config(hook: &Receiver, founders: &Receiver, extra: &str) -> ConfigDir {
+    let cfg = ConfigDir::new(&format!(
+        "[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"facts.json.hbs\"\n\
+         [destinations.founders]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"facts.json.hbs\"\n\
+         [[routes]]\nname = \"saves\"\nwhen = {{ outcome = \"saved\" }}\nto = [\"hook\"]\n\
+         [[routes]]\nname = \"cancellations\"\nwhen = {{ outcome = \"canceled\" }}\nto = [\"hook\"]\n\
+         [[routes]]\nname = \"third-attempt\"\nwhen = 'history.nth >= 3 && outcome == \"canceled\"'\nto = [\"founders\"]\n\
+         [[routes]]\nname = \"big-accounts\"\nwhen = 'mrr.monthly >= 100'\nto = [\"founders\"]\n\
+         [admin]\ntokens = [\"adm1n-token-0123456789\"]\n{extra}",
+        hook.url("/hook"),
+        founders.url("/founders"),
+    ));
+    cfg.write_template(
+        "facts.json.hbs",
+        r#"{"flow": "{{flowId}}", "outcome": "{{outcome}}", "nth": {{{json history.nth}}}, "saved_before": {{{json history.saved_before}}}, "previous": {{{json history.previous}}}, "summary": {{{json history.summary}}}, "monthly": {{{json mrr.monthly}}}, "retained": {{{json mrr.retained}}}}"#,
+    );
+    cfg
+}
+
+/// A sample event of customer `id` (and `flowId` `flow`).
+fn event_of(name: &str, id: &str, flow: &str) -> String {
+    let mut e: Value = serde_json::from_str(&sample_exact(name)).unwrap();
+    e["customer"]["id"] = json!(id);
+    e["subscription"]["customer"]["id"] = json!(id);
+    e["flowId"] = json!(flow);
+    e.to_string()
+}
+
+fn bodies(received: &[Received]) -> Vec<Value> {
+    received.iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect()
+}
+
+const ADMIN: &str = "Bearer adm1n-token-0123456789";
+
+on_both_stores! {
+    async fn history_is_counted_per_customer_as_of_receipt_and_a_replay_renders_the_same(store) {
+        let (hook, founders) = (Receiver::start(Answer::new(200, "")).await, Receiver::start(Answer::new(200, "")).await);
+        let app = spawn_app(history_config(&hook, &founders, ""), &store).await;
+        // Saved with a discount, then canceled twice; another customer between.
+        for (name, customer, flow) in [
+            ("saved-discount.json", "cus_A", "f1"),
+            ("canceled.json", "cus_B", "f2"),
+            ("canceled.json", "cus_A", "f3"),
+            ("aborted.json", "cus_A", "f4"),
+            ("canceled.json", "cus_A", "f5"),
+        ] {
+            assert_eq!(app.post_event(event_of(name, customer, flow)).await.status(), 200);
+            // One at a time: each event's history is what came before it.
+            app.wait_settled(Duration::from_secs(10)).await;
+        }
+        let got = bodies(&hook.wait_for(4, Duration::from_secs(10)).await);
+        let by_flow = |flow: &str| got.iter().find(|b| b["flow"] == flow).cloned().unwrap_or_else(|| panic!("{flow} not delivered: {got:?}"));
+        assert_eq!((by_flow("f1")["nth"].clone(), by_flow("f1")["saved_before"].clone()), (json!(1), json!(0)));
+        assert_eq!(by_flow("f1")["summary"], "First cancellation attempt");
+        assert_eq!(by_flow("f1")["retained"], 10);
+        assert_eq!(by_flow("f2")["nth"], 1, "another customer's flows do not count");
+        let third = by_flow("f5");
+        assert_eq!((third["nth"].clone(), third["saved_before"].clone()), (json!(4), json!(1)));
+        let outcomes: Vec<&str> = third["previous"].as_array().unwrap().iter().map(|p| p["outcome"].as_str().unwrap()).collect();
+        assert_eq!(outcomes, ["aborted", "canceled", "saved"], "newest first, the unrouted abort included");
+        assert_eq!(third["previous"][2]["offer"], "30% off for 3 months");
+        assert!(third["summary"].as_str().unwrap().starts_with("4th cancellation attempt today; saved in "), "{third}");
+        assert_eq!(third["monthly"], 49);
+        // The escalation: only the 3rd canceled-or-later attempt of cus_A reaches the founders.
+        let escalated = bodies(&founders.wait_for(1, Duration::from_secs(10)).await);
+        let flows: Vec<&str> = escalated.iter().map(|b| b["flow"].as_str().unwrap()).collect();
+        assert_eq!(flows, ["f5"], "f3 is cus_A's 2nd flow, f4 was aborted: {escalated:?}");
+
+        // A replay renders the history as it was at receipt.
+        let first = app.store.list(&raaft_relay::store::ListFilter { destination: Some("hook".into()), limit: 0, ..Default::default() }).await.unwrap();
+        let f1 = first.iter().find(|d| d.outcome.as_deref() == Some("saved")).unwrap();
+        app.store.replay(std::slice::from_ref(&f1.id)).await.unwrap();
+        let again = bodies(&hook.wait_for(5, Duration::from_secs(10)).await);
+        assert_eq!(again[4], by_flow("f1"), "the replay sends what the first attempt sent");
+
+        // The history as the operator sees it.
+        let h: Value = app.client().get(format!("{}/admin/customers/cus_A", app.address)).header("authorization", ADMIN).send().await.unwrap().json().await.unwrap();
+        let outcomes: Vec<&str> = h["flows"].as_array().unwrap().iter().map(|f| f["outcome"].as_str().unwrap()).collect();
+        assert_eq!(outcomes, ["canceled", "aborted", "canceled", "saved"]);
+        // Every event is kept, routed or not.
+        assert_eq!(app.stats().await.events, 5);
+    }
+
+    async fn forget_erases_everything_about_one_customer(store) {
+        let (hook, founders) = (Receiver::start(Answer::new(200, "")).await, Receiver::start(Answer::new(200, "")).await);
+        let app = spawn_app(history_config(&hook, &founders, ""), &store).await;
+        let mut by_email: Value = serde_json::from_str(&sample_exact("aborted.json")).unwrap();
+        by_email["customer"] = json!({"email": "Ana@Example.com", "name": "Ana"});
+        by_email["subscription"]["customer"] = json!({});
+        for body in [event_of("canceled.json", "cus_A", "a1"), event_of("saved-discount.json", "cus_A", "a2"), event_of("canceled.json", "cus_B", "b1"), by_email.to_string()] {
+            assert_eq!(app.post_event(body).await.status(), 200);
+        }
+        app.wait_settled(Duration::from_secs(10)).await;
+        let before = app.stats().await;
+        assert_eq!((before.events, before.delivered), (4, 3));
+        let url = |who: &str| format!("{}/admin/customers/{who}", app.address);
+        let r = app.client().delete(url("cus_A")).header("authorization", ADMIN).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let gone: Value = r.json().await.unwrap();
+        assert_eq!(gone["forgotten"], json!({"flows": 2, "events": 2, "deliveries": 2, "attempts": 2}));
+        let after = app.stats().await;
+        assert_eq!((after.events, after.delivered, after.attempts), (2, 1, 1));
+        let h: Value = app.client().get(url("cus_A")).header("authorization", ADMIN).send().await.unwrap().json().await.unwrap();
+        assert_eq!(h["flows"], json!([]));
+        let b: Value = app.client().get(url("cus_B")).header("authorization", ADMIN).send().await.unwrap().json().await.unwrap();
+        assert_eq!(b["flows"].as_array().unwrap().len(), 1, "the other customer is kept");
+        // A customer known only by e-mail, named in any case.
+        let r = app.client().delete(url("ANA%40example.COM")).header("authorization", ADMIN).send().await.unwrap();
+        let gone: Value = r.json().await.unwrap();
+        assert_eq!((gone["forgotten"]["flows"].clone(), gone["forgotten"]["events"].clone()), (json!(1), json!(1)));
+        assert_eq!(app.stats().await.events, 1);
+        // Without the admin token, nothing.
+        assert_eq!(app.client().delete(url("cus_B")).send().await.unwrap().status(), 401);
+    }
+
+    async fn a_digest_window_is_claimed_once_whoever_tries_with_every_event_in_it(store) {
+        let (hook, founders) = (Receiver::start(Answer::new(200, "")).await, Receiver::start(Answer::new(200, "")).await);
+        let cfg = history_config(
+            &hook,
+            &founders,
+            "[digests.daily]\nschedule = \"0 9 * * *\"\ntimezone = \"Europe/Lisbon\"\nwhen = { outcome = [\"saved\", \"canceled\"] }\nto = [\"founders\"]\ntemplate = \"digest.json.hbs\"\n",
+        );
+        cfg.write_template(
+            "digest.json.hbs",
+            r#"{"digest": "{{digest}}", "total": {{total}}, "outcomes": {{{json outcomes}}}, "revenue": {{{json revenue}}}, "start": "{{window.start}}", "end": "{{window.end}}"}"#,
+        );
+        let app = spawn_app(cfg, &store).await;
+        for body in [
+            event_of("canceled.json", "c1", "d1"),
+            event_of("canceled-annual-enterprise.json", "c2", "d2"),
+            event_of("saved-switch-plan.json", "c3", "d3"),
+            event_of("aborted.json", "c4", "d4"),
+        ] {
+            assert_eq!(app.post_event(body).await.status(), 200);
+        }
+        app.wait_settled(Duration::from_secs(10)).await;
+        let escalations = founders.count();
+        // A day later, by the store's clock: six replicas or restarts try at once.
+        let loaded = std::sync::Arc::new(LoadedConfig::load(&app.config_path()).unwrap());
+        let later = app.store.now().await.unwrap() + chrono::Duration::hours(24);
+        let mut tries = Vec::new();
+        for _ in 0..6 {
+            let (store, loaded) = (app.store.clone(), loaded.clone());
+            tries.push(tokio::spawn(async move {
+                let digest = loaded.digest("daily").unwrap();
+                let mut queued = 0;
+                // Each keeps stepping until told to wait.
+                while raaft_relay::digest::scheduler::advance(store.as_ref(), &loaded, digest, later).await.unwrap().is_none() {
+                    queued += 1;
+                }
+                queued
+            }));
+        }
+        for t in tries {
+            t.await.unwrap();
+        }
+        let windows = query_number(&app.location, "SELECT COUNT(*) FROM digest_windows WHERE event_id IS NOT NULL").await.unwrap();
+        assert_eq!(windows, 1, "one digest queued for the window");
+        let got = founders.wait_for(escalations + 1, Duration::from_secs(10)).await;
+        app.wait_settled(Duration::from_secs(10)).await;
+        assert_eq!(founders.count(), escalations + 1, "sent once");
+        let digest: Value = serde_json::from_slice(&got.last().unwrap().body).unwrap();
+        assert_eq!(digest["digest"], "daily");
+        assert_eq!(digest["total"], 3, "the aborted flow is not counted by `when`: {digest}");
+        assert_eq!(digest["outcomes"], json!({"aborted": 0, "canceled": 2, "error": 0, "saved": 1}));
+        assert_eq!(digest["revenue"], json!([{"currency": "USD", "lost": 149, "saved": 8}]));
+        // The window ends at 09:00 in Lisbon, within a day of the events.
+        let end = chrono::DateTime::parse_from_rfc3339(digest["end"].as_str().unwrap()).unwrap();
+        assert!(end.with_timezone(&chrono_tz::Europe::Lisbon).format("%H:%M").to_string() == "09:00", "{digest}");
+        // The preview of that window shows the same figures and sends nothing.
+        let at = (later).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let preview: Value = app
+            .client()
+            .get(format!("{}/admin/digests/daily/preview", app.address))
+            .query(&[("at", at.as_str())])
+            .header("authorization", ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(preview["context"]["total"], 3, "{preview}");
+        assert!(preview["destinations"]["founders"]["payload"].as_str().unwrap().contains("\"total\": 3"), "{preview}");
+        assert_eq!(founders.count(), escalations + 1);
+        // The digest is an ordinary delivery: listed, and replayed as it was.
+        let digests = app.store.list(&raaft_relay::store::ListFilter { destination: Some("founders".into()), limit: 0, ..Default::default() }).await.unwrap();
+        let d = digests.iter().find(|d| d.routes == ["digest:daily"]).expect("the digest is listed");
+        app.store.replay(std::slice::from_ref(&d.id)).await.unwrap();
+        let again = founders.wait_for(escalations + 2, Duration::from_secs(10)).await;
+        assert_eq!(again.last().unwrap().body, got.last().unwrap().body);
+    }
+}
