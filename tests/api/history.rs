@@ -202,3 +202,43 @@ on_both_stores! {
         assert_eq!(again.last().unwrap().body, got.last().unwrap().body);
     }
 }
+
+/// Runs the relay's command line on `config`; returns its standard output.
+fn cli(config: &std::path::Path, args: &[&str]) -> String {
+    let out = relay_command().args(["--config", config.to_str().unwrap()]).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{args:?} failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+on_both_stores! {
+    async fn history_forget_and_digest_preview_from_the_command_line(store) {
+        let (hook, founders) = (Receiver::start(Answer::new(200, "")).await, Receiver::start(Answer::new(200, "")).await);
+        let cfg = history_config(
+            &hook,
+            &founders,
+            "[digests.daily]\nschedule = \"0 9 * * *\"\nto = [\"hook\"]\ntemplate = \"digest.hbs\"\n",
+        );
+        cfg.write_template("digest.hbs", "{{total}} flows, {{outcomes.saved}} saved, save rate {{percent save_rate}}");
+        let app = spawn_app(cfg, &store).await;
+        for body in [event_of("saved-discount.json", "cus_A", "c1"), event_of("canceled.json", "cus_A", "c2")] {
+            assert_eq!(app.post_event(body).await.status(), 200);
+            app.wait_settled(Duration::from_secs(10)).await;
+        }
+        let config = app.config_path();
+        let shown = cli(&config, &["history", "cus_A"]);
+        assert!(shown.contains("customer \"cus_A\": 2 flow(s), newest first"), "{shown}");
+        let lines: Vec<&str> = shown.lines().skip(1).collect();
+        assert!(lines[0].contains("canceled") && lines[0].contains("$49.00/month"), "{shown}");
+        assert!(lines[1].contains("saved") && lines[1].contains("accepted 30% off for 3 months"), "{shown}");
+        let later = (app.store.now().await.unwrap() + chrono::Duration::hours(24)).to_rfc3339();
+        let sent_before = hook.count();
+        let preview = cli(&config, &["digest", "preview", "daily", "--at", &later]);
+        assert!(preview.contains("(2 events; nothing is sent)"), "{preview}");
+        assert!(preview.contains("2 flows, 1 saved, save rate 50%"), "{preview}");
+        assert_eq!(hook.count(), sent_before);
+        let forgot = cli(&config, &["forget", "cus_A"]);
+        assert!(forgot.contains("forgot customer \"cus_A\": 2 flow(s), 2 event(s), 2 deliveries, 2 attempt(s)"), "{forgot}");
+        assert!(cli(&config, &["history", "cus_A"]).starts_with("no flows for customer \"cus_A\""));
+    }
+}
