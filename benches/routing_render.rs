@@ -7,7 +7,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use raaft_relay::config::RouteConfig;
 use raaft_relay::event::Event;
-use raaft_relay::history::{self, mrr::Mrr, Flow, History};
+use raaft_relay::history::{self, mrr::Mrr, EarlierFlows, Flow, History};
 use raaft_relay::render::EventContext;
 use raaft_relay::routing::Router;
 use raaft_relay::rules::Condition;
@@ -66,6 +66,7 @@ fn benches(c: &mut Criterion) {
             Flow { event: format!("e{i}"), ..Flow::of("", &event, mrr.as_ref(), at) }
         })
         .collect();
+    let earlier = EarlierFlows::from_flows(earlier);
     c.bench_function("history_facts", |b| {
         b.iter(|| {
             let mrr = Mrr::of(black_box(&event));

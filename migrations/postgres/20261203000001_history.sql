@@ -10,15 +10,35 @@ CREATE INDEX events_customer ON events (customer);
 -- payload on every attempt and replay.
 ALTER TABLE deliveries ADD COLUMN payload TEXT;
 
--- One compact row per flow of a customer, kept for [history] retention.
+-- One compact row per flow of a customer, kept for [history] retention
+-- (`record` is JSON; what the counts need has columns of its own).
 CREATE TABLE flows (
     event_id TEXT PRIMARY KEY,
     customer BYTEA NOT NULL,
     received_at BIGINT NOT NULL,
+    saved BIGINT NOT NULL,
+    canceled BIGINT NOT NULL,
+    offered BIGINT NOT NULL,
     record TEXT NOT NULL
 );
 CREATE INDEX flows_customer ON flows (customer, received_at);
 CREATE INDEX flows_received_at ON flows (received_at);
+
+-- One row per customer with flows: the counts ingest reads, one row
+-- whatever the number of flows. Kept in step with `flows` by ingest,
+-- retention and forget.
+CREATE TABLE customer_histories (
+    customer BYTEA PRIMARY KEY,
+    flows BIGINT NOT NULL,
+    saved BIGINT NOT NULL,
+    canceled BIGINT NOT NULL,
+    first_seen BIGINT NOT NULL,
+    last_save_at BIGINT,
+    last_save TEXT,
+    last_offer_at BIGINT,
+    last_offer TEXT
+);
+CREATE INDEX customer_histories_first_seen ON customer_histories (first_seen);
 
 -- One row per digest window: the claim that makes it sent once, whichever
 -- replica or restart gets there first. A window skipped (older than

@@ -8,8 +8,7 @@ use std::process::ExitCode;
 pub(super) async fn history(config: &Path, customer: &str, json: bool) -> anyhow::Result<ExitCode> {
     let loaded = super::load(config)?;
     let store = open_store(config).await?;
-    let (key, flows) =
-        crate::store::customer_history(store.as_ref(), customer, loaded.config.history.retention).await?;
+    let (key, flows) = crate::store::customer_history(store.as_ref(), customer).await?;
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&crate::http::customers::history_json(&key, &flows))?)?;

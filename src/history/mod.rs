@@ -31,7 +31,8 @@ pub fn customer_key(event: &Value) -> Option<String> {
 /// One cancellation flow of a customer, as the history keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Flow {
-    /// The event it was read from.
+    /// The event it was read from (set from the store's record).
+    #[serde(skip)]
     pub event: String,
     /// When the relay received it (set from the store's record).
     #[serde(skip, default = "epoch")]
@@ -67,10 +68,18 @@ impl Flow {
         }
     }
 
-    /// The stored form (everything but the time, which the store keeps in
-    /// its own column).
+    /// The stored form (everything but the event and the time, which the
+    /// store keeps in columns of their own).
     pub fn record(&self) -> String {
         serde_json::to_string(self).expect("a flow serializes")
+    }
+
+    pub fn saved(&self) -> bool {
+        self.outcome.as_deref() == Some("saved")
+    }
+
+    pub fn canceled(&self) -> bool {
+        self.outcome.as_deref() == Some("canceled")
     }
 
     /// Reads a stored record back; a record that cannot be read keeps its
@@ -103,31 +112,56 @@ impl Flow {
     }
 }
 
+/// What the store keeps of a customer's earlier flows: counts over all of
+/// them, read from one row whatever their number, and the newest few.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EarlierFlows {
+    pub flows: u64,
+    pub saved: u64,
+    pub canceled: u64,
+    /// The customer's first flow kept.
+    pub first_seen: Option<DateTime<Utc>>,
+    /// The latest flow that ended saved, and the latest with an offer
+    /// accepted.
+    pub last_save: Option<Flow>,
+    pub last_offer: Option<Flow>,
+    /// The newest flows, newest first (as many as were asked for).
+    pub recent: Vec<Flow>,
+}
+
+impl EarlierFlows {
+    /// The counts of `all` of a customer's flows, newest first.
+    pub fn from_flows(all: Vec<Flow>) -> EarlierFlows {
+        let is = |f: &Flow, outcome: &str| f.outcome.as_deref() == Some(outcome);
+        EarlierFlows {
+            flows: all.len() as u64,
+            saved: all.iter().filter(|f| is(f, "saved")).count() as u64,
+            canceled: all.iter().filter(|f| is(f, "canceled")).count() as u64,
+            first_seen: all.last().map(|f| f.at),
+            last_save: all.iter().find(|f| is(f, "saved")).cloned(),
+            last_offer: all.iter().find(|f| f.offer.is_some()).cloned(),
+            recent: all,
+        }
+    }
+}
+
 /// A customer's history as of one event's receipt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct History {
     /// This event's receipt.
     pub now: DateTime<Utc>,
-    /// Every earlier flow within the history, newest first.
-    pub earlier: Vec<Flow>,
+    /// The customer's flows before this one.
+    pub earlier: EarlierFlows,
 }
 
 impl History {
     /// This customer's Nth flow, this one included.
-    pub fn nth(&self) -> usize {
-        self.earlier.len() + 1
+    pub fn nth(&self) -> u64 {
+        self.earlier.flows + 1
     }
 
     fn first_seen(&self) -> DateTime<Utc> {
-        self.earlier.last().map(|f| f.at).unwrap_or(self.now)
-    }
-
-    fn count(&self, outcome: &str) -> usize {
-        self.earlier.iter().filter(|f| f.outcome.as_deref() == Some(outcome)).count()
-    }
-
-    fn last_save(&self) -> Option<&Flow> {
-        self.earlier.iter().find(|f| f.outcome.as_deref() == Some("saved"))
+        self.earlier.first_seen.unwrap_or(self.now)
     }
 
     /// One line for people: "3rd cancellation attempt in 12 months; saved
@@ -145,7 +179,7 @@ impl History {
             _ => format!("in {} months", ((days as f64) / 30.44).round() as i64),
         };
         let mut line = format!("{} cancellation attempt {span}", ordinal(nth));
-        if let Some(save) = self.last_save() {
+        if let Some(save) = &self.earlier.last_save {
             let month = if save.at.year() == self.now.year() {
                 save.at.format("%B").to_string()
             } else {
@@ -161,11 +195,11 @@ impl History {
 
     /// The value rules and templates read as `history`.
     pub fn to_value(&self) -> Value {
-        let previous: Vec<Value> = self.earlier.iter().take(PREVIOUS_SHOWN).map(Flow::shown).collect();
+        let previous: Vec<Value> = self.earlier.recent.iter().take(PREVIOUS_SHOWN).map(Flow::shown).collect();
         let last_offer = self
             .earlier
-            .iter()
-            .find(|f| f.offer.is_some())
+            .last_offer
+            .as_ref()
             .map(|f| json!({"at": f.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "offer": f.offer}));
         json!({
             "nth": self.nth(),
@@ -173,8 +207,8 @@ impl History {
             "first_seen": self.first_seen().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             "previous": previous,
             "last": previous.first().cloned().unwrap_or(Value::Null),
-            "saved_before": self.count("saved"),
-            "canceled_before": self.count("canceled"),
+            "saved_before": self.earlier.saved,
+            "canceled_before": self.earlier.canceled,
             "last_offer": last_offer.unwrap_or(Value::Null),
             "summary": self.summary(),
         })
@@ -182,7 +216,7 @@ impl History {
 }
 
 /// "1st", "2nd", "3rd", "11th", "22nd".
-pub fn ordinal(n: usize) -> String {
+pub fn ordinal(n: u64) -> String {
     let suffix = match (n % 10, n % 100) {
         (_, 11..=13) => "th",
         (1, _) => "st",
@@ -231,7 +265,7 @@ pub fn with_facts(mut event: Value, stored: Option<&Value>) -> Value {
 /// no earlier flow (for `check`, `render` and samples).
 pub fn first_flow_facts(event: &Value, now: DateTime<Utc>) -> Value {
     let mrr = Mrr::of(event);
-    let history = customer_key(event).map(|_| History { now, earlier: Vec::new() });
+    let history = customer_key(event).map(|_| History { now, earlier: EarlierFlows::default() });
     facts(mrr.as_ref(), history.as_ref())
 }
 
@@ -276,7 +310,10 @@ mod tests {
         let now = at(2026, 11, 20);
         let history = History {
             now,
-            earlier: vec![flow("saved", Some("30% off"), at(2026, 3, 10)), flow("canceled", None, at(2025, 12, 1))],
+            earlier: EarlierFlows::from_flows(vec![
+                flow("saved", Some("30% off"), at(2026, 3, 10)),
+                flow("canceled", None, at(2025, 12, 1)),
+            ]),
         };
         let v = history.to_value();
         assert_eq!(v["nth"], 3);
@@ -290,13 +327,13 @@ mod tests {
         assert_eq!(v["last"], v["previous"][0]);
         assert_eq!(v["last_offer"]["offer"], "30% off");
         assert_eq!(v["summary"], "3rd cancellation attempt in 12 months; saved in March with 30% off");
-        let first = History { now, earlier: vec![] };
+        let first = History { now, earlier: EarlierFlows::default() };
         assert_eq!(first.to_value()["nth"], 1);
         assert_eq!(first.to_value()["last"], Value::Null);
         assert_eq!(first.summary(), "First cancellation attempt");
-        let last_year = History { now, earlier: vec![flow("saved", None, at(2025, 11, 30))] };
+        let last_year = History { now, earlier: EarlierFlows::from_flows(vec![flow("saved", None, at(2025, 11, 30))]) };
         assert_eq!(last_year.summary(), "2nd cancellation attempt in 12 months; saved in November 2025");
-        let soon = History { now, earlier: vec![flow("aborted", None, at(2026, 11, 17))] };
+        let soon = History { now, earlier: EarlierFlows::from_flows(vec![flow("aborted", None, at(2026, 11, 17))]) };
         assert_eq!(soon.summary(), "2nd cancellation attempt in 3 days");
     }
 
@@ -304,7 +341,7 @@ mod tests {
     fn previous_lists_at_most_twenty_but_nth_counts_all() {
         let now = at(2026, 11, 20);
         let earlier: Vec<Flow> = (0..25).map(|i| flow("aborted", None, now - chrono::Duration::days(i + 1))).collect();
-        let v = History { now, earlier }.to_value();
+        let v = History { now, earlier: EarlierFlows::from_flows(earlier) }.to_value();
         assert_eq!(v["nth"], 26);
         assert_eq!(v["previous"].as_array().unwrap().len(), PREVIOUS_SHOWN);
     }
@@ -320,7 +357,8 @@ mod tests {
     #[test]
     fn facts_sit_beside_the_event_and_shadow_fields_of_the_same_name() {
         let event = json!({"outcome": "canceled", "mrr": "raaft's own", "subscription": {"plan": {"amount": 10, "interval": "month"}}});
-        let stored = facts(Mrr::of(&event).as_ref(), Some(&History { now: at(2026, 1, 1), earlier: vec![] }));
+        let stored =
+            facts(Mrr::of(&event).as_ref(), Some(&History { now: at(2026, 1, 1), earlier: EarlierFlows::default() }));
         let merged = with_facts(event.clone(), Some(&stored));
         assert_eq!(merged["mrr"]["monthly"], 10);
         assert_eq!(merged["history"]["nth"], 1);
@@ -339,7 +377,7 @@ mod tests {
         assert_eq!(f.offer.as_deref(), Some("30% off for 3 months"));
         assert_eq!(f.plan.as_deref(), Some("current-plan-name"));
         assert_eq!(f.motivator.as_deref(), Some("Too expensive"));
-        assert_eq!(Flow::from_record(&f.record(), f.at), f);
+        assert_eq!(Flow { event: "ev1".into(), ..Flow::from_record(&f.record(), f.at) }, f);
         assert_eq!(Flow::from_record("not json", f.at).at, f.at);
     }
 }

@@ -62,9 +62,7 @@ fn decoded(segment: &str) -> String {
 
 async fn history(customer: String, state: AppState) -> Result<warp::reply::Response, Rejection> {
     let customer = decoded(&customer);
-    let within = state.loaded.load().config.history.retention;
-    let (key, flows) =
-        crate::store::customer_history(state.store().as_ref(), &customer, within).await.map_err(unavailable)?;
+    let (key, flows) = crate::store::customer_history(state.store().as_ref(), &customer).await.map_err(unavailable)?;
     Ok(warp::reply::json(&history_json(&key, &flows)).into_response())
 }
 

@@ -8,7 +8,7 @@ use crate::history::{self, mrr::Mrr, Flow, History};
 use crate::http::server::ClientAddr;
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use crate::store::{Enqueued, NewDelivery, NewEvent, StoreError};
+use crate::store::{Enqueued, NewDelivery, NewEvent, NewFlow, StoreError};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -173,12 +173,12 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
         let received = chrono::Utc::now();
         let mrr = Mrr::of(&event.raw);
         let earlier = match &customer {
-            Some(c) => Some(state.store().history(c, loaded.config.history.retention).await.map_err(unavailable)?),
+            Some(c) => Some(state.store().history(c, history::PREVIOUS_SHOWN).await.map_err(unavailable)?),
             None => None,
         };
         let past = earlier.map(|earlier| History { now: received, earlier });
         let facts = history::facts(mrr.as_ref(), past.as_ref());
-        let flow = customer.as_ref().map(|_| Flow::of("", &event.raw, mrr.as_ref(), received).record());
+        let flow = customer.as_ref().map(|_| NewFlow::of(&Flow::of("", &event.raw, mrr.as_ref(), received)));
         let outcome_field = event.outcome_field().map(str::to_owned);
         let routed = history::with_facts(Arc::unwrap_or_clone(event.raw), Some(&facts));
         let (targets, matched) = loaded.router.route_with_matches(&routed);

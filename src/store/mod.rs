@@ -85,9 +85,26 @@ pub struct NewEvent {
     pub customer: Option<String>,
     /// What the relay computed at receipt (`{"mrr": ..., "history": ...}`).
     pub facts: Option<String>,
-    /// The customer's flow to add to the history ([`crate::history::Flow::record`]),
-    /// when the event has a customer.
-    pub flow: Option<String>,
+    /// The customer's flow to add to the history, when the event has a
+    /// customer.
+    pub flow: Option<NewFlow>,
+}
+
+/// A flow to add to a customer's history: its record
+/// ([`crate::history::Flow::record`]) and what the history counts of it.
+#[derive(Debug, Clone)]
+pub struct NewFlow {
+    pub record: String,
+    pub saved: bool,
+    pub canceled: bool,
+    /// An offer was accepted.
+    pub offered: bool,
+}
+
+impl NewFlow {
+    pub fn of(flow: &crate::history::Flow) -> NewFlow {
+        NewFlow { record: flow.record(), saved: flow.saved(), canceled: flow.canceled(), offered: flow.offer.is_some() }
+    }
 }
 
 /// One (event, destination) pair to deliver.
@@ -396,12 +413,15 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes delivered deliveries and their attempts older than
     /// `retention.deliveries`, events left without deliveries older than
     /// that, idempotency keys older than `retention.dedup_window`, and
-    /// flows and digest windows older than `retention.history` (but each
-    /// digest's latest window, which the next one starts from).
+    /// flows (their customers' counts follow) and digest windows older than
+    /// `retention.history` (but each digest's latest window, which the next
+    /// one starts from).
     async fn prune(&self, retention: &Retention) -> Result<u64, StoreError>;
 
-    /// The customer's flows received within `within`, newest first.
-    async fn history(&self, customer: &str, within: Duration) -> Result<Vec<crate::history::Flow>, StoreError>;
+    /// What is kept of the customer's flows: counts over all of them (read
+    /// from one row, whatever their number) and the `recent` newest, newest
+    /// first.
+    async fn history(&self, customer: &str, recent: usize) -> Result<crate::history::EarlierFlows, StoreError>;
 
     /// Erases everything kept about a customer: flows, events, their
     /// deliveries (rendered payloads included) and attempts.
@@ -449,11 +469,10 @@ fn typed_keys(typed: &str) -> Vec<String> {
 pub async fn customer_history(
     store: &dyn Store,
     typed: &str,
-    within: Duration,
 ) -> Result<(String, Vec<crate::history::Flow>), StoreError> {
     let keys = typed_keys(typed);
     for key in &keys {
-        let flows = store.history(key, within).await?;
+        let flows = store.history(key, usize::MAX).await?.recent;
         if !flows.is_empty() {
             return Ok((key.clone(), flows));
         }

@@ -149,6 +149,38 @@ pub fn per_destination(rows: Vec<(String, String, i64, i64)>) -> Vec<Destination
     out
 }
 
+/// Recounts the customers whose first flow kept is older than the history
+/// retention (`?1` / `$1`, in milliseconds), over the flows that stay:
+/// run before those flows are deleted. One statement per engine, as their
+/// clocks are written differently.
+macro_rules! recount_histories {
+    ($now:expr, $p:expr) => {
+        concat!(
+            "UPDATE customer_histories SET \
+             flows = (SELECT COUNT(*) FROM flows f WHERE f.customer = customer_histories.customer AND f.received_at >= ",
+            $now, " - ", $p, "), \
+             saved = (SELECT COALESCE(SUM(f.saved), 0) FROM flows f WHERE f.customer = customer_histories.customer \
+               AND f.received_at >= ", $now, " - ", $p, "), \
+             canceled = (SELECT COALESCE(SUM(f.canceled), 0) FROM flows f WHERE f.customer = customer_histories.customer \
+               AND f.received_at >= ", $now, " - ", $p, "), \
+             first_seen = COALESCE((SELECT MIN(f.received_at) FROM flows f WHERE f.customer = customer_histories.customer \
+               AND f.received_at >= ", $now, " - ", $p, "), first_seen), \
+             last_save_at = (SELECT f.received_at FROM flows f WHERE f.customer = customer_histories.customer AND f.saved = 1 \
+               AND f.received_at >= ", $now, " - ", $p, " ORDER BY f.received_at DESC LIMIT 1), \
+             last_save = (SELECT f.record FROM flows f WHERE f.customer = customer_histories.customer AND f.saved = 1 \
+               AND f.received_at >= ", $now, " - ", $p, " ORDER BY f.received_at DESC LIMIT 1), \
+             last_offer_at = (SELECT f.received_at FROM flows f WHERE f.customer = customer_histories.customer AND f.offered = 1 \
+               AND f.received_at >= ", $now, " - ", $p, " ORDER BY f.received_at DESC LIMIT 1), \
+             last_offer = (SELECT f.record FROM flows f WHERE f.customer = customer_histories.customer AND f.offered = 1 \
+               AND f.received_at >= ", $now, " - ", $p, " ORDER BY f.received_at DESC LIMIT 1) \
+             WHERE first_seen < ", $now, " - ", $p
+        )
+    };
+}
+
+pub const RECOUNT_HISTORIES_SQLITE: &str = recount_histories!("CAST(unixepoch('subsec') * 1000 AS INTEGER)", "?1");
+pub const RECOUNT_HISTORIES_POSTGRES: &str = recount_histories!("(EXTRACT(EPOCH FROM now()) * 1000)::BIGINT", "$1");
+
 #[cfg(test)]
 mod tests {
     use super::*;

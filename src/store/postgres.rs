@@ -11,7 +11,7 @@
 use super::policy::{self, millis};
 use super::*;
 use crate::event::Event;
-use crate::history::Flow;
+use crate::history::{EarlierFlows, Flow};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use std::str::FromStr;
@@ -250,7 +250,8 @@ async fn enqueue(
     let fresh: Vec<String> = sqlx::query_scalar(concat!(
         "WITH input AS (\
            SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::bytea[], $11::text[], \
-             $12::text[]) AS i(event_id, dedup_key, outcome, customer, body, facts, flow)\
+             $12::text[], $13::bigint[], $14::bigint[], $15::bigint[]) WITH ORDINALITY \
+             AS i(event_id, dedup_key, outcome, customer, body, facts, flow, saved, canceled, offered, ord)\
          ), fresh AS (\
            INSERT INTO dedup (dedup_key, event_id, received_at) SELECT dedup_key, event_id, ",
         now!(),
@@ -263,9 +264,30 @@ async fn enqueue(
         now!(),
         ", i.outcome, i.customer, i.body, i.facts FROM input i JOIN fresh f ON f.event_id = i.event_id RETURNING id\
          ), remembered AS (\
-           INSERT INTO flows (event_id, customer, received_at, record) SELECT i.event_id, i.customer, ",
+           INSERT INTO flows (event_id, customer, received_at, saved, canceled, offered, record) \
+           SELECT i.event_id, i.customer, ",
         now!(),
-        ", i.flow FROM input i JOIN stored s ON s.id = i.event_id WHERE i.customer IS NOT NULL AND i.flow IS NOT NULL\
+        ", i.saved, i.canceled, i.offered, i.flow FROM input i JOIN stored s ON s.id = i.event_id \
+           WHERE i.customer IS NOT NULL AND i.flow IS NOT NULL\
+         ), counted AS (\
+           INSERT INTO customer_histories (customer, flows, saved, canceled, first_seen, last_save_at, last_save, \
+             last_offer_at, last_offer) \
+           SELECT i.customer, COUNT(*), SUM(i.saved), SUM(i.canceled), ",
+        now!(),
+        ", CASE WHEN bool_or(i.saved = 1) THEN ",
+        now!(),
+        " END, (array_agg(i.flow ORDER BY i.ord DESC) FILTER (WHERE i.saved = 1))[1], \
+             CASE WHEN bool_or(i.offered = 1) THEN ",
+        now!(),
+        " END, (array_agg(i.flow ORDER BY i.ord DESC) FILTER (WHERE i.offered = 1))[1] \
+           FROM input i JOIN stored s ON s.id = i.event_id WHERE i.customer IS NOT NULL AND i.flow IS NOT NULL \
+           GROUP BY i.customer ORDER BY i.customer \
+           ON CONFLICT (customer) DO UPDATE SET flows = customer_histories.flows + excluded.flows, \
+             saved = customer_histories.saved + excluded.saved, canceled = customer_histories.canceled + excluded.canceled, \
+             last_save_at = COALESCE(excluded.last_save_at, customer_histories.last_save_at), \
+             last_save = COALESCE(excluded.last_save, customer_histories.last_save), \
+             last_offer_at = COALESCE(excluded.last_offer_at, customer_histories.last_offer_at), \
+             last_offer = COALESCE(excluded.last_offer, customer_histories.last_offer)\
          ), queued AS (\
            INSERT INTO deliveries (id, event_id, destination, routes, status, attempts, next_attempt_at, created_at, updated_at) \
            SELECT d.id, d.event_id, d.destination, d.routes, 'pending', 0, ",
@@ -289,7 +311,10 @@ async fn enqueue(
     .bind(&d_destination)
     .bind(&d_routes)
     .bind(candidates.iter().map(|&i| events[i].0.facts.as_deref()).collect::<Vec<_>>())
-    .bind(candidates.iter().map(|&i| events[i].0.flow.as_deref()).collect::<Vec<_>>())
+    .bind(candidates.iter().map(|&i| events[i].0.flow.as_ref().map(|f| f.record.as_str())).collect::<Vec<_>>())
+    .bind(candidates.iter().map(|&i| events[i].0.flow.as_ref().map_or(0, |f| i64::from(f.saved))).collect::<Vec<_>>())
+    .bind(candidates.iter().map(|&i| events[i].0.flow.as_ref().map_or(0, |f| i64::from(f.canceled))).collect::<Vec<_>>())
+    .bind(candidates.iter().map(|&i| events[i].0.flow.as_ref().map_or(0, |f| i64::from(f.offered))).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
     .await?;
     let fresh: std::collections::HashSet<String> = fresh.into_iter().collect();
@@ -473,10 +498,12 @@ async fn prune(pool: &PgPool, retention: &Retention) -> Result<u64, sqlx::Error>
         .execute(&mut *tx)
         .await?;
     let history = millis(retention.history);
+    sqlx::query(policy::RECOUNT_HISTORIES_POSTGRES).bind(history).execute(&mut *tx).await?;
     sqlx::query(concat!("DELETE FROM flows WHERE received_at < ", now!(), " - $1"))
         .bind(history)
         .execute(&mut *tx)
         .await?;
+    sqlx::query("DELETE FROM customer_histories WHERE flows = 0").execute(&mut *tx).await?;
     sqlx::query(concat!(
         "DELETE FROM digest_windows WHERE window_end < ",
         now!(),
@@ -586,6 +613,7 @@ async fn forget(pool: &PgPool, customer: &str) -> Result<Forgotten, sqlx::Error>
         sqlx::query("DELETE FROM events WHERE customer = $1").bind(customer).execute(&mut *tx).await?.rows_affected();
     let flows =
         sqlx::query("DELETE FROM flows WHERE customer = $1").bind(customer).execute(&mut *tx).await?.rows_affected();
+    sqlx::query("DELETE FROM customer_histories WHERE customer = $1").bind(customer).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(Forgotten { flows, events, deliveries, attempts })
 }
@@ -809,18 +837,41 @@ impl Store for PostgresStore {
         prune(&self.pool, retention).await.map_err(unavailable)
     }
 
-    async fn history(&self, customer: &str, within: Duration) -> Result<Vec<Flow>, StoreError> {
-        let rows: Vec<(String, i64, String)> = sqlx::query_as(concat!(
-            "SELECT event_id, received_at, record FROM flows WHERE customer = $1 AND received_at >= ",
-            now!(),
-            " - $2 ORDER BY received_at DESC, event_id DESC"
-        ))
+    async fn history(&self, customer: &str, recent: usize) -> Result<EarlierFlows, StoreError> {
+        type Counts = (i64, i64, i64, i64, Option<i64>, Option<String>, Option<i64>, Option<String>);
+        let counts: Option<Counts> = sqlx::query_as(
+            "SELECT flows, saved, canceled, first_seen, last_save_at, last_save, last_offer_at, last_offer \
+             FROM customer_histories WHERE customer = $1",
+        )
         .bind(customer.as_bytes())
-        .bind(millis(within))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let Some((flows, saved, canceled, first_seen, save_at, save, offer_at, offer)) = counts else {
+            return Ok(EarlierFlows::default());
+        };
+        let flow = |at: Option<i64>, record: Option<String>| Some(Flow::from_record(&record?, time(at?)));
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT event_id, received_at, record FROM flows WHERE customer = $1 \
+             ORDER BY received_at DESC, event_id DESC LIMIT $2",
+        )
+        .bind(customer.as_bytes())
+        .bind(i64::try_from(recent).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(rows.into_iter().map(|(event, at, record)| Flow { event, ..Flow::from_record(&record, time(at)) }).collect())
+        Ok(EarlierFlows {
+            flows: flows.max(0) as u64,
+            saved: saved.max(0) as u64,
+            canceled: canceled.max(0) as u64,
+            first_seen: Some(time(first_seen)),
+            last_save: flow(save_at, save),
+            last_offer: flow(offer_at, offer),
+            recent: rows
+                .into_iter()
+                .map(|(event, at, record)| Flow { event, ..Flow::from_record(&record, time(at)) })
+                .collect(),
+        })
     }
 
     async fn forget(&self, customer: &str) -> Result<Forgotten, StoreError> {

@@ -11,7 +11,7 @@
 use super::policy::{self, millis};
 use super::*;
 use crate::event::Event;
-use crate::history::Flow;
+use crate::history::{EarlierFlows, Flow};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
@@ -358,15 +358,37 @@ fn enqueue(
     }
     insert_event(tx, &id, event, "raaft")?;
     if let (Some(customer), Some(flow)) = (&event.customer, &event.flow) {
-        tx.prepare_cached(concat!(
-            "INSERT INTO flows (event_id, customer, received_at, record) VALUES (?1, ?2, ",
-            now!(),
-            ", ?3)"
-        ))?
-        .execute(params![id, customer, flow])?;
+        remember(tx, &id, customer, flow)?;
     }
     let ids = insert_deliveries(tx, &id, deliveries)?;
     Ok(Enqueued::Accepted { deliveries: ids })
+}
+
+/// Adds a flow to a customer's history and to the customer's counts.
+fn remember(tx: &Transaction<'_>, event_id: &str, customer: &str, flow: &NewFlow) -> rusqlite::Result<()> {
+    tx.prepare_cached(concat!(
+        "INSERT INTO flows (event_id, customer, received_at, saved, canceled, offered, record) VALUES (?1, ?2, ",
+        now!(),
+        ", ?3, ?4, ?5, ?6)"
+    ))?
+    .execute(params![event_id, customer, flow.saved, flow.canceled, flow.offered, flow.record])?;
+    tx.prepare_cached(concat!(
+        "INSERT INTO customer_histories (customer, flows, saved, canceled, first_seen, last_save_at, last_save, \
+         last_offer_at, last_offer) VALUES (?1, 1, ?2, ?3, ",
+        now!(),
+        ", CASE WHEN ?2 THEN ",
+        now!(),
+        " END, CASE WHEN ?2 THEN ?5 END, CASE WHEN ?4 THEN ",
+        now!(),
+        " END, CASE WHEN ?4 THEN ?5 END) \
+         ON CONFLICT (customer) DO UPDATE SET flows = flows + 1, saved = saved + excluded.saved, \
+         canceled = canceled + excluded.canceled, \
+         last_save_at = COALESCE(excluded.last_save_at, last_save_at), last_save = COALESCE(excluded.last_save, last_save), \
+         last_offer_at = COALESCE(excluded.last_offer_at, last_offer_at), \
+         last_offer = COALESCE(excluded.last_offer, last_offer)"
+    ))?
+    .execute(params![customer, flow.saved, flow.canceled, flow.offered, flow.record])?;
+    Ok(())
 }
 
 fn insert_event(tx: &Transaction<'_>, id: &str, event: &NewEvent, source: &str) -> rusqlite::Result<()> {
@@ -460,6 +482,7 @@ fn forget(tx: &Transaction<'_>, customer: &str) -> rusqlite::Result<Forgotten> {
     tx.execute("DELETE FROM dedup WHERE event_id IN (SELECT id FROM events WHERE customer = ?1)", params![customer])?;
     let events = tx.execute("DELETE FROM events WHERE customer = ?1", params![customer])?;
     let flows = tx.execute("DELETE FROM flows WHERE customer = ?1", params![customer])?;
+    tx.execute("DELETE FROM customer_histories WHERE customer = ?1", params![customer])?;
     Ok(Forgotten {
         flows: flows as u64,
         events: events as u64,
@@ -668,7 +691,9 @@ fn prune(tx: &Transaction<'_>, retention: &Retention) -> rusqlite::Result<u64> {
         params![millis(retention.dedup_window)],
     )?;
     let history = millis(retention.history);
+    tx.execute(policy::RECOUNT_HISTORIES_SQLITE, params![history])?;
     tx.execute(concat!("DELETE FROM flows WHERE received_at < ", now!(), " - ?1"), params![history])?;
+    tx.execute("DELETE FROM customer_histories WHERE flows = 0", [])?;
     tx.execute(
         concat!(
             "DELETE FROM digest_windows WHERE window_end < ",
@@ -918,20 +943,44 @@ impl Store for SqliteStore {
         self.write(move |tx, _| prune(tx, &retention)).await
     }
 
-    async fn history(&self, customer: &str, within: Duration) -> Result<Vec<Flow>, StoreError> {
-        let (customer, within) = (customer.to_owned(), millis(within));
+    async fn history(&self, customer: &str, recent: usize) -> Result<EarlierFlows, StoreError> {
+        let customer = customer.to_owned();
+        let limit = i64::try_from(recent).unwrap_or(i64::MAX);
         self.read(move |conn| {
-            conn.prepare_cached(concat!(
-                "SELECT event_id, received_at, record FROM flows WHERE customer = ?1 AND received_at >= ",
-                now!(),
-                " - ?2 ORDER BY received_at DESC, event_id DESC"
-            ))?
-            .query_map(params![customer, within], |row| {
-                let mut flow = Flow::from_record(&text(row, 2)?, time(row.get(1)?));
-                flow.event = row.get(0)?;
-                Ok(flow)
-            })?
-            .collect()
+            let counts = conn
+                .prepare_cached(
+                    "SELECT flows, saved, canceled, first_seen, last_save_at, last_save, last_offer_at, last_offer \
+                     FROM customer_histories WHERE customer = ?1",
+                )?
+                .query_row(params![customer], |row| {
+                    let flow = |at: usize, record: usize| -> rusqlite::Result<Option<Flow>> {
+                        Ok(match (row.get::<_, Option<i64>>(at)?, optional_text(row, record)?) {
+                            (Some(at), Some(record)) => Some(Flow::from_record(&record, time(at))),
+                            _ => None,
+                        })
+                    };
+                    Ok(EarlierFlows {
+                        flows: row.get::<_, i64>(0)?.max(0) as u64,
+                        saved: row.get::<_, i64>(1)?.max(0) as u64,
+                        canceled: row.get::<_, i64>(2)?.max(0) as u64,
+                        first_seen: Some(time(row.get(3)?)),
+                        last_save: flow(4, 5)?,
+                        last_offer: flow(6, 7)?,
+                        recent: Vec::new(),
+                    })
+                })
+                .optional()?;
+            let Some(mut earlier) = counts else { return Ok(EarlierFlows::default()) };
+            earlier.recent = conn
+                .prepare_cached(
+                    "SELECT event_id, received_at, record FROM flows WHERE customer = ?1 \
+                     ORDER BY received_at DESC, event_id DESC LIMIT ?2",
+                )?
+                .query_map(params![customer, limit], |row| {
+                    Ok(Flow { event: row.get(0)?, ..Flow::from_record(&text(row, 2)?, time(row.get(1)?)) })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(earlier)
         })
         .await
     }

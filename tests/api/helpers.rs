@@ -264,6 +264,9 @@ pub async fn execute(location: &StoreLocation, sql: &str) {
     }
 }
 
+/// The store line every test config starts with.
+const OWN_STORE: &str = "url = \"sqlite://data/relay.db\"";
+
 /// A config folder of its own: `relay.toml` plus a copy of the shipped
 /// templates that a test may add to.
 pub struct ConfigDir {
@@ -285,6 +288,9 @@ impl ConfigDir {
         } else {
             format!("{text}\n[retry]\nmax_attempts = 4\ninitial_backoff = \"10ms\"\nmax_backoff = \"5s\"\nattempt_timeout = \"2s\"\n")
         };
+        // A store of its own, inside the folder: the default
+        // (`../data/relay.db`) would be shared by every test.
+        let text = format!("{text}\n[store]\n{OWN_STORE}\n");
         std::fs::write(dir.path().join("relay.toml"), text).unwrap();
         ConfigDir { dir }
     }
@@ -295,9 +301,9 @@ impl ConfigDir {
 
     /// Points the config at `url` for its store.
     pub fn set_store(&self, url: &str) {
-        let mut text = std::fs::read_to_string(self.path()).unwrap();
-        text.push_str(&format!("\n[store]\nurl = \"{url}\"\n"));
-        std::fs::write(self.path(), text).unwrap();
+        let text = std::fs::read_to_string(self.path()).unwrap();
+        assert!(text.contains(OWN_STORE), "the store was set already");
+        std::fs::write(self.path(), text.replace(OWN_STORE, &format!("url = \"{url}\""))).unwrap();
     }
 
     pub fn write_template(&self, rel: &str, source: &str) {
@@ -988,9 +994,9 @@ impl Store for ProbedStore {
     async fn prune(&self, r: &raaft_relay::store::Retention) -> Result<u64, StoreError> {
         self.inner.prune(r).await
     }
-    async fn history(&self, c: &str, w: Duration) -> Result<Vec<raaft_relay::history::Flow>, StoreError> {
+    async fn history(&self, c: &str, recent: usize) -> Result<raaft_relay::history::EarlierFlows, StoreError> {
         self.check()?;
-        self.inner.history(c, w).await
+        self.inner.history(c, recent).await
     }
     async fn forget(&self, c: &str) -> Result<raaft_relay::store::Forgotten, StoreError> {
         self.inner.forget(c).await

@@ -242,3 +242,89 @@ on_both_stores! {
         assert!(cli(&config, &["history", "cus_A"]).starts_with("no flows for customer \"cus_A\""));
     }
 }
+
+/// Records one flow of `customer` through the store, as ingest does.
+async fn remember(
+    store: &dyn raaft_relay::store::Store,
+    customer: &str,
+    key: &str,
+    outcome: &str,
+    offer: Option<&str>,
+) {
+    use raaft_relay::history::Flow;
+    let flow = Flow {
+        event: String::new(),
+        at: chrono::Utc::now(),
+        outcome: Some(outcome.into()),
+        plan: Some("Pro".into()),
+        monthly: Some(49.0),
+        currency: Some("USD".into()),
+        motivator: None,
+        offer: offer.map(str::to_owned),
+    };
+    let event = raaft_relay::store::NewEvent {
+        key: key.into(),
+        body: json!({"flowId": key}).to_string(),
+        outcome: Some(outcome.into()),
+        customer: Some(customer.into()),
+        facts: None,
+        flow: Some(raaft_relay::store::NewFlow::of(&flow)),
+    };
+    store.enqueue(event, Vec::new()).await.unwrap();
+}
+
+on_both_stores! {
+    async fn a_customers_counts_are_one_row_whatever_the_number_of_flows_and_follow_retention(store) {
+        let dir = tempfile::tempdir().unwrap();
+        let location = store.fresh_location(dir.path()).await;
+        let store = raaft_relay::store::open(&location, Duration::from_secs(3600), raaft_relay::store::Access::Serve).await.unwrap();
+        remember(store.as_ref(), "cus_A", "k0", "saved", Some("30% off")).await;
+        remember(store.as_ref(), "cus_A", "k1", "saved", None).await;
+        for i in 2..25 {
+            remember(store.as_ref(), "cus_A", &format!("k{i}"), if i % 2 == 0 { "canceled" } else { "aborted" }, None).await;
+        }
+        remember(store.as_ref(), "cus_B", "b0", "canceled", None).await;
+        let a = store.history("cus_A", 20).await.unwrap();
+        assert_eq!((a.flows, a.saved, a.canceled, a.recent.len()), (25, 2, 12, 20));
+        assert_eq!(a.last_offer.as_ref().and_then(|f| f.offer.as_deref()), Some("30% off"));
+        assert!(a.last_save.is_some() && a.last_save.as_ref().unwrap().offer.is_none(), "the latest save had no offer");
+        assert!(a.recent.windows(2).all(|w| w[0].at >= w[1].at), "newest first");
+        assert_eq!(store.history("nobody", 20).await.unwrap(), raaft_relay::history::EarlierFlows::default());
+        // The two saves were long ago: retention takes them and the counts follow.
+        execute(&location, "UPDATE flows SET received_at = received_at - 864000000 WHERE event_id IN (SELECT id FROM events WHERE dedup_key IN ('k0', 'k1')); \
+                                UPDATE customer_histories SET first_seen = first_seen - 864000000 WHERE customer = (SELECT customer FROM flows WHERE event_id = (SELECT id FROM events WHERE dedup_key = 'k0'))").await;
+        let day = Duration::from_secs(24 * 3600);
+        store.prune(&raaft_relay::store::Retention { deliveries: day * 30, dedup_window: day, history: day }).await.unwrap();
+        let a = store.history("cus_A", 100).await.unwrap();
+        assert_eq!((a.flows, a.saved, a.canceled, a.recent.len()), (23, 0, 12, 23));
+        assert_eq!((a.last_save, a.last_offer), (None, None));
+        assert_eq!(store.history("cus_B", 20).await.unwrap().flows, 1);
+        // Every flow gone: so is the customer's row.
+        execute(&location, "UPDATE flows SET received_at = received_at - 864000000; UPDATE customer_histories SET first_seen = first_seen - 864000000").await;
+        store.prune(&raaft_relay::store::Retention { deliveries: day * 30, dedup_window: day, history: day }).await.unwrap();
+        assert_eq!(query_number(&location, "SELECT COUNT(*) FROM customer_histories").await, Some(0));
+        assert_eq!(store.history("cus_A", 20).await.unwrap().flows, 0);
+    }
+}
+
+on_both_stores! {
+    async fn flows_of_one_customer_written_in_one_batch_are_all_counted(store) {
+        let dir = tempfile::tempdir().unwrap();
+        let location = store.fresh_location(dir.path()).await;
+        let store = raaft_relay::store::open(&location, Duration::from_secs(3600), raaft_relay::store::Access::Serve).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let outcome = if i % 4 == 0 { "saved" } else { "canceled" };
+                remember(store.as_ref(), "cus_A", &format!("k{i}"), outcome, (i % 4 == 0).then_some("30% off")).await;
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let a = store.history("cus_A", 100).await.unwrap();
+        assert_eq!((a.flows, a.saved, a.canceled, a.recent.len()), (40, 10, 30, 40));
+        assert_eq!(a.last_offer.and_then(|f| f.offer).as_deref(), Some("30% off"));
+    }
+}

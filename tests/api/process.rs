@@ -181,7 +181,8 @@ async fn outside_content_cannot_forge_a_log_line() {
     let relay = RelayProcess::start_pretty(&cfg.path()).await;
     let mut event: serde_json::Value = serde_json::from_str(&sample("canceled.json")).unwrap();
     event["customer"]["id"] = format!("cus_1{forged}").into();
-    assert_eq!(relay.post(event.to_string()).await.status(), 200);
+    let status = relay.post(event.to_string()).await.status();
+    assert_eq!(status, 200, "{}", relay.logs());
     hook.wait_for(1, Duration::from_secs(5)).await;
     // The whole line (its fields come after the message) has been read.
     wait_until(Duration::from_secs(5), "the delivery to be given up", || {
