@@ -119,7 +119,8 @@ pub fn check_loaded(loaded: &LoadedConfig) -> Result<CheckReport, Problems> {
     let mut warnings: Vec<String> = loaded
         .destinations()
         .filter(|d| !loaded.config.routes.iter().any(|r| r.to.contains(&d.name)))
-        .map(|d| format!("destination \"{}\" is not used by any route", d.name))
+        .filter(|d| !loaded.config.digests.values().any(|g| g.to.contains(&d.name)))
+        .map(|d| format!("destination \"{}\" is not used by any route or digest", d.name))
         .collect();
     warnings.extend(short_tokens(&loaded.config));
     warnings.extend(short_retention(loaded));

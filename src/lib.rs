@@ -18,6 +18,7 @@ pub mod config;
 pub mod delivery;
 pub mod digest;
 pub mod event;
+pub mod forget;
 pub mod history;
 pub mod http;
 pub mod loaded_config;

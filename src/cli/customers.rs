@@ -44,16 +44,17 @@ pub(super) async fn history(config: &Path, customer: &str, json: bool) -> anyhow
 }
 
 pub(super) async fn forget(config: &Path, customer: &str) -> anyhow::Result<ExitCode> {
+    let loaded = super::load(config)?;
     let store = open_store(config).await?;
-    let key = customer.trim();
-    let gone = crate::store::forget_customer(store.as_ref(), customer).await?;
+    let gone = crate::forget::forget(&loaded, store.as_ref(), customer).await?;
     println!(
-        "forgot customer \"{}\": {} flow(s), {} event(s), {} deliveries, {} attempt(s)",
-        shown(key),
+        "forgot customer \"{}\": {} flow(s), {} event(s), {} deliveries, {} attempt(s); {} digest(s) written again without their quotes",
+        shown(customer.trim()),
         gone.flows,
         gone.events,
         gone.deliveries,
-        gone.attempts
+        gone.attempts,
+        gone.digests
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -139,6 +139,7 @@ pub fn context(
             json!({
                 "text": text(e, &["feedback"]),
                 "customer": text(e, &["customer", "name"]).or_else(|| text(e, &["customer", "email"])),
+                "customer_id": crate::history::customer_key(e),
                 "email": text(e, &["customer", "email"]),
                 "outcome": text(e, &["outcome"]),
                 "plan": text(e, &["subscription", "plan", "name"]),

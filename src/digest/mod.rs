@@ -247,3 +247,48 @@ pub async fn send_now(
     let claim = digest.to_claim(loaded, window, &context, true);
     Ok((window, store.claim_digest(claim).await?))
 }
+
+/// Takes `customer`'s quotes out of every digest still stored (its figures,
+/// the payloads of its deliveries, rendered again without them, and what
+/// its attempts recorded), for `forget`. Returns how many digests changed.
+pub async fn forget_customer(loaded: &LoadedConfig, store: &dyn Store, customer: &str) -> Result<u64, StoreError> {
+    let mut changed = 0;
+    for stored in store.digests_quoting(customer).await? {
+        let mut figures = stored.figures;
+        if let Some(quotes) = figures.get_mut("feedback").and_then(Value::as_array_mut) {
+            let before = quotes.len();
+            quotes.retain(|q| q["customer_id"].as_str() != Some(customer));
+            let removed = (before - quotes.len()) as u64;
+            figures["more"] = serde_json::json!(figures["more"].as_u64().unwrap_or(0) + removed);
+        }
+        let payloads = match loaded.digest(&stored.digest) {
+            Some(digest) => digest
+                .payloads(loaded, &figures)
+                .into_iter()
+                .map(|(dest, p)| {
+                    let stored = match p {
+                        Ok(p) => p.to_stored(),
+                        Err(e) => Payload::stored_failure(&e.to_string()),
+                    };
+                    (dest, stored)
+                })
+                .collect(),
+            // No templates to write it again with: what was rendered goes,
+            // and a replay says why it cannot send.
+            None => Vec::new(),
+        };
+        let otherwise = Payload::stored_failure(&format!(
+            "digest \"{}\" was written again to forget a customer, and it is no longer configured",
+            stored.digest
+        ));
+        let rewrite = crate::store::DigestRewrite {
+            event_id: stored.event_id,
+            figures: figures.to_string(),
+            payloads,
+            otherwise,
+        };
+        store.rewrite_digest(rewrite).await?;
+        changed += 1;
+    }
+    Ok(changed)
+}

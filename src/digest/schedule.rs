@@ -119,10 +119,12 @@ impl Schedule {
     }
 
     /// What to do at `now`, when the last window claimed ended at
-    /// `last_end` (`None`: the digest never ran). A window is sent once it
-    /// has ended, unless it ended more than `catch_up` before `now`; a
-    /// schedule changed since the last window takes over from that
-    /// window's end, so no event falls between two windows or in two.
+    /// `last_end` (`None`: the digest never ran). Once a scheduled time has
+    /// passed, everything since the last window is one window up to the
+    /// latest scheduled time: a relay that was down, or a schedule changed
+    /// to a shorter period, sends one digest, not one per time it missed.
+    /// Time that ended more than `catch_up` before `now` is skipped. So
+    /// windows tile time: no event falls between two windows or in two.
     pub fn due(&self, last_end: Option<DateTime<Utc>>, now: DateTime<Utc>, catch_up: std::time::Duration) -> Due {
         let horizon = now - chrono::Duration::from_std(catch_up).unwrap_or(chrono::Duration::MAX);
         let far = now + chrono::Duration::days(366);
@@ -133,16 +135,18 @@ impl Schedule {
                 _ => Due::Wait { until: self.next_after(now).unwrap_or(far) },
             };
         };
-        let Some(end) = self.next_after(start) else { return Due::Wait { until: far } };
-        if end > now {
-            return Due::Wait { until: end };
+        let Some(first_end) = self.next_after(start) else { return Due::Wait { until: far } };
+        if first_end > now {
+            return Due::Wait { until: first_end };
         }
-        if end < horizon {
-            // Every window that ended before the horizon, at once.
-            let last_skipped = self.previous_before(horizon).filter(|e| *e >= end).unwrap_or(end);
-            return Due::Skip(Window { start, end: last_skipped });
+        let latest = self.last_at_or_before(now).filter(|t| *t >= first_end).unwrap_or(first_end);
+        if first_end < horizon {
+            // Up to the last scheduled time before the horizon, at once;
+            // what follows it is sent on the next look.
+            let skipped_to = self.previous_before(horizon).filter(|t| *t >= first_end).unwrap_or(first_end);
+            return Due::Skip(Window { start, end: skipped_to });
         }
-        Due::Send(Window { start, end })
+        Due::Send(Window { start, end: latest })
     }
 }
 
@@ -210,6 +214,16 @@ mod tests {
         // A digest that never ran sends the last window only if recent.
         assert!(matches!(s.due(None, now, DAY), Due::Send(w) if w.end == utc(2026, 7, 15, 9, 0)));
         assert!(matches!(s.due(None, now, Duration::from_secs(3600)), Due::Wait { .. }));
+    }
+
+    #[test]
+    fn missed_times_within_catch_up_make_one_window() {
+        let s = Schedule::parse("0 * * * *", "UTC").unwrap();
+        // Hourly; the relay was down from 09:30 to 12:30.
+        let w = Window { start: utc(2026, 7, 15, 9, 0), end: utc(2026, 7, 15, 12, 0) };
+        assert_eq!(s.due(Some(utc(2026, 7, 15, 9, 0)), utc(2026, 7, 15, 12, 30), DAY), Due::Send(w));
+        // A daily digest changed to hourly at 12:30 sends 09:00 to 12:00 once, then hourly.
+        assert_eq!(s.due(Some(w.end), utc(2026, 7, 15, 12, 30), DAY), Due::Wait { until: utc(2026, 7, 15, 13, 0) });
     }
 
     #[test]

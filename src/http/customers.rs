@@ -68,8 +68,15 @@ async fn history(customer: String, state: AppState) -> Result<warp::reply::Respo
 
 async fn forget(customer: String, state: AppState) -> Result<warp::reply::Response, Rejection> {
     let customer = decoded(&customer);
-    let gone = crate::store::forget_customer(state.store().as_ref(), &customer).await.map_err(unavailable)?;
-    tracing::info!(flows = gone.flows, events = gone.events, deliveries = gone.deliveries, "customer forgotten");
+    let loaded = state.loaded.load_full();
+    let gone = crate::forget::forget(&loaded, state.store().as_ref(), &customer).await.map_err(unavailable)?;
+    tracing::info!(
+        flows = gone.flows,
+        events = gone.events,
+        deliveries = gone.deliveries,
+        digests = gone.digests,
+        "customer forgotten"
+    );
     Ok(warp::reply::json(&json!({"customer": customer.trim(), "forgotten": gone})).into_response())
 }
 

@@ -173,6 +173,8 @@ pub struct Forgotten {
     pub events: u64,
     pub deliveries: u64,
     pub attempts: u64,
+    /// Digests written again without the customer's quotes.
+    pub digests: u64,
 }
 
 /// What [`Store::enqueue`] did.
@@ -441,6 +443,51 @@ pub trait Store: Send + Sync + 'static {
 
     /// The store's clock, which event receipt times are read on.
     async fn now(&self) -> Result<DateTime<Utc>, StoreError>;
+
+    /// Every digest still stored whose figures quote `customer` (a
+    /// feedback entry with that `customer_id`).
+    async fn digests_quoting(&self, customer: &str) -> Result<Vec<StoredDigest>, StoreError>;
+
+    /// Replaces a stored digest's figures and the payload of each of its
+    /// deliveries (by destination; `otherwise` for a destination not
+    /// listed), and erases what its attempts recorded of the payload sent
+    /// and the answer.
+    async fn rewrite_digest(&self, rewrite: DigestRewrite) -> Result<(), StoreError>;
+}
+
+/// New figures and payloads for a stored digest.
+#[derive(Debug, Clone)]
+pub struct DigestRewrite {
+    pub event_id: String,
+    pub figures: String,
+    /// Per destination, the payload as [`crate::channels::Payload::to_stored`] wrote it.
+    pub payloads: Vec<(String, String)>,
+    /// The payload of a delivery to a destination not in `payloads`.
+    pub otherwise: String,
+}
+
+impl DigestRewrite {
+    /// The payload for a delivery to `destination`.
+    pub fn payload_for(&self, destination: &str) -> &str {
+        self.payloads.iter().find(|(d, _)| d == destination).map_or(self.otherwise.as_str(), |(_, p)| p.as_str())
+    }
+}
+
+/// A digest as stored: its window and figures.
+#[derive(Debug, Clone)]
+pub struct StoredDigest {
+    pub event_id: String,
+    pub digest: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub figures: Value,
+}
+
+/// Whether `figures` (a digest's) quote `customer`.
+pub fn quotes_customer(figures: &Value, customer: &str) -> bool {
+    figures["feedback"]
+        .as_array()
+        .is_some_and(|quotes| quotes.iter().any(|q| q["customer_id"].as_str() == Some(customer)))
 }
 
 /// How long each kind of record is kept.
@@ -454,7 +501,7 @@ pub struct Retention {
 /// The history key of what an operator typed: as typed, or lower-cased for
 /// an e-mail address (the relay keys customers known only by their
 /// address that way).
-fn typed_keys(typed: &str) -> Vec<String> {
+pub fn typed_keys(typed: &str) -> Vec<String> {
     let typed = typed.trim().to_owned();
     let lower = typed.to_lowercase();
     if lower != typed && typed.contains('@') {
@@ -478,17 +525,4 @@ pub async fn customer_history(
         }
     }
     Ok((keys[0].clone(), Vec::new()))
-}
-
-/// Erases the customer an operator named, under each key it may be kept.
-pub async fn forget_customer(store: &dyn Store, typed: &str) -> Result<Forgotten, StoreError> {
-    let mut all = Forgotten::default();
-    for key in typed_keys(typed) {
-        let gone = store.forget(&key).await?;
-        all.flows += gone.flows;
-        all.events += gone.events;
-        all.deliveries += gone.deliveries;
-        all.attempts += gone.attempts;
-    }
-    Ok(all)
 }

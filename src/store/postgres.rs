@@ -615,7 +615,7 @@ async fn forget(pool: &PgPool, customer: &str) -> Result<Forgotten, sqlx::Error>
         sqlx::query("DELETE FROM flows WHERE customer = $1").bind(customer).execute(&mut *tx).await?.rows_affected();
     sqlx::query("DELETE FROM customer_histories WHERE customer = $1").bind(customer).execute(&mut *tx).await?;
     tx.commit().await?;
-    Ok(Forgotten { flows, events, deliveries, attempts })
+    Ok(Forgotten { flows, events, deliveries, attempts, digests: 0 })
 }
 
 #[async_trait]
@@ -912,6 +912,62 @@ impl Store for PostgresStore {
 
     async fn claim_digest(&self, digest: NewDigest) -> Result<DigestClaim, StoreError> {
         claim_digest(&self.pool, &digest).await.map_err(unavailable)
+    }
+
+    async fn digests_quoting(&self, customer: &str) -> Result<Vec<StoredDigest>, StoreError> {
+        let rows: Vec<(String, Vec<u8>, String, i64, i64)> = sqlx::query_as(
+            "SELECT e.id, e.body, w.digest, w.window_start, w.window_end FROM events e \
+             JOIN digest_windows w ON w.event_id = e.id WHERE e.source = 'digest'",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(event_id, body, digest, start, end)| {
+                let figures: Value = serde_json::from_slice(&body).ok()?;
+                quotes_customer(&figures, customer).then(|| StoredDigest {
+                    event_id,
+                    digest,
+                    start: time(start),
+                    end: time(end),
+                    figures,
+                })
+            })
+            .collect())
+    }
+
+    async fn rewrite_digest(&self, rewrite: DigestRewrite) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query("UPDATE events SET body = $1 WHERE id = $2 AND source = 'digest'")
+            .bind(rewrite.figures.as_bytes())
+            .bind(&rewrite.event_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let deliveries: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, destination FROM deliveries WHERE event_id = $1 FOR UPDATE")
+                .bind(&rewrite.event_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        for (id, destination) in deliveries {
+            sqlx::query("UPDATE deliveries SET payload = $1 WHERE id = $2")
+                .bind(rewrite.payload_for(&destination))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        sqlx::query(
+            "UPDATE attempts SET payload = NULL, response = NULL WHERE delivery_id IN \
+             (SELECT id FROM deliveries WHERE event_id = $1)",
+        )
+        .bind(&rewrite.event_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {

@@ -468,6 +468,26 @@ fn digest_window(row: &Row<'_>) -> rusqlite::Result<DigestWindow> {
     Ok(DigestWindow { digest: row.get(0)?, start: time(row.get(1)?), end: time(row.get(2)?), event_id: row.get(3)? })
 }
 
+fn rewrite_digest(tx: &Transaction<'_>, rewrite: &DigestRewrite) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE events SET body = ?1 WHERE id = ?2 AND source = 'digest'",
+        params![rewrite.figures, rewrite.event_id],
+    )?;
+    let deliveries: Vec<(String, String)> = tx
+        .prepare("SELECT id, destination FROM deliveries WHERE event_id = ?1")?
+        .query_map(params![rewrite.event_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, destination) in deliveries {
+        tx.execute("UPDATE deliveries SET payload = ?1 WHERE id = ?2", params![rewrite.payload_for(&destination), id])?;
+    }
+    tx.execute(
+        "UPDATE attempts SET payload = NULL, response = NULL WHERE delivery_id IN \
+         (SELECT id FROM deliveries WHERE event_id = ?1)",
+        params![rewrite.event_id],
+    )?;
+    Ok(())
+}
+
 /// Erases a customer's flows, events, deliveries and attempts.
 fn forget(tx: &Transaction<'_>, customer: &str) -> rusqlite::Result<Forgotten> {
     let attempts = tx.execute(
@@ -488,6 +508,7 @@ fn forget(tx: &Transaction<'_>, customer: &str) -> rusqlite::Result<Forgotten> {
         events: events as u64,
         deliveries: deliveries as u64,
         attempts: attempts as u64,
+        digests: 0,
     })
 }
 
@@ -1024,6 +1045,37 @@ impl Store for SqliteStore {
 
     async fn claim_digest(&self, digest: NewDigest) -> Result<DigestClaim, StoreError> {
         self.write(move |tx, _| claim_digest(tx, &digest)).await
+    }
+
+    async fn digests_quoting(&self, customer: &str) -> Result<Vec<StoredDigest>, StoreError> {
+        let customer = customer.to_owned();
+        self.read(move |conn| {
+            let rows: Vec<(String, String, String, i64, i64)> = conn
+                .prepare(
+                    "SELECT e.id, e.body, w.digest, w.window_start, w.window_end FROM events e \
+                     JOIN digest_windows w ON w.event_id = e.id WHERE e.source = 'digest'",
+                )?
+                .query_map([], |row| Ok((row.get(0)?, text(row, 1)?, row.get(2)?, row.get(3)?, row.get(4)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(event_id, body, digest, start, end)| {
+                    let figures: Value = serde_json::from_str(&body).ok()?;
+                    quotes_customer(&figures, &customer).then(|| StoredDigest {
+                        event_id,
+                        digest,
+                        start: time(start),
+                        end: time(end),
+                        figures,
+                    })
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn rewrite_digest(&self, rewrite: DigestRewrite) -> Result<(), StoreError> {
+        self.write(move |tx, _| rewrite_digest(tx, &rewrite)).await
     }
 
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {

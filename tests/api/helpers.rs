@@ -1020,4 +1020,10 @@ impl Store for ProbedStore {
     async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
         self.inner.now().await
     }
+    async fn digests_quoting(&self, c: &str) -> Result<Vec<raaft_relay::store::StoredDigest>, StoreError> {
+        self.inner.digests_quoting(c).await
+    }
+    async fn rewrite_digest(&self, r: raaft_relay::store::DigestRewrite) -> Result<(), StoreError> {
+        self.inner.rewrite_digest(r).await
+    }
 }

@@ -108,7 +108,7 @@ on_both_stores! {
         let r = app.client().delete(url("cus_A")).header("authorization", ADMIN).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let gone: Value = r.json().await.unwrap();
-        assert_eq!(gone["forgotten"], json!({"flows": 2, "events": 2, "deliveries": 2, "attempts": 2}));
+        assert_eq!(gone["forgotten"], json!({"flows": 2, "events": 2, "deliveries": 2, "attempts": 2, "digests": 0}));
         let after = app.stats().await;
         assert_eq!((after.events, after.delivered, after.attempts), (2, 1, 1));
         let h: Value = app.client().get(url("cus_A")).header("authorization", ADMIN).send().await.unwrap().json().await.unwrap();
@@ -133,7 +133,7 @@ on_both_stores! {
         );
         cfg.write_template(
             "digest.json.hbs",
-            r#"{"digest": "{{digest}}", "total": {{total}}, "outcomes": {{{json outcomes}}}, "revenue": {{{json revenue}}}, "start": "{{window.start}}", "end": "{{window.end}}"}"#,
+            r#"{"digest": "{{digest}}", "total": {{total}}, "outcomes": {{{json outcomes}}}, "revenue": {{{json revenue}}}, "start": "{{window.start}}", "end": "{{window.end}}", "quotes": [{{#each feedback}}{{#unless @first}}, {{/unless}}{{{json customer_id}}}{{/each}}], "more": {{more}}}"#,
         );
         let app = spawn_app(cfg, &store).await;
         for body in [
@@ -200,6 +200,22 @@ on_both_stores! {
         app.store.replay(std::slice::from_ref(&d.id)).await.unwrap();
         let again = founders.wait_for(escalations + 2, Duration::from_secs(10)).await;
         assert_eq!(again.last().unwrap().body, got.last().unwrap().body);
+        assert_eq!((digest["quotes"].clone(), digest["more"].clone()), (json!(["c2", "c1", "c3"]), json!(0)));
+
+        // Forgetting a customer takes their quote out of the stored digest:
+        // its figures, its payload (a replay sends it without), its attempts.
+        let url = format!("{}/admin/customers/c2", app.address);
+        let gone: Value = app.client().delete(url).header("authorization", ADMIN).send().await.unwrap().json().await.unwrap();
+        assert_eq!(gone["forgotten"]["digests"], 1, "{gone}");
+        let shown = app.store.show(&d.id).await.unwrap().unwrap();
+        assert!(shown.attempt_log.iter().all(|a| a.payload.is_none() && a.response.is_none()), "{shown:?}");
+        let kept: Vec<&str> = shown.event["feedback"].as_array().unwrap().iter().map(|q| q["customer_id"].as_str().unwrap()).collect();
+        assert_eq!(kept, ["c1", "c3"], "{}", shown.event);
+        app.store.replay(std::slice::from_ref(&d.id)).await.unwrap();
+        let last = founders.wait_for(escalations + 3, Duration::from_secs(10)).await;
+        let rewritten: Value = serde_json::from_slice(&last.last().unwrap().body).unwrap();
+        assert_eq!((rewritten["quotes"].clone(), rewritten["more"].clone()), (json!(["c1", "c3"]), json!(1)));
+        assert_eq!(rewritten["total"], 3, "the figures stay: only the quote goes");
     }
 }
 

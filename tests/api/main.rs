@@ -6,6 +6,7 @@ mod helpers;
 
 mod cli;
 mod delivery;
+mod digests;
 mod discord;
 mod edge;
 mod email;

@@ -1,7 +1,8 @@
 //! Upgrading in place: a store written by the first release (its schema,
-//! its idempotency keys, its queue) is migrated when this release starts
-//! on it, on both engines. The stores in `tests/fixtures/first-release/`
-//! were made by that release; its README says how.
+//! its idempotency keys, its queue) or by the previous one is migrated when
+//! this release starts on it, on both engines. The stores in
+//! `tests/fixtures/first-release/` and `tests/fixtures/previous-release/`
+//! were made by those releases; their READMEs say how.
 
 use crate::helpers::*;
 use raaft_relay::config::StoreLocation;
@@ -14,10 +15,11 @@ fn first_release_event(n: u32) -> String {
     sample_exact("canceled.json").replace("\"flowId\": \"your-flow-id\"", &format!("\"flowId\": \"flow-upgrade-{n}\""))
 }
 
-/// The first release's store, copied (SQLite) or loaded (PostgreSQL) where
-/// this test's relay keeps its own.
-async fn first_release_store(store: &TestStore, dir: &std::path::Path) -> StoreLocation {
-    let fixtures = repo_path("tests/fixtures/first-release");
+/// A release's store (`fixtures`: its folder under `tests/fixtures`),
+/// copied (SQLite) or loaded (PostgreSQL) where this test's relay keeps its
+/// own.
+async fn release_store(fixtures: &str, store: &TestStore, dir: &std::path::Path) -> StoreLocation {
+    let fixtures = repo_path(&format!("tests/fixtures/{fixtures}"));
     match store {
         TestStore::Sqlite => {
             let path = dir.join("relay.db");
@@ -44,8 +46,22 @@ fn per_path_and_flow(received: &[Received]) -> BTreeMap<(String, String), usize>
 
 on_both_stores! {
     async fn a_store_of_the_first_release_keeps_its_queue(store) {
-        let hook = Receiver::start(Answer::new(200, "")).await;
-        let cfg = ConfigDir::new(&format!(
+        keeps_its_queue("first-release", store).await;
+    }
+
+    async fn a_store_of_the_previous_release_keeps_its_queue(store) {
+        keeps_its_queue("previous-release", store).await;
+    }
+}
+
+/// A store made by an earlier release (`fixtures`), opened by this one:
+/// what was pending is delivered once, what was delivered or dead stays
+/// so, Raaft's retries are still duplicates, the dead can be replayed, and
+/// the old events render with what this release adds (`mrr` worked out,
+/// no `history`).
+async fn keeps_its_queue(fixtures: &str, store: TestStore) {
+    let hook = Receiver::start(Answer::new(200, "")).await;
+    let cfg = ConfigDir::new(&format!(
             "[destinations.ok]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"flow.json.hbs\"\n\
              [destinations.gone]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"flow.json.hbs\"\n\
              [destinations.down]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"flow.json.hbs\"\n\
@@ -55,49 +71,67 @@ on_both_stores! {
             hook.url("/gone"),
             hook.url("/down")
         ));
-        cfg.write_template("flow.json.hbs", r#"{"flow": "{{flowId}}", "outcome": "{{outcome}}"}"#);
-        // The fixture's events were received long before this test runs.
-        let text = std::fs::read_to_string(cfg.path()).unwrap().replace("second-token\"]", "second-token\"]\ndedup_window = \"36500d\"");
-        std::fs::write(cfg.path(), text).unwrap();
-        let location = first_release_store(&store, cfg.dir.path()).await;
-        let before = count(&location).await;
-        assert_eq!((before.pending, before.delivered, before.dead, before.events), (3, 3, 3, 3));
-        cfg.set_store(&match &location {
-            StoreLocation::Sqlite(path) => format!("sqlite://{}", path.display()),
-            StoreLocation::Postgres(url) => url.clone(),
-        });
+    cfg.write_template(
+            "flow.json.hbs",
+            r#"{"flow": "{{flowId}}", "outcome": "{{outcome}}", "monthly": {{{json mrr.monthly}}}, "history": {{{json history}}}}"#,
+        );
+    // The fixture's events were received long before this test runs.
+    let text = std::fs::read_to_string(cfg.path())
+        .unwrap()
+        .replace("second-token\"]", "second-token\"]\ndedup_window = \"36500d\"");
+    std::fs::write(cfg.path(), text).unwrap();
+    let location = release_store(fixtures, &store, cfg.dir.path()).await;
+    let before = count(&location).await;
+    assert_eq!((before.pending, before.delivered, before.dead, before.events), (3, 3, 3, 3));
+    cfg.set_store(&match &location {
+        StoreLocation::Sqlite(path) => format!("sqlite://{}", path.display()),
+        StoreLocation::Postgres(url) => url.clone(),
+    });
 
-        let relay = RelayProcess::start(&cfg.path()).await;
-        // The pending deliveries are delivered, once each; nothing delivered
-        // or dead is sent again.
-        hook.wait_for(3, Duration::from_secs(20)).await;
-        let after = wait_for_counts(&location, Duration::from_secs(20), "the pending deliveries", |s| s.pending == 0).await;
-        assert_eq!((after.delivered, after.dead, after.attempts, after.events), (6, 3, before.attempts + 3, 3), "{after:?}");
-        let counts = per_path_and_flow(&hook.received());
-        for n in 1..=3 {
-            assert_eq!(counts.get(&("/down".to_owned(), format!("flow-upgrade-{n}"))), Some(&1), "{counts:?}");
-        }
-        assert_eq!(hook.count(), 3, "{counts:?}");
-
-        // Raaft retrying an event the first release accepted: a duplicate.
-        let retried: Value = relay.post(first_release_event(1)).await.json().await.unwrap();
-        assert_eq!(retried["deliveries"], 0, "the first release's idempotency key was kept");
-
-        // The dead keep their history and can be replayed.
-        let dead = deliveries_cli(&cfg.path(), &["list", "--status", "dead"]);
-        assert_eq!(dead.lines().count(), 3, "{dead}");
-        let id = dead.split_whitespace().next().unwrap();
-        let shown = deliveries_cli(&cfg.path(), &["show", id]);
-        assert!(shown.contains("status 410") && shown.contains("channel_is_archived"), "{shown}");
-        let replayed = deliveries_cli(&cfg.path(), &["replay", "--dead"]);
-        assert_eq!(replayed.trim(), "replayed 3 dead deliveries");
-        hook.wait_for(6, Duration::from_secs(20)).await;
-        let last = wait_for_counts(&location, Duration::from_secs(20), "the replayed deliveries", |s| s.delivered == 9).await;
-        assert_eq!((last.pending, last.dead, last.attempts), (0, 0, before.attempts + 6), "{last:?}");
-        let counts = per_path_and_flow(&hook.received());
-        assert!(counts.keys().all(|(path, _)| path != "/ok"), "a delivered delivery was sent again: {counts:?}");
-        assert!(counts.values().all(|n| *n == 1), "{counts:?}");
-        assert_eq!(hook.count(), 6);
-        drop(relay);
+    let relay = RelayProcess::start(&cfg.path()).await;
+    // The pending deliveries are delivered, once each; nothing delivered
+    // or dead is sent again.
+    hook.wait_for(3, Duration::from_secs(20)).await;
+    let after = wait_for_counts(&location, Duration::from_secs(20), "the pending deliveries", |s| s.pending == 0).await;
+    assert_eq!(
+        (after.delivered, after.dead, after.attempts, after.events),
+        (6, 3, before.attempts + 3, 3),
+        "{after:?}"
+    );
+    let counts = per_path_and_flow(&hook.received());
+    for n in 1..=3 {
+        assert_eq!(counts.get(&("/down".to_owned(), format!("flow-upgrade-{n}"))), Some(&1), "{counts:?}");
     }
+    assert_eq!(hook.count(), 3, "{counts:?}");
+    let first = hook.received()[0].json();
+    assert_eq!((first["monthly"].clone(), first["history"].clone()), (serde_json::json!(49), Value::Null), "{first}");
+
+    // Raaft retrying an event the first release accepted: a duplicate.
+    let retried: Value = relay.post(first_release_event(1)).await.json().await.unwrap();
+    assert_eq!(retried["deliveries"], 0, "the first release's idempotency key was kept");
+
+    // The dead keep their history and can be replayed.
+    let dead = deliveries_cli(&cfg.path(), &["list", "--status", "dead"]);
+    assert_eq!(dead.lines().count(), 3, "{dead}");
+    let id = dead.split_whitespace().next().unwrap();
+    let shown = deliveries_cli(&cfg.path(), &["show", id]);
+    assert!(shown.contains("status 410") && shown.contains("channel_is_archived"), "{shown}");
+    let replayed = deliveries_cli(&cfg.path(), &["replay", "--dead"]);
+    assert_eq!(replayed.trim(), "replayed 3 dead deliveries");
+    hook.wait_for(6, Duration::from_secs(20)).await;
+    let last =
+        wait_for_counts(&location, Duration::from_secs(20), "the replayed deliveries", |s| s.delivered == 9).await;
+    assert_eq!((last.pending, last.dead, last.attempts), (0, 0, before.attempts + 6), "{last:?}");
+    let counts = per_path_and_flow(&hook.received());
+    assert!(counts.keys().all(|(path, _)| path != "/ok"), "a delivered delivery was sent again: {counts:?}");
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    assert_eq!(hook.count(), 6);
+    // New events are remembered from now on.
+    let mut next: Value = serde_json::from_str(&first_release_event(4)).unwrap();
+    next["createdAt"] = "2026-12-01T00:00:00Z".into();
+    assert_eq!(relay.post(next.to_string()).await.status(), 200);
+    let latest = hook.wait_for(9, Duration::from_secs(20)).await;
+    let remembered: Vec<Value> = latest[6..].iter().map(|r| r.json()).collect();
+    assert!(remembered.iter().all(|b| b["history"]["nth"] == 1), "{remembered:?}");
+    drop(relay);
 }
