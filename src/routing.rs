@@ -28,11 +28,17 @@ pub struct RouteReport {
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     routes: Vec<RouteConfig>,
+    /// The top-level fields the CEL conditions read: all an event's
+    /// evaluation converts.
+    variables: std::sync::Arc<[String]>,
 }
 
 impl Router {
     pub fn new(routes: Vec<RouteConfig>) -> Self {
-        Router { routes }
+        let mut variables: Vec<String> = routes.iter().flat_map(|r| r.when.cel_variables().iter().cloned()).collect();
+        variables.sort();
+        variables.dedup();
+        Router { routes, variables: variables.into() }
     }
 
     /// The destinations `event` goes to, in the order first reached.
@@ -42,7 +48,7 @@ impl Router {
 
     /// As [`Router::route`], with the names of the routes that matched.
     pub fn route_with_matches(&self, event: &Value) -> (Vec<Target>, Vec<&str>) {
-        let mut ctx = EvalContext::default();
+        let mut ctx = EvalContext::reading(self.variables.clone());
         let mut targets: Vec<Target> = Vec::new();
         let mut matched = Vec::new();
         for route in &self.routes {
@@ -60,7 +66,7 @@ impl Router {
 
     /// As [`Router::route`], with a report for every route.
     pub fn explain(&self, event: &Value) -> (Vec<Target>, Vec<RouteReport>) {
-        let mut ctx = EvalContext::default();
+        let mut ctx = EvalContext::reading(self.variables.clone());
         let mut targets = Vec::new();
         let mut reports = Vec::new();
         let mut stopped = false;
@@ -147,6 +153,21 @@ mod tests {
         let router = Router::new(vec![route("saved", "outcome == 'saved'", &["wins"], false)]);
         assert!(router.route(&json!({"outcome": "error"})).is_empty());
         assert!(router.route(&json!({})).is_empty());
+    }
+
+    #[test]
+    fn conditions_see_every_field_they_name_and_only_those_are_converted() {
+        let router = Router::new(vec![
+            route("offer-seen", "path.exists(p, p.stepType == 'offer') && event.outcome == 'canceled'", &["a"], false),
+            route("has-email", "has(customer.email) && history.nth >= 2", &["b"], false),
+            route("table", "", &["c"], false),
+        ]);
+        // A comprehension's own name (`p`) is listed too; no field has it.
+        assert_eq!(&*router.variables, ["customer", "event", "history", "p", "path"].map(String::from).as_slice());
+        let e = json!({"outcome": "canceled", "path": [{"stepType": "offer"}], "customer": {"email": "a@b.c"}, "history": {"nth": 2}});
+        assert_eq!(dests(&router.route(&e)), vec!["a", "b", "c"]);
+        let (_, reports) = router.explain(&json!({"outcome": "saved", "path": []}));
+        assert!(matches!(&reports[0].verdict, Verdict::NotMatched { .. }));
     }
 
     #[test]

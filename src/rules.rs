@@ -40,6 +40,8 @@ pub struct CelCondition {
     pub source: String,
     program: cel::Program,
     parts: Vec<CelPart>,
+    /// The top-level names it reads (`outcome`, `history`, `event`, ...).
+    variables: Vec<String>,
 }
 
 struct CelPart {
@@ -110,7 +112,18 @@ impl Condition {
                 Some(CelPart { source: part.to_owned(), program, operand })
             })
             .collect();
-        Ok(Condition::Cel(Arc::new(CelCondition { source: source.to_owned(), program, parts })))
+        let mut variables: Vec<String> = program.references().variables().into_iter().map(str::to_owned).collect();
+        variables.sort();
+        Ok(Condition::Cel(Arc::new(CelCondition { source: source.to_owned(), program, parts, variables })))
+    }
+
+    /// The top-level names of the event a CEL condition reads; none for
+    /// the other forms, which read the event without CEL.
+    pub fn cel_variables(&self) -> &[String] {
+        match self {
+            Condition::Cel(c) => &c.variables,
+            _ => &[],
+        }
     }
 
     /// Whether the condition holds for `event`.
@@ -329,12 +342,32 @@ static CEL_FUNCTIONS: std::sync::LazyLock<cel::Context<'static>> = std::sync::La
 #[derive(Default)]
 pub struct EvalContext {
     ctx: Option<cel::Context<'static>>,
+    /// Only these top-level fields are converted (`None`: all of them):
+    /// converting a field costs as much as it is large, and the relay's
+    /// `history` alone is larger than most events.
+    only: Option<Arc<[String]>>,
 }
 
 impl EvalContext {
+    /// A context that converts only the top-level fields named in
+    /// `variables` (what the conditions evaluated in it read).
+    pub fn reading(variables: Arc<[String]>) -> EvalContext {
+        EvalContext { ctx: None, only: Some(variables) }
+    }
+
     fn context(&mut self, event: &Value) -> &cel::Context<'static> {
+        let only = self.only.clone();
         self.ctx.get_or_insert_with(|| {
             let mut ctx = CEL_FUNCTIONS.new_inner_scope();
+            if let Some(names) = only {
+                for name in names.iter() {
+                    let value = if name == "event" { Some(event) } else { event.get(name) };
+                    if let Some(v) = value.and_then(|v| cel::to_value(v).ok()) {
+                        ctx.add_variable_from_value(name.as_str(), v);
+                    }
+                }
+                return ctx;
+            }
             if let Ok(whole) = cel::to_value(event) {
                 // Top-level fields share the converted event's values.
                 if let cel::Value::Map(map) = &whole {

@@ -131,7 +131,8 @@ impl Digest {
         let previous = self.config.schedule.window_before(window);
         let events = store.events_between(window.start, window.end).await?;
         let before = store.events_between(previous.start, previous.end).await?;
-        let eval = |e: &Value| self.config.when.matches(e, &mut EvalContext::default());
+        let variables: std::sync::Arc<[String]> = self.config.when.cel_variables().into();
+        let eval = |e: &Value| self.config.when.matches(e, &mut EvalContext::reading(variables.clone()));
         let counted: Vec<&Value> = events.iter().map(|e| &e.event).filter(|e| eval(e)).collect();
         let counted_before: Vec<&Value> = before.iter().map(|e| &e.event).filter(|e| eval(e)).collect();
         let timezone = self.config.schedule.timezone().name();
