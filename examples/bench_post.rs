@@ -23,6 +23,11 @@ fn body(template: &serde_json::Value, n: u64) -> String {
     // Unique, and random like the customer ids of real events, so events
     // land all over the store's idempotency-key index as they would.
     event["flowId"] = serde_json::json!(format!("{:016x}-{n}", rand::random::<u64>()));
+    // A customer drawn from a million, so each customer's history is short,
+    // as in production.
+    let customer = serde_json::json!(format!("cus_{}", rand::random::<u32>() % 1_000_000));
+    event["customer"]["id"] = customer.clone();
+    event["subscription"]["customer"]["id"] = customer;
     event["sentAt"] = serde_json::json!(now.to_string());
     event.to_string()
 }

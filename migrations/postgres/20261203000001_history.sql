@@ -1,17 +1,20 @@
 -- Every outcome remembered. An event keeps what the relay computed at its
 -- receipt (`mrr`, the customer's `history`) as JSON, so a retry or a
 -- replay renders the same message; `source` tells Raaft's events from the
--- digests the relay makes. The customer column holds the history's key.
+-- digests the relay makes. The customer column holds the history's key
+-- (erasure finds a customer's events through their flows; no index here,
+-- which every event would pay for).
 ALTER TABLE events ADD COLUMN facts TEXT;
 ALTER TABLE events ADD COLUMN source TEXT NOT NULL DEFAULT 'raaft';
-CREATE INDEX events_customer ON events (customer);
 
 -- A delivery made with its payload already rendered (a digest) sends that
 -- payload on every attempt and replay.
 ALTER TABLE deliveries ADD COLUMN payload TEXT;
 
 -- One compact row per flow of a customer, kept for [history] retention
--- (`record` is JSON; what the counts need has columns of its own).
+-- (`record` is JSON; what the counts need has columns of its own). Flows
+-- are pruned by `event_id`, a ULID that sorts by time: no index on their
+-- receipt time to keep up on every event.
 CREATE TABLE flows (
     event_id TEXT PRIMARY KEY,
     customer BYTEA NOT NULL,
@@ -22,7 +25,6 @@ CREATE TABLE flows (
     record TEXT NOT NULL
 );
 CREATE INDEX flows_customer ON flows (customer, received_at);
-CREATE INDEX flows_received_at ON flows (received_at);
 
 -- One row per customer with flows: the counts ingest reads, one row
 -- whatever the number of flows. Kept in step with `flows` by ingest,

@@ -72,6 +72,7 @@ pub(super) async fn run(config: &Path, command: &DeliveriesCommand) -> anyhow::R
                 )?;
             }
             writeln!(out, "\nevent:\n{}", serde_json::to_string_pretty(&d.event)?)?;
+            writeln!(out, "\nmrr and history at receipt:\n{}", serde_json::to_string_pretty(&d.facts)?)?;
             if let Some(p) = &d.last_payload {
                 writeln!(out, "\npayload of the last attempt:\n{}", shown(p))?;
             }

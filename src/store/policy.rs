@@ -33,6 +33,19 @@ pub fn first_of_each_key<'a>(keys: impl IntoIterator<Item = &'a str>) -> Vec<boo
     keys.into_iter().map(|key| seen.insert(key)).collect()
 }
 
+/// An upper bound on the ids of the flows a history `retention` prunes:
+/// flows are found by their id (a ULID, which sorts by the relay's clock)
+/// within a day past the cutoff, then chosen by their receipt time (the
+/// store's clock).
+pub fn flow_id_bound(retention: Duration) -> String {
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(retention)
+        .and_then(|t| t.checked_add(Duration::from_secs(24 * 3600)))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let ms = cutoff.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    ulid::Ulid::from_parts(ms, 0).to_string().to_ascii_lowercase()
+}
+
 /// The idempotency key of a digest's event: one per digest and window.
 pub fn digest_key(digest: &str, start: chrono::DateTime<chrono::Utc>) -> String {
     format!("digest/{digest}/{}", start.timestamp_millis())

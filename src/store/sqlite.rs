@@ -43,6 +43,8 @@ const BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 10000;";
 pub struct SqliteStore {
     writes: mpsc::Sender<Box<dyn Write>>,
     readers: r2d2::Pool<SqliteConnectionManager>,
+    /// History lookups, for the thread that answers them.
+    lookups: mpsc::Sender<Lookup>,
     /// The file's lock, held by `serve` while the store is open.
     _lock: Option<File>,
 }
@@ -113,7 +115,16 @@ impl SqliteStore {
             .name("raaft-store-writer".into())
             .spawn(move || write_batches(conn, queue, window))
             .map_err(|e| failed("start the writer of", &e))?;
-        Ok(SqliteStore { writes, readers, _lock: lock })
+        let history_reader =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .and_then(|c| c.execute_batch(BUSY_TIMEOUT).map(|_| c))
+                .map_err(|e| failed("read", &e))?;
+        let (lookups, lookup_queue) = mpsc::channel(4 * policy::MAX_BATCH);
+        std::thread::Builder::new()
+            .name("raaft-store-history".into())
+            .spawn(move || answer_lookups(history_reader, lookup_queue))
+            .map_err(|e| failed("start the history reader of", &e))?;
+        Ok(SqliteStore { writes, readers, lookups, _lock: lock })
     }
 
     /// Runs `work` on the writer thread, in the next batch's transaction
@@ -488,19 +499,27 @@ fn rewrite_digest(tx: &Transaction<'_>, rewrite: &DigestRewrite) -> rusqlite::Re
     Ok(())
 }
 
-/// Erases a customer's flows, events, deliveries and attempts.
+/// Erases a customer's flows, events, deliveries and attempts. Their
+/// events are found by the customer column once (it has no index: every
+/// event would pay for one, and erasure is rare), then by id.
 fn forget(tx: &Transaction<'_>, customer: &str) -> rusqlite::Result<Forgotten> {
-    let attempts = tx.execute(
-        "DELETE FROM attempts WHERE delivery_id IN (SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
-         WHERE e.customer = ?1)",
-        params![customer],
-    )?;
-    let deliveries = tx.execute(
-        "DELETE FROM deliveries WHERE event_id IN (SELECT id FROM events WHERE customer = ?1)",
-        params![customer],
-    )?;
-    tx.execute("DELETE FROM dedup WHERE event_id IN (SELECT id FROM events WHERE customer = ?1)", params![customer])?;
-    let events = tx.execute("DELETE FROM events WHERE customer = ?1", params![customer])?;
+    let ids: Vec<String> = tx
+        .prepare("SELECT id FROM events WHERE customer = ?1")?
+        .query_map(params![customer], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let (mut attempts, mut deliveries, mut events) = (0, 0, 0);
+    for id in &ids {
+        attempts += tx.execute(
+            "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?1)",
+            params![id],
+        )?;
+        deliveries += tx.execute("DELETE FROM deliveries WHERE event_id = ?1", params![id])?;
+        tx.execute(
+            "DELETE FROM dedup WHERE dedup_key = (SELECT dedup_key FROM events WHERE id = ?1) AND event_id = ?1",
+            params![id],
+        )?;
+        events += tx.execute("DELETE FROM events WHERE id = ?1", params![id])?;
+    }
     let flows = tx.execute("DELETE FROM flows WHERE customer = ?1", params![customer])?;
     tx.execute("DELETE FROM customer_histories WHERE customer = ?1", params![customer])?;
     Ok(Forgotten {
@@ -713,7 +732,10 @@ fn prune(tx: &Transaction<'_>, retention: &Retention) -> rusqlite::Result<u64> {
     )?;
     let history = millis(retention.history);
     tx.execute(policy::RECOUNT_HISTORIES_SQLITE, params![history])?;
-    tx.execute(concat!("DELETE FROM flows WHERE received_at < ", now!(), " - ?1"), params![history])?;
+    tx.execute(
+        concat!("DELETE FROM flows WHERE event_id < ?2 AND received_at < ", now!(), " - ?1"),
+        params![history, policy::flow_id_bound(retention.history)],
+    )?;
     tx.execute("DELETE FROM customer_histories WHERE flows = 0", [])?;
     tx.execute(
         concat!(
@@ -770,6 +792,64 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<DeliverySummary> {
         next_attempt_at: time(row.get(10)?),
         last_error: optional_text(row, 11)?,
     })
+}
+
+/// A customer's counts and newest flows (see [`Store::history`]).
+fn read_history(conn: &Connection, customer: &str, recent: usize) -> rusqlite::Result<EarlierFlows> {
+    let limit = i64::try_from(recent).unwrap_or(i64::MAX);
+    let counts = conn
+        .prepare_cached(
+            "SELECT flows, saved, canceled, first_seen, last_save_at, last_save, last_offer_at, last_offer \
+                     FROM customer_histories WHERE customer = ?1",
+        )?
+        .query_row(params![customer], |row| {
+            let flow = |at: usize, record: usize| -> rusqlite::Result<Option<Flow>> {
+                Ok(match (row.get::<_, Option<i64>>(at)?, optional_text(row, record)?) {
+                    (Some(at), Some(record)) => Some(Flow::from_record(&record, time(at))),
+                    _ => None,
+                })
+            };
+            Ok(EarlierFlows {
+                flows: row.get::<_, i64>(0)?.max(0) as u64,
+                saved: row.get::<_, i64>(1)?.max(0) as u64,
+                canceled: row.get::<_, i64>(2)?.max(0) as u64,
+                first_seen: Some(time(row.get(3)?)),
+                last_save: flow(4, 5)?,
+                last_offer: flow(6, 7)?,
+                recent: Vec::new(),
+            })
+        })
+        .optional()?;
+    let Some(mut earlier) = counts else { return Ok(EarlierFlows::default()) };
+    earlier.recent = conn
+        .prepare_cached(
+            "SELECT event_id, received_at, record FROM flows WHERE customer = ?1 \
+                     ORDER BY received_at DESC, event_id DESC LIMIT ?2",
+        )?
+        .query_map(params![customer, limit], |row| {
+            Ok(Flow { event: row.get(0)?, ..Flow::from_record(&text(row, 2)?, time(row.get(1)?)) })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(earlier)
+}
+
+/// A lookup of a customer's history, for [`answer_lookups`].
+type Lookup = (String, usize, oneshot::Sender<Result<EarlierFlows, StoreError>>);
+
+/// The thread that answers history lookups, on a read-only connection of
+/// its own: ingest asks for one per event, and a thread hop per lookup
+/// (a blocking task and the readers' pool) cost more than the lookup.
+/// Whatever is waiting when it looks is answered in one go.
+fn answer_lookups(conn: Connection, mut queue: mpsc::Receiver<Lookup>) {
+    while let Some(first) = queue.blocking_recv() {
+        for (customer, recent, reply) in policy::gather(first, || queue.try_recv().ok()) {
+            let _ = reply.send(read_history(&conn, &customer, recent).map_err(unavailable));
+        }
+    }
+}
+
+fn lookups_stopped() -> StoreError {
+    StoreError::Unavailable("the store's history reader stopped".into())
 }
 
 #[async_trait]
@@ -965,45 +1045,9 @@ impl Store for SqliteStore {
     }
 
     async fn history(&self, customer: &str, recent: usize) -> Result<EarlierFlows, StoreError> {
-        let customer = customer.to_owned();
-        let limit = i64::try_from(recent).unwrap_or(i64::MAX);
-        self.read(move |conn| {
-            let counts = conn
-                .prepare_cached(
-                    "SELECT flows, saved, canceled, first_seen, last_save_at, last_save, last_offer_at, last_offer \
-                     FROM customer_histories WHERE customer = ?1",
-                )?
-                .query_row(params![customer], |row| {
-                    let flow = |at: usize, record: usize| -> rusqlite::Result<Option<Flow>> {
-                        Ok(match (row.get::<_, Option<i64>>(at)?, optional_text(row, record)?) {
-                            (Some(at), Some(record)) => Some(Flow::from_record(&record, time(at))),
-                            _ => None,
-                        })
-                    };
-                    Ok(EarlierFlows {
-                        flows: row.get::<_, i64>(0)?.max(0) as u64,
-                        saved: row.get::<_, i64>(1)?.max(0) as u64,
-                        canceled: row.get::<_, i64>(2)?.max(0) as u64,
-                        first_seen: Some(time(row.get(3)?)),
-                        last_save: flow(4, 5)?,
-                        last_offer: flow(6, 7)?,
-                        recent: Vec::new(),
-                    })
-                })
-                .optional()?;
-            let Some(mut earlier) = counts else { return Ok(EarlierFlows::default()) };
-            earlier.recent = conn
-                .prepare_cached(
-                    "SELECT event_id, received_at, record FROM flows WHERE customer = ?1 \
-                     ORDER BY received_at DESC, event_id DESC LIMIT ?2",
-                )?
-                .query_map(params![customer, limit], |row| {
-                    Ok(Flow { event: row.get(0)?, ..Flow::from_record(&text(row, 2)?, time(row.get(1)?)) })
-                })?
-                .collect::<Result<_, _>>()?;
-            Ok(earlier)
-        })
-        .await
+        let (reply, answer) = oneshot::channel();
+        self.lookups.send((customer.to_owned(), recent, reply)).await.map_err(|_| lookups_stopped())?;
+        answer.await.map_err(|_| lookups_stopped())?
     }
 
     async fn forget(&self, customer: &str) -> Result<Forgotten, StoreError> {

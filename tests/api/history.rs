@@ -253,6 +253,11 @@ on_both_stores! {
         assert!(preview.contains("(2 events; nothing is sent)"), "{preview}");
         assert!(preview.contains("2 flows, 1 saved, save rate 50%"), "{preview}");
         assert_eq!(hook.count(), sent_before);
+        // What the relay knew at receipt, beside the event.
+        let listed = deliveries_cli(&config, &["list"]);
+        let newest = listed.split_whitespace().next().unwrap();
+        let shown = deliveries_cli(&config, &["show", newest]);
+        assert!(shown.contains("mrr and history at receipt:") && shown.contains("\"nth\": 2"), "{shown}");
         let forgot = cli(&config, &["forget", "cus_A"]);
         assert!(forgot.contains("forgot customer \"cus_A\": 2 flow(s), 2 event(s), 2 deliveries, 2 attempt(s)"), "{forgot}");
         assert!(cli(&config, &["history", "cus_A"]).starts_with("no flows for customer \"cus_A\""));
