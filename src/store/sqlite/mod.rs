@@ -4,9 +4,10 @@
 //! from a queue: whatever is waiting when it looks goes into one
 //! transaction with one fsync, each write under a savepoint of its own so
 //! that one that fails is undone alone. Reads go through a small pool of
-//! read-only connections (WAL keeps them apart from the writer). Times are
-//! milliseconds since the epoch by SQLite's clock, read when each
-//! statement runs.
+//! read-only connections (WAL keeps them apart from the writer), but for
+//! ingest's history lookups, which a thread of their own answers
+//! ([`history`]). Digests are in [`digests`]. Times are milliseconds since
+//! the epoch by SQLite's clock, read when each statement runs.
 
 use super::policy::{self, millis};
 use super::*;
@@ -28,11 +29,17 @@ macro_rules! now {
     };
 }
 
+mod digests;
+mod history;
+
+use digests::{claim_digest, digest_window, digests_quoting, rewrite_digest};
+use history::{answer_lookups, forget, lookups_stopped, remember, Lookup};
+
 /// The schema, in order: the first release's, then each change.
 const MIGRATIONS: [&str; 3] = [
-    include_str!("../../migrations/sqlite/20261128000001_init.sql"),
-    include_str!("../../migrations/sqlite/20261201000001_exactly_once.sql"),
-    include_str!("../../migrations/sqlite/20261203000001_history.sql"),
+    include_str!("../../../migrations/sqlite/20261128000001_init.sql"),
+    include_str!("../../../migrations/sqlite/20261201000001_exactly_once.sql"),
+    include_str!("../../../migrations/sqlite/20261203000001_history.sql"),
 ];
 
 /// How long a connection waits for another process's write lock (a
@@ -375,33 +382,6 @@ fn enqueue(
     Ok(Enqueued::Accepted { deliveries: ids })
 }
 
-/// Adds a flow to a customer's history and to the customer's counts.
-fn remember(tx: &Transaction<'_>, event_id: &str, customer: &str, flow: &NewFlow) -> rusqlite::Result<()> {
-    tx.prepare_cached(concat!(
-        "INSERT INTO flows (event_id, customer, received_at, saved, canceled, offered, record) VALUES (?1, ?2, ",
-        now!(),
-        ", ?3, ?4, ?5, ?6)"
-    ))?
-    .execute(params![event_id, customer, flow.saved, flow.canceled, flow.offered, flow.record])?;
-    tx.prepare_cached(concat!(
-        "INSERT INTO customer_histories (customer, flows, saved, canceled, first_seen, last_save_at, last_save, \
-         last_offer_at, last_offer) VALUES (?1, 1, ?2, ?3, ",
-        now!(),
-        ", CASE WHEN ?2 THEN ",
-        now!(),
-        " END, CASE WHEN ?2 THEN ?5 END, CASE WHEN ?4 THEN ",
-        now!(),
-        " END, CASE WHEN ?4 THEN ?5 END) \
-         ON CONFLICT (customer) DO UPDATE SET flows = flows + 1, saved = saved + excluded.saved, \
-         canceled = canceled + excluded.canceled, \
-         last_save_at = COALESCE(excluded.last_save_at, last_save_at), last_save = COALESCE(excluded.last_save, last_save), \
-         last_offer_at = COALESCE(excluded.last_offer_at, last_offer_at), \
-         last_offer = COALESCE(excluded.last_offer, last_offer)"
-    ))?
-    .execute(params![customer, flow.saved, flow.canceled, flow.offered, flow.record])?;
-    Ok(())
-}
-
 fn insert_event(tx: &Transaction<'_>, id: &str, event: &NewEvent, source: &str) -> rusqlite::Result<()> {
     tx.prepare_cached(concat!(
         "INSERT INTO events (id, dedup_key, received_at, outcome, customer, body, facts, source) VALUES (?1, ?2, ",
@@ -434,101 +414,6 @@ fn insert_deliveries(
         ids.push(delivery);
     }
     Ok(ids)
-}
-
-/// Claims a digest's window and queues its deliveries, or records it
-/// skipped; the primary key on (digest, window start) makes a second claim
-/// find the first.
-fn claim_digest(tx: &Transaction<'_>, digest: &NewDigest) -> rusqlite::Result<DigestClaim> {
-    let (start, end) = (digest.start.timestamp_millis(), digest.end.timestamp_millis());
-    let event_id = digest.body.as_ref().map(|_| new_id());
-    let taken = tx
-        .prepare_cached(concat!(
-            "INSERT INTO digest_windows (digest, window_start, window_end, event_id, claimed_at) VALUES (?1, ?2, ?3, ?4, ",
-            now!(),
-            ") ON CONFLICT (digest, window_start) DO NOTHING RETURNING digest"
-        ))?
-        .query_row(params![digest.digest, start, end, event_id], |_| Ok(()))
-        .optional()?
-        .is_none();
-    if taken {
-        let window = tx
-            .prepare_cached(
-                "SELECT digest, window_start, window_end, event_id FROM digest_windows WHERE digest = ?1 AND window_start = ?2",
-            )?
-            .query_row(params![digest.digest, start], digest_window)?;
-        return Ok(DigestClaim::Taken(window));
-    }
-    let (Some(id), Some(body)) = (event_id, &digest.body) else {
-        return Ok(DigestClaim::Skipped);
-    };
-    let event = NewEvent {
-        key: policy::digest_key(&digest.digest, digest.start),
-        body: body.clone(),
-        outcome: None,
-        customer: None,
-        facts: None,
-        flow: None,
-    };
-    insert_event(tx, &id, &event, "digest")?;
-    let deliveries = insert_deliveries(tx, &id, &digest.deliveries)?;
-    Ok(DigestClaim::Queued { event_id: id, deliveries })
-}
-
-fn digest_window(row: &Row<'_>) -> rusqlite::Result<DigestWindow> {
-    Ok(DigestWindow { digest: row.get(0)?, start: time(row.get(1)?), end: time(row.get(2)?), event_id: row.get(3)? })
-}
-
-fn rewrite_digest(tx: &Transaction<'_>, rewrite: &DigestRewrite) -> rusqlite::Result<()> {
-    tx.execute(
-        "UPDATE events SET body = ?1 WHERE id = ?2 AND source = 'digest'",
-        params![rewrite.figures, rewrite.event_id],
-    )?;
-    let deliveries: Vec<(String, String)> = tx
-        .prepare("SELECT id, destination FROM deliveries WHERE event_id = ?1")?
-        .query_map(params![rewrite.event_id], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    for (id, destination) in deliveries {
-        tx.execute("UPDATE deliveries SET payload = ?1 WHERE id = ?2", params![rewrite.payload_for(&destination), id])?;
-    }
-    tx.execute(
-        "UPDATE attempts SET payload = NULL, response = NULL WHERE delivery_id IN \
-         (SELECT id FROM deliveries WHERE event_id = ?1)",
-        params![rewrite.event_id],
-    )?;
-    Ok(())
-}
-
-/// Erases a customer's flows, events, deliveries and attempts. Their
-/// events are found by the customer column once (it has no index: every
-/// event would pay for one, and erasure is rare), then by id.
-fn forget(tx: &Transaction<'_>, customer: &str) -> rusqlite::Result<Forgotten> {
-    let ids: Vec<String> = tx
-        .prepare("SELECT id FROM events WHERE customer = ?1")?
-        .query_map(params![customer], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    let (mut attempts, mut deliveries, mut events) = (0, 0, 0);
-    for id in &ids {
-        attempts += tx.execute(
-            "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?1)",
-            params![id],
-        )?;
-        deliveries += tx.execute("DELETE FROM deliveries WHERE event_id = ?1", params![id])?;
-        tx.execute(
-            "DELETE FROM dedup WHERE dedup_key = (SELECT dedup_key FROM events WHERE id = ?1) AND event_id = ?1",
-            params![id],
-        )?;
-        events += tx.execute("DELETE FROM events WHERE id = ?1", params![id])?;
-    }
-    let flows = tx.execute("DELETE FROM flows WHERE customer = ?1", params![customer])?;
-    tx.execute("DELETE FROM customer_histories WHERE customer = ?1", params![customer])?;
-    Ok(Forgotten {
-        flows: flows as u64,
-        events: events as u64,
-        deliveries: deliveries as u64,
-        attempts: attempts as u64,
-        digests: 0,
-    })
 }
 
 /// A claimed delivery as read in the claim's transaction; its event is
@@ -794,64 +679,6 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<DeliverySummary> {
     })
 }
 
-/// A customer's counts and newest flows (see [`Store::history`]).
-fn read_history(conn: &Connection, customer: &str, recent: usize) -> rusqlite::Result<EarlierFlows> {
-    let limit = i64::try_from(recent).unwrap_or(i64::MAX);
-    let counts = conn
-        .prepare_cached(
-            "SELECT flows, saved, canceled, first_seen, last_save_at, last_save, last_offer_at, last_offer \
-                     FROM customer_histories WHERE customer = ?1",
-        )?
-        .query_row(params![customer], |row| {
-            let flow = |at: usize, record: usize| -> rusqlite::Result<Option<Flow>> {
-                Ok(match (row.get::<_, Option<i64>>(at)?, optional_text(row, record)?) {
-                    (Some(at), Some(record)) => Some(Flow::from_record(&record, time(at))),
-                    _ => None,
-                })
-            };
-            Ok(EarlierFlows {
-                flows: row.get::<_, i64>(0)?.max(0) as u64,
-                saved: row.get::<_, i64>(1)?.max(0) as u64,
-                canceled: row.get::<_, i64>(2)?.max(0) as u64,
-                first_seen: Some(time(row.get(3)?)),
-                last_save: flow(4, 5)?,
-                last_offer: flow(6, 7)?,
-                recent: Vec::new(),
-            })
-        })
-        .optional()?;
-    let Some(mut earlier) = counts else { return Ok(EarlierFlows::default()) };
-    earlier.recent = conn
-        .prepare_cached(
-            "SELECT event_id, received_at, record FROM flows WHERE customer = ?1 \
-                     ORDER BY received_at DESC, event_id DESC LIMIT ?2",
-        )?
-        .query_map(params![customer, limit], |row| {
-            Ok(Flow { event: row.get(0)?, ..Flow::from_record(&text(row, 2)?, time(row.get(1)?)) })
-        })?
-        .collect::<Result<_, _>>()?;
-    Ok(earlier)
-}
-
-/// A lookup of a customer's history, for [`answer_lookups`].
-type Lookup = (String, usize, oneshot::Sender<Result<EarlierFlows, StoreError>>);
-
-/// The thread that answers history lookups, on a read-only connection of
-/// its own: ingest asks for one per event, and a thread hop per lookup
-/// (a blocking task and the readers' pool) cost more than the lookup.
-/// Whatever is waiting when it looks is answered in one go.
-fn answer_lookups(conn: Connection, mut queue: mpsc::Receiver<Lookup>) {
-    while let Some(first) = queue.blocking_recv() {
-        for (customer, recent, reply) in policy::gather(first, || queue.try_recv().ok()) {
-            let _ = reply.send(read_history(&conn, &customer, recent).map_err(unavailable));
-        }
-    }
-}
-
-fn lookups_stopped() -> StoreError {
-    StoreError::Unavailable("the store's history reader stopped".into())
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn enqueue(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Result<Enqueued, StoreError> {
@@ -1093,29 +920,7 @@ impl Store for SqliteStore {
 
     async fn digests_quoting(&self, customer: &str) -> Result<Vec<StoredDigest>, StoreError> {
         let customer = customer.to_owned();
-        self.read(move |conn| {
-            let rows: Vec<(String, String, String, i64, i64)> = conn
-                .prepare(
-                    "SELECT e.id, e.body, w.digest, w.window_start, w.window_end FROM events e \
-                     JOIN digest_windows w ON w.event_id = e.id WHERE e.source = 'digest'",
-                )?
-                .query_map([], |row| Ok((row.get(0)?, text(row, 1)?, row.get(2)?, row.get(3)?, row.get(4)?)))?
-                .collect::<Result<_, _>>()?;
-            Ok(rows
-                .into_iter()
-                .filter_map(|(event_id, body, digest, start, end)| {
-                    let figures: Value = serde_json::from_str(&body).ok()?;
-                    quotes_customer(&figures, &customer).then(|| StoredDigest {
-                        event_id,
-                        digest,
-                        start: time(start),
-                        end: time(end),
-                        figures,
-                    })
-                })
-                .collect())
-        })
-        .await
+        self.read(move |conn| digests_quoting(conn, &customer)).await
     }
 
     async fn rewrite_digest(&self, rewrite: DigestRewrite) -> Result<(), StoreError> {

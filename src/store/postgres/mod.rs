@@ -6,7 +6,8 @@
 //! written fails alone. Leases, due times and ages run on the database's
 //! clock (`now()`), so replicas whose clocks disagree never take each
 //! other's work. What comes from outside is stored as bytes (TEXT cannot
-//! hold NUL).
+//! hold NUL). Ingest's history lookups are read in batches too
+//! ([`history`]); digests are in [`digests`].
 
 use super::policy::{self, millis};
 use super::*;
@@ -27,6 +28,12 @@ macro_rules! now {
         "(EXTRACT(EPOCH FROM now()) * 1000)::BIGINT"
     };
 }
+
+mod digests;
+mod history;
+
+use digests::{claim_digest, digest_window};
+use history::{answer_lookups, forget, Lookup};
 
 /// The store in one PostgreSQL database.
 pub struct PostgresStore {
@@ -521,194 +528,6 @@ async fn prune(pool: &PgPool, retention: &Retention) -> Result<u64, sqlx::Error>
     Ok(n)
 }
 
-fn digest_window(row: &PgRow) -> Result<DigestWindow, sqlx::Error> {
-    Ok(DigestWindow {
-        digest: row.try_get("digest")?,
-        start: time(row.try_get("window_start")?),
-        end: time(row.try_get("window_end")?),
-        event_id: row.try_get("event_id")?,
-    })
-}
-
-async fn claim_digest(pool: &PgPool, digest: &NewDigest) -> Result<DigestClaim, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let (start, end) = (digest.start.timestamp_millis(), digest.end.timestamp_millis());
-    let event_id = digest.body.as_ref().map(|_| new_id());
-    let claimed = sqlx::query(concat!(
-        "INSERT INTO digest_windows (digest, window_start, window_end, event_id, claimed_at) VALUES ($1, $2, $3, $4, ",
-        now!(),
-        ") ON CONFLICT (digest, window_start) DO NOTHING"
-    ))
-    .bind(&digest.digest)
-    .bind(start)
-    .bind(end)
-    .bind(&event_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if claimed == 0 {
-        let row = sqlx::query(
-            "SELECT digest, window_start, window_end, event_id FROM digest_windows WHERE digest = $1 AND window_start = $2",
-        )
-        .bind(&digest.digest)
-        .bind(start)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        return Ok(DigestClaim::Taken(digest_window(&row)?));
-    }
-    let (Some(id), Some(body)) = (event_id, &digest.body) else {
-        tx.commit().await?;
-        return Ok(DigestClaim::Skipped);
-    };
-    sqlx::query(concat!(
-        "INSERT INTO events (id, dedup_key, received_at, body, source) VALUES ($1, $2, ",
-        now!(),
-        ", $3, 'digest')"
-    ))
-    .bind(&id)
-    .bind(policy::digest_key(&digest.digest, digest.start))
-    .bind(body.as_bytes())
-    .execute(&mut *tx)
-    .await?;
-    let ids: Vec<String> = digest.deliveries.iter().map(|_| new_id()).collect();
-    sqlx::query(concat!(
-        "INSERT INTO deliveries (id, event_id, destination, routes, status, attempts, next_attempt_at, created_at, \
-         updated_at, payload) SELECT d.id, $1, d.destination, d.routes, 'pending', 0, ",
-        now!(),
-        ", ",
-        now!(),
-        ", ",
-        now!(),
-        ", d.payload FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS d(id, destination, routes, payload)"
-    ))
-    .bind(&id)
-    .bind(&ids)
-    .bind(digest.deliveries.iter().map(|d| d.destination.as_str()).collect::<Vec<_>>())
-    .bind(digest.deliveries.iter().map(|d| policy::join_routes(&d.routes)).collect::<Vec<_>>())
-    .bind(digest.deliveries.iter().map(|d| d.payload.as_deref()).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(DigestClaim::Queued { event_id: id, deliveries: ids })
-}
-
-/// Erases a customer's flows, events, deliveries and attempts. Their
-/// events are found by the customer column once (it has no index: every
-/// event would pay for one, and erasure is rare), then by id.
-async fn forget(pool: &PgPool, customer: &str) -> Result<Forgotten, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let customer = customer.as_bytes();
-    let ids: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM events WHERE customer = $1").bind(customer).fetch_all(&mut *tx).await?;
-    let attempts =
-        sqlx::query("DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ANY($1))")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-    let deliveries = sqlx::query("DELETE FROM deliveries WHERE event_id = ANY($1)")
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    sqlx::query(
-        "DELETE FROM dedup d USING events e WHERE e.id = ANY($1) AND d.dedup_key = e.dedup_key AND d.event_id = e.id",
-    )
-    .bind(&ids)
-    .execute(&mut *tx)
-    .await?;
-    let events =
-        sqlx::query("DELETE FROM events WHERE id = ANY($1)").bind(&ids).execute(&mut *tx).await?.rows_affected();
-    let flows =
-        sqlx::query("DELETE FROM flows WHERE customer = $1").bind(customer).execute(&mut *tx).await?.rows_affected();
-    sqlx::query("DELETE FROM customer_histories WHERE customer = $1").bind(customer).execute(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(Forgotten { flows, events, deliveries, attempts, digests: 0 })
-}
-
-/// A lookup of a customer's history, for [`answer_lookups`].
-type Lookup = (String, usize, oneshot::Sender<Result<EarlierFlows, StoreError>>);
-
-/// Answers history lookups in batches: whatever is waiting when it looks
-/// is read in two statements (the customers' counts, then the newest flows
-/// of those that have any), instead of two round trips per event.
-async fn answer_lookups(pool: PgPool, mut queue: mpsc::Receiver<Lookup>) {
-    while let Some(first) = queue.recv().await {
-        let batch = policy::gather(first, || queue.try_recv().ok());
-        let mut customers: Vec<&str> = batch.iter().map(|(c, _, _)| c.as_str()).collect();
-        customers.sort_unstable();
-        customers.dedup();
-        let recent = batch.iter().map(|(_, r, _)| *r).max().unwrap_or(0);
-        match read_histories(&pool, &customers, recent).await {
-            Ok(found) => {
-                for (customer, recent, reply) in batch {
-                    let mut earlier = found.get(&customer).cloned().unwrap_or_default();
-                    earlier.recent.truncate(recent);
-                    let _ = reply.send(Ok(earlier));
-                }
-            }
-            Err(e) => {
-                for (_, _, reply) in batch {
-                    let _ = reply.send(Err(unavailable(&e)));
-                }
-            }
-        }
-    }
-}
-
-/// The counts and the `recent` newest flows of each of `customers` that
-/// has a history.
-async fn read_histories(
-    pool: &PgPool,
-    customers: &[&str],
-    recent: usize,
-) -> Result<std::collections::HashMap<String, EarlierFlows>, sqlx::Error> {
-    type Counts = (Vec<u8>, i64, i64, i64, i64, Option<i64>, Option<String>, Option<i64>, Option<String>);
-    let keys: Vec<&[u8]> = customers.iter().map(|c| c.as_bytes()).collect();
-    let rows: Vec<Counts> = sqlx::query_as(
-        "SELECT customer, flows, saved, canceled, first_seen, last_save_at, last_save, last_offer_at, last_offer \
-         FROM customer_histories WHERE customer = ANY($1)",
-    )
-    .bind(&keys)
-    .fetch_all(pool)
-    .await?;
-    let flow = |at: Option<i64>, record: Option<String>| Some(Flow::from_record(&record?, time(at?)));
-    let mut found = std::collections::HashMap::new();
-    for (customer, flows, saved, canceled, first_seen, save_at, save, offer_at, offer) in rows {
-        let earlier = EarlierFlows {
-            flows: flows.max(0) as u64,
-            saved: saved.max(0) as u64,
-            canceled: canceled.max(0) as u64,
-            first_seen: Some(time(first_seen)),
-            last_save: flow(save_at, save),
-            last_offer: flow(offer_at, offer),
-            recent: Vec::new(),
-        };
-        found.insert(String::from_utf8_lossy(&customer).into_owned(), earlier);
-    }
-    if found.is_empty() || recent == 0 {
-        return Ok(found);
-    }
-    let with_history: Vec<&[u8]> = found.keys().map(|c| c.as_bytes()).collect();
-    let flows: Vec<(Vec<u8>, String, i64, String)> = sqlx::query_as(
-        "SELECT c.customer, f.event_id, f.received_at, f.record FROM unnest($1::bytea[]) AS c(customer) \
-         CROSS JOIN LATERAL (SELECT event_id, received_at, record FROM flows WHERE flows.customer = c.customer \
-         ORDER BY received_at DESC, event_id DESC LIMIT $2) f \
-         ORDER BY c.customer, f.received_at DESC, f.event_id DESC",
-    )
-    .bind(&with_history)
-    .bind(i64::try_from(recent).unwrap_or(i64::MAX))
-    .fetch_all(pool)
-    .await?;
-    for (customer, event, at, record) in flows {
-        if let Some(earlier) = found.get_mut(String::from_utf8_lossy(&customer).as_ref()) {
-            earlier.recent.push(Flow { event, ..Flow::from_record(&record, time(at)) });
-        }
-    }
-    Ok(found)
-}
-
 #[async_trait]
 impl Store for PostgresStore {
     async fn enqueue(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Result<Enqueued, StoreError> {
@@ -975,59 +794,11 @@ impl Store for PostgresStore {
     }
 
     async fn digests_quoting(&self, customer: &str) -> Result<Vec<StoredDigest>, StoreError> {
-        let rows: Vec<(String, Vec<u8>, String, i64, i64)> = sqlx::query_as(
-            "SELECT e.id, e.body, w.digest, w.window_start, w.window_end FROM events e \
-             JOIN digest_windows w ON w.event_id = e.id WHERE e.source = 'digest'",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(event_id, body, digest, start, end)| {
-                let figures: Value = serde_json::from_slice(&body).ok()?;
-                quotes_customer(&figures, customer).then(|| StoredDigest {
-                    event_id,
-                    digest,
-                    start: time(start),
-                    end: time(end),
-                    figures,
-                })
-            })
-            .collect())
+        digests::digests_quoting(&self.pool, customer).await.map_err(unavailable)
     }
 
     async fn rewrite_digest(&self, rewrite: DigestRewrite) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        sqlx::query("UPDATE events SET body = $1 WHERE id = $2 AND source = 'digest'")
-            .bind(rewrite.figures.as_bytes())
-            .bind(&rewrite.event_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let deliveries: Vec<(String, String)> =
-            sqlx::query_as("SELECT id, destination FROM deliveries WHERE event_id = $1 FOR UPDATE")
-                .bind(&rewrite.event_id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        for (id, destination) in deliveries {
-            sqlx::query("UPDATE deliveries SET payload = $1 WHERE id = $2")
-                .bind(rewrite.payload_for(&destination))
-                .bind(&id)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        sqlx::query(
-            "UPDATE attempts SET payload = NULL, response = NULL WHERE delivery_id IN \
-             (SELECT id FROM deliveries WHERE event_id = $1)",
-        )
-        .bind(&rewrite.event_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)
+        digests::rewrite_digest(&self.pool, &rewrite).await.map_err(unavailable)
     }
 
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
