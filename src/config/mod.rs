@@ -202,6 +202,43 @@ mod tests {
     }
 
     #[test]
+    fn digests_and_history_load_with_defaults_and_every_mistake_is_named() {
+        let good = format!(
+            "{MINIMAL}[digests.daily]\nschedule = \"0 9 * * *\"\ntimezone = \"Europe/Lisbon\"\nwhen = {{ outcome = [\"saved\", \"canceled\"] }}\nto = [\"out\"]\ntemplate = \"d.hbs\"\n"
+        );
+        let config = parse(&good).unwrap();
+        assert_eq!(config.history, HistoryConfig::default());
+        assert_eq!(config.history.retention, Duration::from_secs(400 * 86_400));
+        let daily = &config.digests["daily"];
+        assert_eq!((daily.schedule.source(), daily.schedule.timezone().name()), ("0 9 * * *", "Europe/Lisbon"));
+        assert_eq!(daily.empty, WhenEmpty::Skip);
+        let bad = format!(
+            "{MINIMAL}[history]\nretention = \"a while\"\n[digests.daily]\nschedule = \"0 9 * *\"\ntimezone = \"Mars/Olympus\"\nto = [\"nowhere\"]\ntemplate = \"d.hbs\"\nempty = \"never\"\n[digests.weekly]\ntimezone = \"UTC\"\nto = [\"out\"]\n"
+        );
+        let problems = parse(&bad).unwrap_err().to_string();
+        for expected in [
+            "`history.retention`: invalid duration \"a while\"",
+            "`digests.daily.schedule`: digest \"daily\": invalid schedule \"0 9 * *\": expected 5 fields",
+            "`digests.daily.to[0]`: digest \"daily\": unknown destination \"nowhere\"",
+            "`digests.daily.empty`: digest \"daily\": `empty` is \"skip\" or \"send\", not \"never\"",
+            "`digests.weekly.schedule`: digest \"weekly\": `schedule` is required",
+            "`digests.weekly.template`: digest \"weekly\": `template` is required",
+        ] {
+            assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
+        }
+        // Each names its line.
+        let line = bad.lines().position(|l| l.starts_with("schedule = \"0 9 * *\"")).unwrap() + 2;
+        let at = format!("relay.toml:{line}:");
+        assert!(problems.lines().any(|l| l.contains(&at) && l.contains("digests.daily.schedule")), "{at}\n{problems}");
+        let zone = format!("{MINIMAL}[digests.daily]\nschedule = \"0 9 * * *\"\ntimezone = \"Mars/Olympus\"\nto = [\"out\"]\ntemplate = \"d.hbs\"\n");
+        let problems = parse(&zone).unwrap_err().to_string();
+        assert!(
+            problems.contains("`digests.daily.timezone`: digest \"daily\": unknown time zone \"Mars/Olympus\""),
+            "{problems}"
+        );
+    }
+
+    #[test]
     fn rates_parse() {
         assert_eq!(Rate::parse("1/s").unwrap(), Some(Rate { count: 1, per: Duration::from_secs(1) }));
         assert_eq!(Rate::parse("5/2s").unwrap(), Some(Rate { count: 5, per: Duration::from_secs(2) }));

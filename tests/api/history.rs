@@ -349,3 +349,37 @@ on_both_stores! {
         assert_eq!(a.last_offer.and_then(|f| f.offer).as_deref(), Some("30% off"));
     }
 }
+
+on_both_stores! {
+    async fn a_relay_back_after_the_catch_up_allowance_skips_the_old_windows_and_sends_the_last(store) {
+        let (hook, founders) = (Receiver::start(Answer::new(200, "")).await, Receiver::start(Answer::new(200, "")).await);
+        let cfg = history_config(
+            &hook,
+            &founders,
+            "[history]\ncatch_up = \"24h\"\n[digests.daily]\nschedule = \"0 9 * * *\"\nto = [\"founders\"]\ntemplate = \"digest.json.hbs\"\nempty = \"send\"\n",
+        );
+        cfg.write_template("digest.json.hbs", r#"{"total": {{total}}, "start": "{{window.start}}", "end": "{{window.end}}"}"#);
+        let app = spawn_app(cfg, &store).await;
+        let loaded = LoadedConfig::load(&app.config_path()).unwrap();
+        let digest = loaded.digest("daily").unwrap();
+        // The relay comes back three days and a half after its last window
+        // (by an injected clock): the days past the allowance are skipped
+        // in one claim, and the last day is sent.
+        // On start, the last day's window (empty, sent all the same).
+        founders.wait_for(1, Duration::from_secs(10)).await;
+        let last = app.store.last_digest_window("daily").await.unwrap().expect("the first run claimed a window");
+        let back = last.end + chrono::Duration::hours(84);
+        let step = |now| raaft_relay::digest::scheduler::advance(app.store.as_ref(), &loaded, digest, now);
+        assert_eq!(step(back).await.unwrap(), None, "a skip first");
+        let skipped = app.store.last_digest_window("daily").await.unwrap().unwrap();
+        assert_eq!((skipped.start, skipped.end, skipped.event_id.is_none()), (last.end, last.end + chrono::Duration::days(2), true));
+        assert_eq!(step(back).await.unwrap(), None, "then the send");
+        let sent = app.store.last_digest_window("daily").await.unwrap().unwrap();
+        assert_eq!((sent.start, sent.end), (skipped.end, skipped.end + chrono::Duration::days(1)));
+        assert!(sent.event_id.is_some());
+        assert!(step(back).await.unwrap().is_some(), "then nothing until the next time");
+        let got = founders.wait_for(2, Duration::from_secs(10)).await;
+        let body: Value = got.last().unwrap().json();
+        assert_eq!(body["end"], sent.end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    }
+}
