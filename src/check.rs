@@ -71,6 +71,16 @@ fn short_retention(loaded: &LoadedConfig) -> Vec<String> {
         .collect()
 }
 
+/// The file of the template named `name` among `templates` (an inline
+/// template's is the config file).
+fn template_file<'a>(
+    mut templates: impl Iterator<Item = &'a crate::render::Template>,
+    name: &str,
+    loaded: &LoadedConfig,
+) -> std::path::PathBuf {
+    templates.find(|t| t.name == name).map(|t| t.file.clone()).unwrap_or_else(|| loaded.config.path.clone())
+}
+
 pub fn check_loaded(loaded: &LoadedConfig) -> Result<CheckReport, Problems> {
     let mut problems = Problems::default();
     let mut renders = 0;
@@ -82,13 +92,8 @@ pub fn check_loaded(loaded: &LoadedConfig) -> Result<CheckReport, Problems> {
             match dest.payload(&crate::history::with_facts((*event.raw).clone(), Some(&facts))) {
                 Ok(_) => renders += 1,
                 Err(e) => {
-                    let file = dest
-                        .templates()
-                        .find(|t| t.name == e.template)
-                        .map(|t| t.file.clone())
-                        .unwrap_or_else(|| loaded.config.path.clone());
                     problems.push(Problem::new(
-                        file,
+                        template_file(dest.templates(), &e.template, loaded),
                         format!("destination \"{}\", sample event {sample}: {}", dest.name, e.reason),
                     ));
                 }
@@ -100,13 +105,8 @@ pub fn check_loaded(loaded: &LoadedConfig) -> Result<CheckReport, Problems> {
             match payload {
                 Ok(_) => renders += 1,
                 Err(e) => {
-                    let file = digest
-                        .templates()
-                        .find(|t| t.name == e.template)
-                        .map(|t| t.file.clone())
-                        .unwrap_or_else(|| loaded.config.path.clone());
                     problems.push(Problem::new(
-                        file,
+                        template_file(digest.templates(), &e.template, loaded),
                         format!(
                             "digest \"{}\" for destination \"{dest}\", sample window: {}",
                             digest.config.name, e.reason

@@ -125,6 +125,22 @@ impl Digest {
             .collect()
     }
 
+    /// [`Digest::payloads`] as deliveries keep them: a payload that could
+    /// not be rendered is kept as its reason, so its delivery goes dead
+    /// saying why.
+    pub fn stored_payloads(&self, loaded: &LoadedConfig, context: &Value) -> Vec<(String, String)> {
+        self.payloads(loaded, context)
+            .into_iter()
+            .map(|(destination, payload)| {
+                let stored = match payload {
+                    Ok(p) => p.to_stored(),
+                    Err(e) => Payload::stored_failure(&e.to_string()),
+                };
+                (destination, stored)
+            })
+            .collect()
+    }
+
     /// The template context for `window`: the events the store received in
     /// it (and in the window before) that this digest counts.
     pub async fn context(&self, store: &dyn Store, window: Window) -> Result<Value, StoreError> {
@@ -150,15 +166,12 @@ impl Digest {
         let deliveries = if empty {
             Vec::new()
         } else {
-            self.payloads(loaded, context)
+            self.stored_payloads(loaded, context)
                 .into_iter()
                 .map(|(destination, payload)| NewDelivery {
                     destination,
                     routes: vec![format!("digest:{}", self.config.name)],
-                    payload: Some(match payload {
-                        Ok(p) => p.to_stored(),
-                        Err(e) => Payload::stored_failure(&e.to_string()),
-                    }),
+                    payload: Some(payload),
                 })
                 .collect()
         };
@@ -218,15 +231,25 @@ pub async fn preview(
     name: &str,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Preview, DigestError> {
+    let (digest, window) = last_window(loaded, name, at)?;
+    let context = digest.context(store, window).await?;
+    let payloads = digest.payloads(loaded, &context);
+    Ok(Preview { window, context, payloads })
+}
+
+/// The digest `name` and its last complete window at `at`.
+fn last_window<'a>(
+    loaded: &'a LoadedConfig,
+    name: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(&'a Digest, Window), DigestError> {
     let digest = loaded.digest(name).ok_or_else(|| DigestError::Unknown(name.to_owned()))?;
     let window = digest
         .config
         .schedule
         .last_complete(at)
         .ok_or_else(|| DigestError::NoWindow(name.to_owned(), at.to_rfc3339()))?;
-    let context = digest.context(store, window).await?;
-    let payloads = digest.payloads(loaded, &context);
-    Ok(Preview { window, context, payloads })
+    Ok((digest, window))
 }
 
 /// Claims and queues the digest `name` of the last complete window before
@@ -236,13 +259,7 @@ pub async fn send_now(
     store: &dyn Store,
     name: &str,
 ) -> Result<(Window, crate::store::DigestClaim), DigestError> {
-    let digest = loaded.digest(name).ok_or_else(|| DigestError::Unknown(name.to_owned()))?;
-    let now = store.now().await?;
-    let window = digest
-        .config
-        .schedule
-        .last_complete(now)
-        .ok_or_else(|| DigestError::NoWindow(name.to_owned(), now.to_rfc3339()))?;
+    let (digest, window) = last_window(loaded, name, store.now().await?)?;
     let context = digest.context(store, window).await?;
     // Sent on request even when empty: it was asked for.
     let claim = digest.to_claim(loaded, window, &context, true);
@@ -263,17 +280,7 @@ pub async fn forget_customer(loaded: &LoadedConfig, store: &dyn Store, customer:
             figures["more"] = serde_json::json!(figures["more"].as_u64().unwrap_or(0) + removed);
         }
         let payloads = match loaded.digest(&stored.digest) {
-            Some(digest) => digest
-                .payloads(loaded, &figures)
-                .into_iter()
-                .map(|(dest, p)| {
-                    let stored = match p {
-                        Ok(p) => p.to_stored(),
-                        Err(e) => Payload::stored_failure(&e.to_string()),
-                    };
-                    (dest, stored)
-                })
-                .collect(),
+            Some(digest) => digest.stored_payloads(loaded, &figures),
             // No templates to write it again with: what was rendered goes,
             // and a replay says why it cannot send.
             None => Vec::new(),

@@ -490,6 +490,27 @@ pub fn quotes_customer(figures: &Value, customer: &str) -> bool {
         .is_some_and(|quotes| quotes.iter().any(|q| q["customer_id"].as_str() == Some(customer)))
 }
 
+/// Of the stored digests read as (event id, figures as stored, digest,
+/// window start, window end in ms), those that quote `customer`.
+pub fn quoting(
+    rows: impl IntoIterator<Item = (String, Vec<u8>, String, i64, i64)>,
+    customer: &str,
+) -> Vec<StoredDigest> {
+    let time = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    rows.into_iter()
+        .filter_map(|(event_id, body, digest, start, end)| {
+            let figures: Value = serde_json::from_slice(&body).ok()?;
+            quotes_customer(&figures, customer).then(|| StoredDigest {
+                event_id,
+                digest,
+                start: time(start),
+                end: time(end),
+                figures,
+            })
+        })
+        .collect()
+}
+
 /// How long each kind of record is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {

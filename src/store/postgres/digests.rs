@@ -83,19 +83,7 @@ pub(super) async fn digests_quoting(pool: &PgPool, customer: &str) -> Result<Vec
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(event_id, body, digest, start, end)| {
-            let figures: Value = serde_json::from_slice(&body).ok()?;
-            quotes_customer(&figures, customer).then(|| StoredDigest {
-                event_id,
-                digest,
-                start: time(start),
-                end: time(end),
-                figures,
-            })
-        })
-        .collect())
+    Ok(quoting(rows, customer))
 }
 
 /// Writes a stored digest again ([`Store::rewrite_digest`]), in one

@@ -68,24 +68,14 @@ pub(super) fn rewrite_digest(tx: &Transaction<'_>, rewrite: &DigestRewrite) -> r
 
 /// The stored digests whose figures quote `customer`.
 pub(super) fn digests_quoting(conn: &Connection, customer: &str) -> rusqlite::Result<Vec<StoredDigest>> {
-    let rows: Vec<(String, String, String, i64, i64)> = conn
+    let rows: Vec<(String, Vec<u8>, String, i64, i64)> = conn
         .prepare(
             "SELECT e.id, e.body, w.digest, w.window_start, w.window_end FROM events e \
                      JOIN digest_windows w ON w.event_id = e.id WHERE e.source = 'digest'",
         )?
-        .query_map([], |row| Ok((row.get(0)?, text(row, 1)?, row.get(2)?, row.get(3)?, row.get(4)?)))?
+        .query_map([], |row| {
+            Ok((row.get(0)?, bytes(row, 1)?.unwrap_or_default(), row.get(2)?, row.get(3)?, row.get(4)?))
+        })?
         .collect::<Result<_, _>>()?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(event_id, body, digest, start, end)| {
-            let figures: Value = serde_json::from_str(&body).ok()?;
-            quotes_customer(&figures, customer).then(|| StoredDigest {
-                event_id,
-                digest,
-                start: time(start),
-                end: time(end),
-                figures,
-            })
-        })
-        .collect())
+    Ok(quoting(rows, customer))
 }
