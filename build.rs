@@ -6,7 +6,8 @@
 //!
 //! It also tells the tests whether a PostgreSQL server was given
 //! (`RAAFT_RELAY_TEST_POSTGRES`): without one, the PostgreSQL tests are
-//! reported as ignored, with the reason, instead of passing unrun.
+//! reported as ignored, with the reason, instead of passing unrun. The
+//! same goes for the console's browser tests without ChromeDriver.
 
 use std::process::Command;
 
@@ -16,6 +17,17 @@ fn main() {
     println!("cargo:rerun-if-env-changed=RAAFT_RELAY_TEST_POSTGRES");
     if std::env::var("RAAFT_RELAY_TEST_POSTGRES").is_ok_and(|url| !url.trim().is_empty()) {
         println!("cargo:rustc-cfg=postgres_tests");
+    }
+    // The console's browser tests need ChromeDriver (Debian's
+    // chromium-driver, or CHROMEDRIVER); installing it changes /usr/bin.
+    println!("cargo::rustc-check-cfg=cfg(browser_tests)");
+    println!("cargo:rerun-if-env-changed=CHROMEDRIVER");
+    if std::path::Path::new("/usr/bin").is_dir() {
+        println!("cargo:rerun-if-changed=/usr/bin");
+    }
+    let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    if Command::new(&driver).arg("--version").output().is_ok_and(|o| o.status.success()) {
+        println!("cargo:rustc-cfg=browser_tests");
     }
     let target = std::env::var("TARGET").unwrap_or_default();
     let host = std::env::var("HOST").unwrap_or_default();

@@ -15,6 +15,7 @@ use crate::retry::{capped_pause, next_step, NextStep, Outcome};
 use crate::store::{AttemptRecord, Job, JobState, Recorded, Store};
 use arc_swap::ArcSwap;
 use chrono::Utc;
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify, Semaphore};
@@ -127,6 +128,19 @@ fn lease_for(loaded: &LoadedConfig) -> Duration {
 /// Makes one attempt of `job` with the destination as configured now, and
 /// records it. `stop` turns true at shutdown (a record the store keeps
 /// refusing is then given up).
+/// Sends `event` (a Raaft event, with the facts of a first flow) to `dest`
+/// once, outside the queue: `send-test` and the console's "Send test".
+pub async fn send_test(
+    dest: &crate::channels::Destination,
+    event: Value,
+    timeout: Duration,
+) -> Result<AttemptReport, crate::render::RenderError> {
+    let facts = crate::history::first_flow_facts(&event, Utc::now());
+    let event = crate::history::with_facts(event, Some(&facts));
+    let payload = dest.payload(&event)?;
+    Ok(dest.send(&payload, timeout).await)
+}
+
 pub async fn attempt(services: &Services, loaded: Arc<LoadedConfig>, mut job: Job, stop: watch::Receiver<bool>) {
     let number = job.attempt;
     let span = tracing::info_span!(

@@ -143,7 +143,7 @@ mod tests {
     fn idempotency_key_is_pinned_for_the_documented_example() {
         // The example of Raaft's webhook documentation. This constant must
         // never change: a Raaft retry after an upgrade would be delivered
-        // again. The README shows how to compute it.
+        // again. docs/delivery.md shows how to compute it.
         let event = Event::parse(include_bytes!("../config/events/saved-switch-plan.json")).unwrap();
         assert_eq!(event.idempotency_key(), "b4f5fee35bf160cf828564a48160b2b08fdd217c82de946803478b4eca33f1c5");
         let same = Event::parse(include_bytes!("../config/events/saved-switch-plan.json")).unwrap();

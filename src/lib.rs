@@ -15,6 +15,7 @@ pub mod channels;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod digest;
 pub mod event;

@@ -110,6 +110,13 @@ impl Pace {
         slot.saturating_duration_since(Instant::now())
     }
 
+    /// How long the destination stays paused (a receiver asked for a
+    /// break), if it is.
+    pub fn paused_for(&self) -> Option<Duration> {
+        let paused = self.state.lock().expect("pace lock").paused_until;
+        paused.and_then(|p| p.checked_duration_since(Instant::now())).filter(|d| !d.is_zero())
+    }
+
     /// Pauses the whole destination for `for_`.
     pub fn pause(&self, for_: Duration) {
         let until = Instant::now() + for_;
@@ -128,6 +135,11 @@ pub struct Pacer {
 }
 
 impl Pacer {
+    /// How long `name` stays paused, if it is.
+    pub fn paused_for(&self, name: &str) -> Option<Duration> {
+        self.paces.lock().expect("pacer lock").get(name).and_then(|p| p.paused_for())
+    }
+
     pub fn for_destination(&self, name: &str, rate: Option<Rate>) -> Arc<Pace> {
         let mut paces = self.paces.lock().expect("pacer lock");
         match paces.get(name) {

@@ -31,9 +31,27 @@ pub const QUIET: Duration = Duration::from_millis(200);
 /// A burst of changes reloads at most this long after its first change.
 pub const CEILING: Duration = Duration::from_millis(800);
 
+/// A reload tried: when, why, and the problems that kept the running set.
+#[derive(Debug, Clone)]
+pub struct ReloadRecord {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub trigger: String,
+    /// Empty when the new set runs.
+    pub problems: Vec<String>,
+}
+
 /// Loads and checks the config at the running set's path and swaps it in.
 /// Returns whether the new set is running.
 pub fn reload(state: &AppState, why: &str) -> bool {
+    let problems = try_reload(state, why);
+    let ok = problems.is_empty();
+    let record = ReloadRecord { at: chrono::Utc::now(), trigger: why.to_owned(), problems };
+    *state.last_reload.lock().expect("not poisoned") = Some(record);
+    ok
+}
+
+/// [`reload`], returning the problems that kept the running set.
+fn try_reload(state: &AppState, why: &str) -> Vec<String> {
     let current = state.loaded.load_full();
     let path = current.config.path.clone();
     let loaded = LoadedConfig::load(&path).and_then(|loaded| check_loaded(&loaded).map(|_| loaded));
@@ -44,7 +62,7 @@ pub fn reload(state: &AppState, why: &str) -> bool {
             for p in problems.iter() {
                 error!(problem = %p, "configuration reload failed; the running configuration stays");
             }
-            return false;
+            return problems.iter().map(ToString::to_string).collect();
         }
     };
     for key in crate::config::keep_start_only(&mut loaded.config, &current.config) {
@@ -58,7 +76,7 @@ pub fn reload(state: &AppState, why: &str) -> bool {
             Err(e) => {
                 state.metrics().reloads.with_label_values(&["error"]).inc();
                 error!(error = %e, "configuration reload failed; the running configuration and certificate stay");
-                return false;
+                return vec![e.to_string()];
             }
         },
         _ => None,
@@ -76,7 +94,7 @@ pub fn reload(state: &AppState, why: &str) -> bool {
     state.loaded.store(Arc::new(loaded));
     state.metrics().reloads.with_label_values(&["success"]).inc();
     info!(trigger = why, config = %path.display(), "configuration reloaded");
-    true
+    Vec::new()
 }
 
 /// The SIGHUP listener. Until it exists the signal's default action ends

@@ -83,6 +83,7 @@ impl Application {
             auth,
             admin_auth,
             tls,
+            last_reload: Default::default(),
         };
         let limits = limits_for(&state);
         let (stop, stopped) = watch::channel(false);

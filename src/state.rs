@@ -28,6 +28,8 @@ pub struct AppState {
     /// The TLS certificate served, when the relay terminates TLS; a reload
     /// re-reads the files.
     pub tls: Option<Arc<ArcSwap<tokio_rustls::TlsAcceptor>>>,
+    /// The last reload tried, and how it went (the console shows it).
+    pub last_reload: Arc<std::sync::Mutex<Option<crate::reload::ReloadRecord>>>,
 }
 
 impl AppState {

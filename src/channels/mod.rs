@@ -257,6 +257,23 @@ impl Destination {
         })
     }
 
+    /// The file of the template that makes the message body.
+    pub fn body_template(&self) -> &str {
+        &self.body.name
+    }
+
+    /// Compiles `source` as the body template `rel` with this destination's
+    /// escaping (the console's playground).
+    pub fn compile_body(&self, templates_dir: &Path, rel: &str, source: &str) -> Result<Template, Problem> {
+        Template::from_source(templates_dir, rel, source, escape_for(self.kind, crate::render::is_json_template(rel)))
+    }
+
+    /// [`Destination::render_templates`] with `body` in place of the
+    /// destination's own body template. Pure.
+    pub fn render_with(&self, body: &Template, context: &EventContext) -> Result<Rendered, RenderError> {
+        Ok(Rendered { body: body.render_in(context)?, json: body.json, ..self.render_templates(context)? })
+    }
+
     /// Renders `event` into the payload this destination sends: templates,
     /// wrapping and platform limits. Pure.
     pub fn payload(&self, event: &Value) -> Result<Payload, RenderError> {

@@ -14,7 +14,13 @@ pub(super) async fn run(config: &Path, command: &DeliveriesCommand) -> anyhow::R
     match command {
         DeliveriesCommand::List { status, destination, since, limit } => {
             let since = since.as_deref().map(crate::config::parse_duration).transpose().map_err(anyhow::Error::msg)?;
-            let filter = ListFilter { status: *status, destination: destination.clone(), since, limit: *limit };
+            let filter = ListFilter {
+                status: *status,
+                destination: destination.clone(),
+                since,
+                limit: *limit,
+                ..Default::default()
+            };
             let rows = store.list(&filter).await?;
             if rows.is_empty() {
                 writeln!(out, "no deliveries")?;

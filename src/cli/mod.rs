@@ -300,10 +300,10 @@ async fn send_test(config: &Path, name: &str, event_path: Option<&Path>) -> anyh
         Some(p) => read_event(p)?,
         None => Event::parse(crate::samples::DEFAULT_TEST_EVENT.as_bytes()).expect("the sample is an event"),
     };
-    let facts = crate::history::first_flow_facts(&event.raw, chrono::Utc::now());
-    let event = crate::history::with_facts(std::sync::Arc::unwrap_or_clone(event.raw), Some(&facts));
-    let payload = dest.payload(&event).map_err(|e| anyhow::anyhow!("cannot render: {e}"))?;
-    let report = dest.send(&payload, loaded.config.retry.attempt_timeout).await;
+    let raw = std::sync::Arc::unwrap_or_clone(event.raw);
+    let report = crate::delivery::send_test(dest, raw, loaded.config.retry.attempt_timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot render: {e}"))?;
     let status = report.status.map(|s| format!(" ({s})")).unwrap_or_default();
     let response = report.response.as_deref().map(|r| format!(": {}", one_line(r))).unwrap_or_default();
     match &report.outcome {

@@ -66,6 +66,9 @@ pub(super) struct RawAdmin {
     pub(super) metrics_auth: bool,
     pub(super) auth_failures: Option<String>,
     pub(super) listen: Option<String>,
+    pub(super) session: Option<String>,
+    #[serde(default)]
+    pub(super) edit_templates: bool,
 }
 
 #[derive(Deserialize, Default)]

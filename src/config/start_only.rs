@@ -7,7 +7,7 @@
 
 use super::Config;
 
-/// Every start-only key, as the README lists them.
+/// Every start-only key, as docs/operations.md (Reloading) lists them.
 pub const START_ONLY: &[&str] = &[
     "server.listen",
     "server.header_timeout",

@@ -250,6 +250,11 @@ pub struct Config {
     /// How many requests with a missing or wrong admin token one client
     /// may make before it gets 429 (`None`: no limit).
     pub admin_auth_failures: Option<Rate>,
+    /// How long a console sign-in lasts (`[admin] session`).
+    pub admin_session: Duration,
+    /// Whether the console's template playground may save to the files
+    /// (`[admin] edit_templates`).
+    pub edit_templates: bool,
     pub alerts: Option<AlertsConfig>,
     pub retry: RetryPolicy,
     pub destinations: BTreeMap<String, DestinationConfig>,

@@ -138,6 +138,16 @@ pub(super) fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLin
             None
         }),
     };
+    let admin_session = duration("admin.session", &raw.admin.session, Duration::from_secs(12 * 3600), problems);
+    if admin_session.is_zero() {
+        problems.push(problem("admin.session", "a session must last longer than 0s".into()));
+    }
+    if raw.admin.edit_templates && raw.admin.tokens.is_empty() {
+        problems.push(problem(
+            "admin.edit_templates",
+            "needs at least one admin token (the console signs in with one)".into(),
+        ));
+    }
     if raw.admin.metrics_auth && raw.admin.tokens.is_empty() {
         problems.push(problem("admin.metrics_auth", "needs at least one admin token".into()));
     }
@@ -249,6 +259,8 @@ pub(super) fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLin
         admin_listen: raw.admin.listen,
         metrics_auth: raw.admin.metrics_auth,
         admin_auth_failures,
+        admin_session,
+        edit_templates: raw.admin.edit_templates,
         alerts,
         retry,
         destinations,

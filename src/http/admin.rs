@@ -110,7 +110,13 @@ async fn list(state: AppState, q: ListQuery) -> Result<warp::reply::Response, Re
         None => None,
         Some(s) => Some(crate::config::parse_duration(s).map_err(|e| warp::reject::custom(ApiError::BadRequest(e)))?),
     };
-    let filter = ListFilter { status, destination: q.destination, since, limit: q.limit.unwrap_or(100).min(10_000) };
+    let filter = ListFilter {
+        status,
+        destination: q.destination,
+        since,
+        limit: q.limit.unwrap_or(100).min(10_000),
+        ..Default::default()
+    };
     let deliveries = state.store().list(&filter).await.map_err(unavailable)?;
     Ok(warp::reply::json(&json!({ "deliveries": deliveries })).into_response())
 }

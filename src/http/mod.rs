@@ -1,5 +1,6 @@
 //! The HTTP side: the routes Raaft reaches (ingest, probes), the
-//! operators' routes (admin API, metrics), and how refusals are answered.
+//! operators' routes (admin API, metrics, and the web console of
+//! [`crate::console`]), and how refusals are answered.
 //! [`server`] accepts the connections these routes are served on.
 
 pub mod admin;
@@ -32,14 +33,14 @@ pub fn public_routes(
             }
         })
         .untuple_one()
-        .and(operator_routes(state.clone()));
+        .and(operator_routes(state.clone(), state.tls.is_some()));
     ingest::route(state.clone()).or(probes(state)).or(operators).recover(rejection::handle_rejection)
 }
 
 /// What the operators' listener (`[admin] listen`) serves: the admin API,
 /// `/metrics` and the probes.
 pub fn admin_listener_routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    operator_routes(state.clone()).or(probes(state)).recover(rejection::handle_rejection)
+    operator_routes(state.clone(), false).or(probes(state)).recover(rejection::handle_rejection)
 }
 
 /// `/healthz` and `/readyz`.
@@ -50,14 +51,20 @@ fn probes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = warp:
     healthz.or(readyz)
 }
 
-/// `/metrics` and the admin API.
-fn operator_routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
+/// `/metrics`, the admin API and the console (`secure`: served over TLS).
+fn operator_routes(
+    state: AppState,
+    secure: bool,
+) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with_state(state.clone()))
         .and(admin::credentials())
         .and_then(probes::metrics);
-    metrics.or(admin::routes(state.clone())).or(customers::routes(state))
+    metrics
+        .or(admin::routes(state.clone()))
+        .or(customers::routes(state.clone()))
+        .or(crate::console::routes(state, secure))
 }
 
 fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {

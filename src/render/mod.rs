@@ -57,6 +57,13 @@ impl Template {
         Self::compile(rel.to_owned(), file, &source, escape(json), json, Some(templates_dir), true)
     }
 
+    /// Compiles `source` as if it were the file `templates_dir/rel` (a
+    /// template edited in the console, not saved).
+    pub fn from_source(templates_dir: &Path, rel: &str, source: &str, escape: Escape) -> Result<Template, Problem> {
+        let json = is_json_template(rel);
+        Self::compile(rel.to_owned(), templates_dir.join(rel), source, escape, json, Some(templates_dir), true)
+    }
+
     /// Compiles an inline template (such as an e-mail `subject`) that was
     /// written in `file`.
     pub fn inline(name: &str, source: &str, escape: Escape, file: &Path) -> Result<Template, Problem> {

@@ -11,6 +11,7 @@
 //! whose attempt cannot be recorded is not handed out again while its
 //! worker keeps trying.
 
+pub mod inspect;
 pub mod policy;
 pub mod postgres;
 pub mod sqlite;
@@ -295,6 +296,16 @@ pub struct ListFilter {
     pub since: Option<Duration>,
     /// At most this many; 0 for all.
     pub limit: usize,
+    /// Only deliveries of events with this outcome.
+    pub outcome: Option<String>,
+    /// Only deliveries of this customer's flows (a history key).
+    pub customer: Option<String>,
+    /// Only deliveries a route of this name asked for.
+    pub route: Option<String>,
+    /// Only deliveries of this event.
+    pub event_id: Option<String>,
+    /// Only deliveries older than this id (the next page).
+    pub before: Option<String>,
 }
 
 /// One line of `deliveries list`.
@@ -447,6 +458,23 @@ pub trait Store: Send + Sync + 'static {
     /// Every digest still stored whose figures quote `customer` (a
     /// feedback entry with that `customer_id`).
     async fn digests_quoting(&self, customer: &str) -> Result<Vec<StoredDigest>, StoreError>;
+
+    /// Marks pending deliveries dead with `reason`, so they are not tried
+    /// again (an attempt under way finishes, and is recorded without
+    /// changing that); returns the ones it changed.
+    async fn discard(&self, ids: &[String], reason: &str) -> Result<Vec<DeliveryId>, StoreError>;
+
+    /// Raaft's events received and deliveries created within the last
+    /// `within`.
+    async fn activity(&self, within: Duration) -> Result<inspect::Activity, StoreError>;
+
+    /// Events, newest first.
+    async fn list_events(&self, filter: &inspect::EventFilter) -> Result<Vec<inspect::EventSummary>, StoreError>;
+
+    async fn event(&self, id: &str) -> Result<Option<inspect::EventDetail>, StoreError>;
+
+    /// Each destination's attempts over [`inspect::HEALTH_PERIOD`].
+    async fn destination_health(&self) -> Result<Vec<inspect::DestinationHealth>, StoreError>;
 
     /// Replaces a stored digest's figures and the payload of each of its
     /// deliveries (by destination; `otherwise` for a destination not

@@ -985,6 +985,24 @@ impl Store for ProbedStore {
     async fn replay(&self, ids: &[String]) -> Result<Vec<Replayed>, StoreError> {
         self.inner.replay(ids).await
     }
+    async fn discard(&self, ids: &[String], reason: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.discard(ids, reason).await
+    }
+    async fn activity(&self, within: Duration) -> Result<raaft_relay::store::inspect::Activity, StoreError> {
+        self.inner.activity(within).await
+    }
+    async fn list_events(
+        &self,
+        f: &raaft_relay::store::inspect::EventFilter,
+    ) -> Result<Vec<raaft_relay::store::inspect::EventSummary>, StoreError> {
+        self.inner.list_events(f).await
+    }
+    async fn event(&self, id: &str) -> Result<Option<raaft_relay::store::inspect::EventDetail>, StoreError> {
+        self.inner.event(id).await
+    }
+    async fn destination_health(&self) -> Result<Vec<raaft_relay::store::inspect::DestinationHealth>, StoreError> {
+        self.inner.destination_health().await
+    }
     async fn replay_dead(&self, d: Option<&str>) -> Result<u64, StoreError> {
         self.inner.replay_dead(d).await
     }

@@ -13,6 +13,7 @@ use super::policy::{self, millis};
 use super::*;
 use crate::event::Event;
 use crate::history::{EarlierFlows, Flow};
+use crate::store::inspect::{Activity, DestinationHealth, EventDetail, EventFilter, EventSummary};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use std::str::FromStr;
@@ -31,6 +32,7 @@ macro_rules! now {
 
 mod digests;
 mod history;
+mod inspect;
 
 use digests::{claim_digest, digest_window};
 use history::{answer_lookups, forget, Lookup};
@@ -615,21 +617,7 @@ impl Store for PostgresStore {
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError> {
-        let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
-             WHERE ($1 = '' OR d.status = $1) AND ($2 = '' OR d.destination = $2) \
-             AND ($3::BIGINT IS NULL OR d.created_at >= {} - $3) ORDER BY d.created_at DESC, d.id DESC LIMIT $4",
-            now!()
-        );
-        let rows = sqlx::query(&sql)
-            .bind(filter.status.map(Status::as_str).unwrap_or(""))
-            .bind(filter.destination.as_deref().unwrap_or(""))
-            .bind(filter.since.map(millis))
-            .bind(if filter.limit == 0 { i64::MAX } else { filter.limit as i64 })
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        rows.iter().map(|r| summary(r).map_err(unavailable)).collect()
+        inspect::list(&self.pool, filter).await.map_err(unavailable)
     }
 
     async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
@@ -799,6 +787,26 @@ impl Store for PostgresStore {
 
     async fn rewrite_digest(&self, rewrite: DigestRewrite) -> Result<(), StoreError> {
         digests::rewrite_digest(&self.pool, &rewrite).await.map_err(unavailable)
+    }
+
+    async fn discard(&self, ids: &[String], reason: &str) -> Result<Vec<DeliveryId>, StoreError> {
+        inspect::discard(&self.pool, ids, reason).await.map_err(unavailable)
+    }
+
+    async fn activity(&self, within: Duration) -> Result<Activity, StoreError> {
+        inspect::activity(&self.pool, within).await.map_err(unavailable)
+    }
+
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+        inspect::list_events(&self.pool, filter).await.map_err(unavailable)
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<EventDetail>, StoreError> {
+        inspect::event(&self.pool, id).await.map_err(unavailable)
+    }
+
+    async fn destination_health(&self) -> Result<Vec<DestinationHealth>, StoreError> {
+        inspect::destination_health(&self.pool).await.map_err(unavailable)
     }
 
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {

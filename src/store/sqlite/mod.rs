@@ -13,6 +13,7 @@ use super::policy::{self, millis};
 use super::*;
 use crate::event::Event;
 use crate::history::{EarlierFlows, Flow};
+use crate::store::inspect::{Activity, DestinationHealth, EventDetail, EventFilter, EventSummary};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
@@ -31,6 +32,7 @@ macro_rules! now {
 
 mod digests;
 mod history;
+mod inspect;
 
 use digests::{claim_digest, digest_window, digests_quoting, rewrite_digest};
 use history::{answer_lookups, forget, lookups_stopped, remember, Lookup};
@@ -779,20 +781,8 @@ impl Store for SqliteStore {
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError> {
-        let status = filter.status.map(Status::as_str).unwrap_or("");
-        let destination = filter.destination.clone().unwrap_or_default();
-        let since = filter.since.map(millis);
-        let limit = if filter.limit == 0 { i64::MAX } else { filter.limit as i64 };
-        self.read(move |conn| {
-            let sql = format!(
-                "SELECT {SUMMARY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
-                 WHERE (?1 = '' OR d.status = ?1) AND (?2 = '' OR d.destination = ?2) \
-                 AND (?3 IS NULL OR d.created_at >= {} - ?3) ORDER BY d.created_at DESC, d.id DESC LIMIT ?4",
-                now!()
-            );
-            conn.prepare_cached(&sql)?.query_map(params![status, destination, since, limit], summary)?.collect()
-        })
-        .await
+        let filter = filter.clone();
+        self.read(move |conn| inspect::list(conn, &filter)).await
     }
 
     async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
@@ -925,6 +915,29 @@ impl Store for SqliteStore {
 
     async fn rewrite_digest(&self, rewrite: DigestRewrite) -> Result<(), StoreError> {
         self.write(move |tx, _| rewrite_digest(tx, &rewrite)).await
+    }
+
+    async fn discard(&self, ids: &[String], reason: &str) -> Result<Vec<DeliveryId>, StoreError> {
+        let (ids, reason) = (ids.to_vec(), reason.to_owned());
+        self.write(move |tx, _| inspect::discard(tx, &ids, &reason)).await
+    }
+
+    async fn activity(&self, within: Duration) -> Result<Activity, StoreError> {
+        self.read(move |conn| inspect::activity(conn, within)).await
+    }
+
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| inspect::list_events(conn, &filter)).await
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<EventDetail>, StoreError> {
+        let id = id.to_ascii_lowercase();
+        self.read(move |conn| inspect::event(conn, &id)).await
+    }
+
+    async fn destination_health(&self) -> Result<Vec<DestinationHealth>, StoreError> {
+        self.read(inspect::destination_health).await
     }
 
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {

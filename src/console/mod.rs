@@ -1,0 +1,319 @@
+//! The web console at `/console/`: the relay's state for the people who
+//! run it, as server-rendered pages (maud escapes every value inserted)
+//! that read well without JavaScript; a vendored htmx makes the template
+//! playground render as one types. It exists only when `[admin] tokens`
+//! are set, and is served where the admin API is.
+//!
+//! Sign-in takes an admin token (wrong ones count against the admin
+//! allowance) and sets a signed session cookie ([`session`]); every
+//! state-changing form carries the session's CSRF token and must come from
+//! the console's own origin. Every response carries a Content-Security-
+//! Policy that allows no inline script.
+
+mod deliveries;
+mod destinations;
+mod digests;
+mod events;
+mod layout;
+mod overview;
+mod playground;
+mod preview;
+pub mod session;
+
+use crate::http::server::ClientAddr;
+use crate::state::AppState;
+use maud::Markup;
+use session::Session;
+use std::collections::HashMap;
+use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+/// The policy every console response carries: scripts, styles and frames
+/// from the relay only, nothing inline, no framing by others.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-src 'self'; frame-ancestors 'none'; \
+     base-uri 'none'";
+
+/// A form's fields.
+pub(crate) type Form = HashMap<String, String>;
+
+/// What a page handler works with: the relay's state and the session.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub state: AppState,
+    pub session: Session,
+}
+
+/// Why a console request was refused before its handler ran.
+#[derive(Debug)]
+enum Refusal {
+    /// Not signed in: a page sends the browser to the sign-in page.
+    SignIn,
+    /// A state-changing request without this session's CSRF token, or
+    /// from another origin.
+    Forbidden(&'static str),
+}
+
+impl warp::reject::Reject for Refusal {}
+
+/// Every console route; `secure`: the console is served over TLS (its
+/// cookie says `Secure`).
+pub fn routes(state: AppState, secure: bool) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let on = {
+        let state = state.clone();
+        warp::path("console").and_then(move || {
+            let state = state.clone();
+            async move {
+                if state.loaded.load().config.admin_tokens.is_empty() {
+                    Err(warp::reject::not_found())
+                } else {
+                    Ok(())
+                }
+            }
+        })
+    }
+    .untuple_one();
+    let root = warp::path::end()
+        .and(warp::get())
+        .and(warp::path::full())
+        .map(|full: warp::path::FullPath| {
+            // `/console` → `/console/`, so relative links resolve.
+            if full.as_str().ends_with('/') {
+                Err(())
+            } else {
+                Ok(redirect("/console/"))
+            }
+        })
+        .and_then(|r: Result<Response, ()>| async move { r.map_err(|_| warp::reject::not_found()) });
+    let assets = warp::path!("assets" / String).and(warp::get()).and_then(asset);
+    let login_page = warp::path!("login").and(warp::get()).map(|| ok_page(layout::login(None)));
+    let login = warp::path!("login")
+        .and(warp::post())
+        .and(origin_ok())
+        .and(form())
+        .and(crate::http::admin::credentials())
+        .and(with(state.clone()))
+        .map(move |form: Form, _: Option<String>, peer: Option<ClientAddr>, forwarded: Option<String>, state| {
+            sign_in(&state, &form, peer, forwarded, secure)
+        });
+    let logout = warp::path!("logout").and(warp::post()).and(changing(state.clone())).map(move |_: Ctx, _: Form| {
+        let mut r = redirect("/console/login");
+        set_header(&mut r, header::SET_COOKIE, &session::clear_cookie(secure));
+        r
+    });
+    let pages = root
+        .or(overview::routes(state.clone()))
+        .unify()
+        .or(deliveries::routes(state.clone()))
+        .unify()
+        .or(events::routes(state.clone()))
+        .unify()
+        .or(destinations::routes(state.clone()))
+        .unify()
+        .or(playground::routes(state.clone()))
+        .unify()
+        .or(digests::routes(state.clone()))
+        .unify();
+    on.and(assets.or(login_page).unify().or(login).unify().or(logout).unify().or(pages).unify())
+        .recover(refused)
+        .unify()
+        .map(|mut r: Response| {
+            let headers = r.headers_mut();
+            for (name, value) in security_headers().iter() {
+                headers.insert(name, value.clone());
+            }
+            r
+        })
+}
+
+fn security_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // Not `no-referrer`: under it a browser's forms say `Origin: null`,
+    // which the origin check must refuse.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h
+}
+
+fn with(state: AppState) -> impl Filter<Extract = (AppState,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// A form body (up to 1 MiB: a template's text).
+fn form() -> impl Filter<Extract = (Form,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(1024 * 1024).and(warp::body::form::<Form>())
+}
+
+/// Passes a request whose `Origin` and `Sec-Fetch-Site` (when sent) say it
+/// comes from the console's own pages.
+fn origin_ok() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>("origin")
+        .and(warp::header::optional::<String>("sec-fetch-site"))
+        .and(warp::header::optional::<String>("host"))
+        .and_then(|origin: Option<String>, site: Option<String>, host: Option<String>| async move {
+            if session::same_origin(origin.as_deref(), site.as_deref(), host.as_deref()) {
+                Ok(())
+            } else {
+                Err(warp::reject::custom(Refusal::Forbidden("cross-site request refused")))
+            }
+        })
+        .untuple_one()
+}
+
+/// Passes a signed-in request with its [`Ctx`].
+pub(crate) fn signed_in(state: AppState) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("cookie").and_then(move |cookie: Option<String>| {
+        let state = state.clone();
+        async move {
+            let tokens = state.loaded.load().config.admin_tokens.clone();
+            cookie
+                .as_deref()
+                .and_then(session::from_cookie_header)
+                .and_then(|value| session::verify(value, &tokens, chrono::Utc::now()))
+                .map(|session| Ctx { state, session })
+                .ok_or_else(|| warp::reject::custom(Refusal::SignIn))
+        }
+    })
+}
+
+/// Passes a signed-in, same-origin request whose form carries the
+/// session's CSRF token, with the form.
+pub(crate) fn changing(state: AppState) -> impl Filter<Extract = (Ctx, Form), Error = Rejection> + Clone {
+    origin_ok()
+        .and(signed_in(state))
+        .and(form())
+        .and_then(|ctx: Ctx, form: Form| async move {
+            let presented = form.get("csrf").map(String::as_str).unwrap_or("");
+            if session::csrf_ok(&ctx.session, presented) {
+                Ok((ctx, form))
+            } else {
+                Err(warp::reject::custom(Refusal::Forbidden(
+                    "missing or wrong CSRF token: reload the page and try again",
+                )))
+            }
+        })
+        .untuple_one()
+}
+
+async fn refused(rejection: Rejection) -> Result<Response, Rejection> {
+    match rejection.find::<Refusal>() {
+        Some(Refusal::SignIn) => Ok(redirect("/console/login")),
+        Some(Refusal::Forbidden(why)) => Ok(html_with(StatusCode::FORBIDDEN, layout::message("Request refused", why))),
+        None => Err(rejection),
+    }
+}
+
+fn sign_in(
+    state: &AppState,
+    form: &Form,
+    peer: Option<ClientAddr>,
+    forwarded: Option<String>,
+    secure: bool,
+) -> Response {
+    let token = form.get("token").map(|t| t.trim()).unwrap_or("");
+    let bearer = format!("Bearer {token}");
+    match crate::http::admin::check_bearer(state, Some(&bearer), peer, forwarded.as_deref()) {
+        Ok(()) => {
+            let lasts = state.loaded.load().config.admin_session;
+            let (value, _) = session::start(token, chrono::Utc::now(), lasts);
+            let mut r = redirect("/console/");
+            set_header(&mut r, header::SET_COOKIE, &session::set_cookie(&value, lasts, secure));
+            r
+        }
+        Err(rejection) => {
+            let limited = rejection.find::<crate::http::ApiError>().and_then(|e| match e {
+                crate::http::ApiError::TooManyFailures(wait) => Some(*wait),
+                _ => None,
+            });
+            match limited {
+                Some(wait) => {
+                    let why = format!("too many wrong tokens: try again in {} s", wait.as_secs().max(1));
+                    html_with(StatusCode::TOO_MANY_REQUESTS, layout::login(Some(&why)))
+                }
+                None => html_with(StatusCode::UNAUTHORIZED, layout::login(Some("wrong admin token"))),
+            }
+        }
+    }
+}
+
+async fn asset(name: String) -> Result<Response, Rejection> {
+    let (body, kind): (&'static [u8], &str) = match name.as_str() {
+        "htmx.min.js" => (include_bytes!("assets/htmx.min.js"), "text/javascript; charset=utf-8"),
+        "console.css" => (include_bytes!("assets/console.css"), "text/css; charset=utf-8"),
+        _ => return Err(warp::reject::not_found()),
+    };
+    let mut r = Response::new(body.into());
+    set_header(&mut r, header::CONTENT_TYPE, kind);
+    Ok(r)
+}
+
+pub(crate) fn ok_page(markup: Markup) -> Response {
+    html_with(StatusCode::OK, markup)
+}
+
+pub(crate) fn html_with(status: StatusCode, markup: Markup) -> Response {
+    let mut r = warp::reply::html(markup.into_string()).into_response();
+    *r.status_mut() = status;
+    r
+}
+
+/// A `303 See Other` to `to` (after a form, the browser GETs the page).
+pub(crate) fn redirect(to: &str) -> Response {
+    let mut r = Response::new(Default::default());
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    set_header(&mut r, header::LOCATION, to);
+    r
+}
+
+fn set_header(r: &mut Response, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
+/// A query string's value for `key`, when not empty.
+pub(crate) fn field<'a>(form: &'a Form, key: &str) -> Option<&'a str> {
+    form.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+/// The message a page shows after a form sent the browser to it (`done`
+/// names what happened; the text is the console's own, never the link's).
+pub(crate) fn flash(q: &Form) -> Option<String> {
+    let n = field(q, "n").and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    Some(match field(q, "done")? {
+        "replayed" => "Replay queued".into(),
+        "replay-waits" => "Replay queued: it starts once the attempt under way is recorded".into(),
+        "replayed-all" => format!("{n} dead deliveries queued again"),
+        "discarded" => "Discarded: it will not be tried again".into(),
+        "not-pending" => "Only a pending delivery can be discarded".into(),
+        "missing" => "No such delivery".into(),
+        _ => return None,
+    })
+}
+
+/// What a query string's value keeps as it is.
+const QUERY_VALUE: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// `to` with `params` as its query string (empty values left out).
+pub(crate) fn link(to: &str, params: &[(&str, &str)]) -> String {
+    let query: Vec<String> = params
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, QUERY_VALUE)))
+        .collect();
+    if query.is_empty() {
+        to.to_owned()
+    } else {
+        format!("{to}?{}", query.join("&"))
+    }
+}
+
+/// A page telling that the store could not answer.
+pub(crate) fn store_down(e: crate::store::StoreError) -> Response {
+    html_with(StatusCode::SERVICE_UNAVAILABLE, layout::message("The store did not answer", &e.to_string()))
+}

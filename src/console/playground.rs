@@ -1,0 +1,313 @@
+//! The template playground: a destination's template rendered against a
+//! sample or a stored event, shown as its platform shows it beside the
+//! payload and the limits it breaks, updated as one types. Nothing is
+//! saved unless `[admin] edit_templates = true`; a save writes the file
+//! atomically and reloads, as an edit on disk would, and a template that
+//! does not compile or render is refused before the file is touched.
+
+use super::layout;
+use super::{field, ok_page, store_down, Ctx, Form};
+use crate::channels::Destination;
+use crate::loaded_config::LoadedConfig;
+use crate::render::EventContext;
+use crate::state::AppState;
+use maud::{html, Markup};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+pub(super) fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let page = warp::path!("templates")
+        .and(warp::get())
+        .and(super::signed_in(state.clone()))
+        .and(warp::query::<Form>())
+        .and_then(|ctx, q| async move { Ok::<_, Rejection>(show(ctx, q, None).await) });
+    let render_page = warp::path!("templates")
+        .and(warp::post())
+        .and(super::changing(state.clone()))
+        .and_then(|ctx, form| async move { Ok::<_, Rejection>(show(ctx, form, None).await) });
+    let fragment = warp::path!("templates" / "render").and(warp::post()).and(super::changing(state.clone())).and_then(
+        |ctx: Ctx, form: Form| async move {
+            let loaded = ctx.state.loaded.load_full();
+            let pick = Pick::of(&loaded, &form);
+            Ok::<_, Rejection>(ok_page(result(&ctx, &loaded, &pick, &form).await))
+        },
+    );
+    let save = warp::path!("templates" / "save")
+        .and(warp::post())
+        .and(super::changing(state.clone()))
+        .and_then(|ctx, form| async move { Ok::<_, Rejection>(save(ctx, form).await) });
+    page.or(render_page).unify().or(fragment).unify().or(save).unify()
+}
+
+/// What the operator picked: a destination, a template file and an event.
+struct Pick {
+    destination: String,
+    template: String,
+    event: String,
+}
+
+impl Pick {
+    fn of(loaded: &LoadedConfig, q: &Form) -> Pick {
+        let destination = field(q, "destination")
+            .filter(|d| loaded.destination(d).is_some())
+            .map(str::to_owned)
+            .or_else(|| loaded.destinations().next().map(|d| d.name.clone()))
+            .unwrap_or_default();
+        let own = loaded.destination(&destination).map(|d| d.body_template().to_owned()).unwrap_or_default();
+        let files = template_files(&loaded.config.templates_dir);
+        // Only a file the templates folder holds: never a path from outside.
+        let template = field(q, "template").filter(|t| files.iter().any(|f| f == t)).map(str::to_owned).unwrap_or(own);
+        let event = field(q, "event").unwrap_or("sample:canceled.json").to_owned();
+        Pick { destination, template, event }
+    }
+}
+
+/// Every template file under `dir` (partials aside), as paths under it.
+fn template_files(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "partials") {
+                    walk(root, &path, out);
+                }
+            } else if path.extension().is_some_and(|e| e == "hbs") {
+                if let Ok(rel) = path.strip_prefix(root) {
+                    out.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The event picked, as templates see it: a shipped sample (with the facts
+/// of a first flow) or a stored event (with the facts of its receipt).
+async fn event_of(ctx: &Ctx, pick: &str) -> Result<Value, String> {
+    if let Some(name) = pick.strip_prefix("sample:") {
+        let (_, json) = crate::samples::SAMPLE_EVENTS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| format!("no sample \"{name}\""))?;
+        let event: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let facts = crate::history::first_flow_facts(&event, chrono::Utc::now());
+        return Ok(crate::history::with_facts(event, Some(&facts)));
+    }
+    let id = pick.strip_prefix("event:").unwrap_or(pick);
+    match ctx.state.store().event(id).await {
+        Ok(Some(detail)) => Ok(detail.event),
+        Ok(None) => Err(format!("no stored event \"{id}\"")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn show(ctx: Ctx, q: Form, outcome: Option<Markup>) -> Response {
+    let loaded = ctx.state.loaded.load_full();
+    let pick = Pick::of(&loaded, &q);
+    let Some(dest) = loaded.destination(&pick.destination) else {
+        let body = html! { p.muted { "No destination is configured." } };
+        return ok_page(layout::page("Templates", "/console/templates", &ctx.session, None, body));
+    };
+    let source = match field(&q, "source") {
+        Some(_) => q.get("source").cloned().unwrap_or_default(),
+        None => std::fs::read_to_string(loaded.config.templates_dir.join(&pick.template)).unwrap_or_default(),
+    };
+    let stored = match ctx
+        .state
+        .store()
+        .list_events(&crate::store::inspect::EventFilter {
+            source: Some("raaft".into()),
+            limit: 20,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(events) => events,
+        Err(e) => return store_down(e),
+    };
+    let mut q = q.clone();
+    q.insert("source".into(), source.clone());
+    let result = result(&ctx, &loaded, &pick, &q).await;
+    let files = template_files(&loaded.config.templates_dir);
+    let editable = loaded.config.edit_templates;
+    let body = html! {
+        form.filters method="get" action="/console/templates" {
+            label { "Destination"
+                select name="destination" {
+                    @for d in loaded.destinations() { option value=(d.name) selected[d.name == dest.name] { (d.name) " (" (d.kind.as_str()) ")" } }
+                }
+            }
+            label { "Template file"
+                select name="template" {
+                    @for f in &files { option value=(f) selected[*f == pick.template] { (f) } }
+                }
+            }
+            button.plain type="submit" { "Open" }
+        }
+        form #playground method="post" action="/console/templates" {
+            input type="hidden" name="csrf" value=(ctx.session.csrf);
+            input type="hidden" name="destination" value=(dest.name);
+            input type="hidden" name="template" value=(pick.template);
+            div.playground {
+                div {
+                    label { "Event "
+                        select #event name="event" hx-post="/console/templates/render" hx-trigger="change"
+                            hx-target="#result" hx-include="closest form" {
+                            optgroup label="Samples" {
+                                @for (name, _) in crate::samples::SAMPLE_EVENTS {
+                                    @let value = format!("sample:{name}");
+                                    option value=(value) selected[value == pick.event] { (name) }
+                                }
+                            }
+                            @if !stored.is_empty() {
+                                optgroup label="Received" {
+                                    @for e in &stored {
+                                        @let value = format!("event:{}", e.id);
+                                        option value=(value) selected[value == pick.event] {
+                                            (e.outcome.as_deref().unwrap_or("?")) " · " (e.customer.as_deref().unwrap_or("-")) " · " (layout::when(e.received_at))
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    textarea #source name="source" spellcheck="false" aria-label="Template"
+                        hx-post="/console/templates/render" hx-trigger="input delay:250ms" hx-target="#result"
+                        hx-include="closest form" { (source) }
+                    div.actions {
+                        button.plain type="submit" { "Render" }
+                        @if editable {
+                            button #save type="submit" formaction="/console/templates/save" { "Save to " (pick.template) }
+                        } @else {
+                            span.hint { "Edits are not saved (" code { "[admin] edit_templates = true" } " allows saving)." }
+                        }
+                    }
+                    @if let Some(outcome) = &outcome { (outcome) }
+                }
+                div #result aria-live="polite" { (result) }
+            }
+        }
+    };
+    ok_page(layout::page("Templates", "/console/templates", &ctx.session, None, body))
+}
+
+/// The template compiled from the form's text (or the file's).
+fn compiled(
+    loaded: &LoadedConfig,
+    dest: &Destination,
+    pick: &Pick,
+    form: &Form,
+) -> Result<crate::render::Template, String> {
+    let source = match form.get("source") {
+        Some(s) => s.clone(),
+        None => std::fs::read_to_string(loaded.config.templates_dir.join(&pick.template)).map_err(|e| e.to_string())?,
+    };
+    dest.compile_body(&loaded.config.templates_dir, &pick.template, &source).map_err(|p| p.to_string())
+}
+
+/// The rendering of the picked template: warnings, preview, payload.
+async fn result(ctx: &Ctx, loaded: &LoadedConfig, pick: &Pick, form: &Form) -> Markup {
+    let Some(dest) = loaded.destination(&pick.destination) else {
+        return html! { p.error { "no destination \"" (pick.destination) "\"" } };
+    };
+    let event = match event_of(ctx, &pick.event).await {
+        Ok(e) => e,
+        Err(e) => return html! { p.error { (e) } },
+    };
+    let template = match compiled(loaded, dest, pick, form) {
+        Ok(t) => t,
+        Err(e) => return html! { p.error #render-error { (e) } },
+    };
+    let context = EventContext::new(event);
+    let rendered = match dest.render_with(&template, &context) {
+        Ok(r) => r,
+        Err(e) => return html! { p.error #render-error { (e) } },
+    };
+    let warnings = super::preview::warnings(dest.kind, &rendered);
+    match dest.wrap(rendered, &pick.template) {
+        Err(e) => html! { p.error #render-error { (e) } },
+        Ok(payload) => html! {
+            @if !warnings.is_empty() {
+                ul.warnings { @for w in &warnings { li { (w) } } }
+            }
+            h2 { "Preview" }
+            (super::preview::payload(Some(dest.kind), &payload))
+            h2 { "Payload" }
+            pre #payload { (payload.display()) }
+        },
+    }
+}
+
+async fn save(ctx: Ctx, form: Form) -> Response {
+    let loaded = ctx.state.loaded.load_full();
+    if !loaded.config.edit_templates {
+        return super::html_with(
+            StatusCode::FORBIDDEN,
+            layout::message("Saving is off", "set [admin] edit_templates = true to save templates from the console"),
+        );
+    }
+    let pick = Pick::of(&loaded, &form);
+    let Some(dest) = loaded.destination(&pick.destination) else {
+        return super::html_with(StatusCode::NOT_FOUND, layout::message("No such destination", &pick.destination));
+    };
+    let refused = |why: String| html! { p.error #save-result { "Not saved: " (why) ". The running templates stay." } };
+    let template = match compiled(&loaded, dest, &pick, &form) {
+        Ok(t) => t,
+        Err(e) => return show(ctx, form, Some(refused(e))).await,
+    };
+    // As `check` does: every sample must render.
+    for (name, json) in crate::samples::SAMPLE_EVENTS {
+        let event: Value = serde_json::from_str(json).expect("samples are JSON");
+        let facts = crate::history::first_flow_facts(&event, chrono::Utc::now());
+        let context = EventContext::new(crate::history::with_facts(event, Some(&facts)));
+        if let Err(e) = dest.render_with(&template, &context).and_then(|r| dest.wrap(r, &pick.template)) {
+            return show(ctx, form, Some(refused(format!("{e} (sample {name})")))).await;
+        }
+    }
+    let path = loaded.config.templates_dir.join(&pick.template);
+    let source = form.get("source").cloned().unwrap_or_default();
+    if let Err(e) = write_atomically(&path, &source) {
+        return show(ctx, form, Some(refused(format!("cannot write \"{}\": {e}", path.display())))).await;
+    }
+    let outcome = if crate::reload::reload(&ctx.state, "template saved from the console") {
+        html! { p.flash #save-result { "Saved " (pick.template) " and reloaded: new messages use it." } }
+    } else {
+        let problems =
+            ctx.state.last_reload.lock().expect("not poisoned").clone().map(|r| r.problems).unwrap_or_default();
+        html! {
+            div #save-result {
+                p.error { "Saved " (pick.template) ", but the reload failed: the running configuration stays." }
+                ul { @for p in &problems { li.error { (p) } } }
+            }
+        }
+    };
+    let mut form = form;
+    form.remove("source");
+    show(ctx, form, Some(outcome)).await
+}
+
+/// Writes `text` to `path` by way of a file beside it, renamed over it:
+/// a reader (the relay's watcher) sees the old file or the new, whole.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp: PathBuf = dir.join(format!(".{name}.{}.tmp", crate::store::new_id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}

@@ -1,0 +1,126 @@
+//! What operators read in the PostgreSQL store: deliveries and events
+//! listed by filters, newest first by id, activity and destinations'
+//! health; and deliveries discarded.
+
+use super::*;
+use crate::store::inspect::{first_id_at, health_of, HEALTH_PERIOD};
+
+/// Deliveries by `filter`, newest first (see the SQLite store: the same
+/// indexes answer).
+pub(super) async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<DeliverySummary>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
+         WHERE ($1::TEXT IS NULL OR d.status = $1) AND ($2::TEXT IS NULL OR d.destination = $2) \
+         AND ($3::BIGINT IS NULL OR d.created_at >= {} - $3) AND ($5::BYTEA IS NULL OR e.outcome = $5) \
+         AND ($6::BYTEA IS NULL OR d.event_id IN (SELECT event_id FROM flows WHERE customer = $6)) \
+         AND ($7::TEXT IS NULL OR strpos(',' || d.routes || ',', ',' || $7 || ',') > 0) \
+         AND ($8::TEXT IS NULL OR d.event_id = $8) AND ($9::TEXT IS NULL OR d.id < $9) \
+         ORDER BY d.id DESC LIMIT $4",
+        now!()
+    );
+    let rows = sqlx::query(&sql)
+        .bind(filter.status.map(Status::as_str))
+        .bind(filter.destination.as_deref())
+        .bind(filter.since.map(millis))
+        .bind(if filter.limit == 0 { i64::MAX } else { filter.limit as i64 })
+        .bind(filter.outcome.as_deref().map(str::as_bytes))
+        .bind(filter.customer.as_deref().map(str::as_bytes))
+        .bind(filter.route.as_deref())
+        .bind(filter.event_id.as_deref().map(str::to_ascii_lowercase))
+        .bind(filter.before.as_deref().map(str::to_ascii_lowercase))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(summary).collect()
+}
+
+pub(super) async fn discard(pool: &PgPool, ids: &[String], reason: &str) -> Result<Vec<DeliveryId>, sqlx::Error> {
+    let ids: Vec<String> = ids.iter().map(|id| id.to_ascii_lowercase()).collect();
+    sqlx::query_scalar(concat!(
+        "UPDATE deliveries SET status = 'dead', last_error = $2, lease_owner = NULL, lease_until = NULL, \
+         replay_requested = false, updated_at = ",
+        now!(),
+        " WHERE id = ANY($1) AND status = 'pending' RETURNING id"
+    ))
+    .bind(&ids)
+    .bind(reason.as_bytes())
+    .fetch_all(pool)
+    .await
+}
+
+pub(super) async fn activity(pool: &PgPool, within: Duration) -> Result<Activity, sqlx::Error> {
+    let events: Vec<(Option<Vec<u8>>, i64)> = sqlx::query_as(concat!(
+        "SELECT outcome, COUNT(*) FROM events WHERE received_at >= ",
+        now!(),
+        " - $1 AND source = 'raaft' GROUP BY outcome ORDER BY outcome"
+    ))
+    .bind(millis(within))
+    .fetch_all(pool)
+    .await?;
+    let since = chrono::Utc::now() - chrono::Duration::from_std(within).unwrap_or_default();
+    let deliveries: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, COUNT(*) FROM deliveries WHERE id >= $1 GROUP BY status ORDER BY status")
+            .bind(first_id_at(since))
+            .fetch_all(pool)
+            .await?;
+    Ok(Activity {
+        events: events.into_iter().map(|(o, n)| (text(o).unwrap_or_default(), n.max(0) as u64)).collect(),
+        deliveries: deliveries
+            .into_iter()
+            .map(|(s, n)| (Status::parse(&s).unwrap_or(Status::Pending), n.max(0) as u64))
+            .collect(),
+    })
+}
+
+const EVENT_COLUMNS: &str = "e.id, e.received_at, e.outcome, e.customer, e.source, \
+     (SELECT COUNT(*) FROM deliveries d WHERE d.event_id = e.id) AS deliveries";
+
+fn event_summary(row: &PgRow) -> Result<EventSummary, sqlx::Error> {
+    Ok(EventSummary {
+        id: row.try_get("id")?,
+        received_at: time(row.try_get("received_at")?),
+        outcome: text(row.try_get("outcome")?),
+        customer: text(row.try_get("customer")?),
+        source: row.try_get("source")?,
+        deliveries: row.try_get::<i64, _>("deliveries")?.max(0) as u64,
+    })
+}
+
+pub(super) async fn list_events(pool: &PgPool, filter: &EventFilter) -> Result<Vec<EventSummary>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events e WHERE ($1::BYTEA IS NULL OR e.outcome = $1) \
+         AND ($2::BYTEA IS NULL OR e.id IN (SELECT event_id FROM flows WHERE customer = $2)) \
+         AND ($3::TEXT IS NULL OR e.source = $3) AND ($4::TEXT IS NULL OR e.id < $4) ORDER BY e.id DESC LIMIT $5"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(filter.outcome.as_deref().map(str::as_bytes))
+        .bind(filter.customer.as_deref().map(str::as_bytes))
+        .bind(filter.source.as_deref())
+        .bind(filter.before.as_deref().map(str::to_ascii_lowercase))
+        .bind(if filter.limit == 0 { i64::MAX } else { filter.limit as i64 })
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(event_summary).collect()
+}
+
+pub(super) async fn event(pool: &PgPool, id: &str) -> Result<Option<EventDetail>, sqlx::Error> {
+    let sql = format!("SELECT {EVENT_COLUMNS}, e.body, e.facts FROM events e WHERE e.id = $1");
+    let Some(row) = sqlx::query(&sql).bind(id.to_ascii_lowercase()).fetch_optional(pool).await? else {
+        return Ok(None);
+    };
+    let body: Vec<u8> = row.try_get("body")?;
+    let facts: Option<String> = row.try_get("facts")?;
+    Ok(Some(EventDetail { summary: event_summary(&row)?, event: policy::event_with_facts(&body, facts.as_deref()) }))
+}
+
+pub(super) async fn destination_health(pool: &PgPool) -> Result<Vec<DestinationHealth>, sqlx::Error> {
+    let now = chrono::Utc::now();
+    let since = now - chrono::Duration::from_std(HEALTH_PERIOD).unwrap_or_default();
+    let rows: Vec<(String, i64, bool, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT d.destination, a.at, a.error IS NULL, a.error FROM attempts a \
+         JOIN deliveries d ON d.id = a.delivery_id WHERE a.id >= $1 ORDER BY a.id DESC",
+    )
+    .bind(first_id_at(since))
+    .fetch_all(pool)
+    .await?;
+    Ok(health_of(rows.into_iter().map(|(d, at, ok, e)| (d, at, ok, text(e))).collect(), now))
+}

@@ -1,0 +1,136 @@
+//! What operators read in the SQLite store: deliveries and events listed
+//! by filters, newest first by id, activity and destinations' health; and
+//! deliveries discarded.
+
+use super::*;
+use crate::store::inspect::{first_id_at, health_of, HEALTH_PERIOD};
+
+/// Deliveries by `filter`, newest first. Each filter follows an index: the
+/// id (a ULID) for the order and the page, flows' customer index for a
+/// customer, the event's id for an event.
+pub(super) fn list(conn: &Connection, filter: &ListFilter) -> rusqlite::Result<Vec<DeliverySummary>> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
+         WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.destination = ?2) \
+         AND (?3 IS NULL OR d.created_at >= {} - ?3) AND (?5 IS NULL OR e.outcome = ?5) \
+         AND (?6 IS NULL OR d.event_id IN (SELECT event_id FROM flows WHERE customer = ?6)) \
+         AND (?7 IS NULL OR instr(',' || d.routes || ',', ',' || ?7 || ',') > 0) \
+         AND (?8 IS NULL OR d.event_id = ?8) AND (?9 IS NULL OR d.id < ?9) \
+         ORDER BY d.id DESC LIMIT ?4",
+        now!()
+    );
+    let limit = if filter.limit == 0 { i64::MAX } else { filter.limit as i64 };
+    conn.prepare_cached(&sql)?
+        .query_map(
+            params![
+                filter.status.map(Status::as_str),
+                filter.destination,
+                filter.since.map(millis),
+                limit,
+                filter.outcome,
+                filter.customer,
+                filter.route,
+                filter.event_id.as_deref().map(str::to_ascii_lowercase),
+                filter.before.as_deref().map(str::to_ascii_lowercase),
+            ],
+            summary,
+        )?
+        .collect()
+}
+
+pub(super) fn discard(tx: &Transaction<'_>, ids: &[String], reason: &str) -> rusqlite::Result<Vec<DeliveryId>> {
+    let mut update = tx.prepare_cached(concat!(
+        "UPDATE deliveries SET status = 'dead', last_error = ?2, lease_owner = NULL, lease_until = NULL, \
+         replay_requested = 0, updated_at = ",
+        now!(),
+        " WHERE id = ?1 AND status = 'pending' RETURNING id"
+    ))?;
+    let mut discarded = Vec::new();
+    for id in ids {
+        if let Some(id) = update.query_row(params![id.to_ascii_lowercase(), reason], |row| row.get(0)).optional()? {
+            discarded.push(id);
+        }
+    }
+    Ok(discarded)
+}
+
+pub(super) fn activity(conn: &Connection, within: Duration) -> rusqlite::Result<Activity> {
+    let events = conn
+        .prepare_cached(concat!(
+            "SELECT COALESCE(outcome, ''), COUNT(*) FROM events WHERE received_at >= ",
+            now!(),
+            " - ?1 AND source = 'raaft' GROUP BY 1 ORDER BY 1"
+        ))?
+        .query_map(params![millis(within)], |row| Ok((text(row, 0)?, row.get::<_, i64>(1)?.max(0) as u64)))?
+        .collect::<Result<_, _>>()?;
+    let since = chrono::Utc::now() - chrono::Duration::from_std(within).unwrap_or_default();
+    let deliveries = conn
+        .prepare_cached("SELECT status, COUNT(*) FROM deliveries WHERE id >= ?1 GROUP BY status ORDER BY status")?
+        .query_map(params![first_id_at(since)], |row| {
+            Ok((Status::parse(&text(row, 0)?).unwrap_or(Status::Pending), row.get::<_, i64>(1)?.max(0) as u64))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Activity { events, deliveries })
+}
+
+const EVENT_COLUMNS: &str = "e.id, e.received_at, e.outcome, e.customer, e.source, \
+     (SELECT COUNT(*) FROM deliveries d WHERE d.event_id = e.id)";
+
+fn event_summary(row: &Row<'_>) -> rusqlite::Result<EventSummary> {
+    Ok(EventSummary {
+        id: row.get(0)?,
+        received_at: time(row.get(1)?),
+        outcome: optional_text(row, 2)?,
+        customer: optional_text(row, 3)?,
+        source: text(row, 4)?,
+        deliveries: row.get::<_, i64>(5)?.max(0) as u64,
+    })
+}
+
+pub(super) fn list_events(conn: &Connection, filter: &EventFilter) -> rusqlite::Result<Vec<EventSummary>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events e WHERE (?1 IS NULL OR e.outcome = ?1) \
+         AND (?2 IS NULL OR e.id IN (SELECT event_id FROM flows WHERE customer = ?2)) \
+         AND (?3 IS NULL OR e.source = ?3) AND (?4 IS NULL OR e.id < ?4) ORDER BY e.id DESC LIMIT ?5"
+    );
+    let limit = if filter.limit == 0 { i64::MAX } else { filter.limit as i64 };
+    conn.prepare_cached(&sql)?
+        .query_map(
+            params![
+                filter.outcome,
+                filter.customer,
+                filter.source,
+                filter.before.as_deref().map(str::to_ascii_lowercase),
+                limit
+            ],
+            event_summary,
+        )?
+        .collect()
+}
+
+pub(super) fn event(conn: &Connection, id: &str) -> rusqlite::Result<Option<EventDetail>> {
+    let sql = format!("SELECT {EVENT_COLUMNS}, e.body, e.facts FROM events e WHERE e.id = ?1");
+    conn.prepare_cached(&sql)?
+        .query_row(params![id], |row| {
+            Ok(EventDetail {
+                summary: event_summary(row)?,
+                event: policy::event_with_facts(text(row, 6)?.as_bytes(), optional_text(row, 7)?.as_deref()),
+            })
+        })
+        .optional()
+}
+
+pub(super) fn destination_health(conn: &Connection) -> rusqlite::Result<Vec<DestinationHealth>> {
+    let now = chrono::Utc::now();
+    let since = now - chrono::Duration::from_std(HEALTH_PERIOD).unwrap_or_default();
+    let rows = conn
+        .prepare_cached(
+            "SELECT d.destination, a.at, a.error IS NULL, a.error FROM attempts a \
+             JOIN deliveries d ON d.id = a.delivery_id WHERE a.id >= ?1 ORDER BY a.id DESC",
+        )?
+        .query_map(params![first_id_at(since)], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, optional_text(row, 3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(health_of(rows, now))
+}
