@@ -5,31 +5,40 @@
 use super::*;
 use crate::store::inspect::{first_id_at, health_of, HEALTH_PERIOD};
 
-/// Deliveries by `filter`, newest first (see the SQLite store: the same
-/// indexes answer).
+/// Deliveries by `filter`, newest first: only the filters given are in
+/// the statement (see the SQLite store: the same indexes answer).
 pub(super) async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<DeliverySummary>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {SUMMARY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
-         WHERE ($1::TEXT IS NULL OR d.status = $1) AND ($2::TEXT IS NULL OR d.destination = $2) \
-         AND ($3::BIGINT IS NULL OR d.created_at >= {} - $3) AND ($5::BYTEA IS NULL OR e.outcome = $5) \
-         AND ($6::BYTEA IS NULL OR d.event_id IN (SELECT event_id FROM flows WHERE customer = $6)) \
-         AND ($7::TEXT IS NULL OR strpos(',' || d.routes || ',', ',' || $7 || ',') > 0) \
-         AND ($8::TEXT IS NULL OR d.event_id = $8) AND ($9::TEXT IS NULL OR d.id < $9) \
-         ORDER BY d.id DESC LIMIT $4",
-        now!()
-    );
-    let rows = sqlx::query(&sql)
-        .bind(filter.status.map(Status::as_str))
-        .bind(filter.destination.as_deref())
-        .bind(filter.since.map(millis))
-        .bind(if filter.limit == 0 { i64::MAX } else { filter.limit as i64 })
-        .bind(filter.outcome.as_deref().map(str::as_bytes))
-        .bind(filter.customer.as_deref().map(str::as_bytes))
-        .bind(filter.route.as_deref())
-        .bind(filter.event_id.as_deref().map(str::to_ascii_lowercase))
-        .bind(filter.before.as_deref().map(str::to_ascii_lowercase))
-        .fetch_all(pool)
-        .await?;
+    let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
+        "SELECT {SUMMARY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id WHERE true"
+    ));
+    if let Some(status) = filter.status {
+        q.push(" AND d.status = ").push_bind(status.as_str());
+    }
+    if let Some(destination) = &filter.destination {
+        q.push(" AND d.destination = ").push_bind(destination.clone());
+    }
+    if let Some(since) = filter.since {
+        q.push(concat!(" AND d.created_at >= ", now!(), " - ")).push_bind(millis(since));
+    }
+    if let Some(outcome) = &filter.outcome {
+        q.push(" AND e.outcome = ").push_bind(outcome.as_bytes().to_vec());
+    }
+    if let Some(customer) = &filter.customer {
+        q.push(" AND d.event_id IN (SELECT event_id FROM flows WHERE customer = ")
+            .push_bind(customer.as_bytes().to_vec())
+            .push(")");
+    }
+    if let Some(route) = &filter.route {
+        q.push(" AND strpos(',' || d.routes || ',', ',' || ").push_bind(route.clone()).push(" || ',') > 0");
+    }
+    if let Some(event) = &filter.event_id {
+        q.push(" AND d.event_id = ").push_bind(event.to_ascii_lowercase());
+    }
+    if let Some(before) = &filter.before {
+        q.push(" AND d.id < ").push_bind(before.to_ascii_lowercase());
+    }
+    q.push(" ORDER BY d.id DESC LIMIT ").push_bind(if filter.limit == 0 { i64::MAX } else { filter.limit as i64 });
+    let rows = q.build().fetch_all(pool).await?;
     rows.iter().map(summary).collect()
 }
 
@@ -86,19 +95,21 @@ fn event_summary(row: &PgRow) -> Result<EventSummary, sqlx::Error> {
 }
 
 pub(super) async fn list_events(pool: &PgPool, filter: &EventFilter) -> Result<Vec<EventSummary>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events e WHERE ($1::BYTEA IS NULL OR e.outcome = $1) \
-         AND ($2::BYTEA IS NULL OR e.id IN (SELECT event_id FROM flows WHERE customer = $2)) \
-         AND ($3::TEXT IS NULL OR e.source = $3) AND ($4::TEXT IS NULL OR e.id < $4) ORDER BY e.id DESC LIMIT $5"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(filter.outcome.as_deref().map(str::as_bytes))
-        .bind(filter.customer.as_deref().map(str::as_bytes))
-        .bind(filter.source.as_deref())
-        .bind(filter.before.as_deref().map(str::to_ascii_lowercase))
-        .bind(if filter.limit == 0 { i64::MAX } else { filter.limit as i64 })
-        .fetch_all(pool)
-        .await?;
+    let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!("SELECT {EVENT_COLUMNS} FROM events e WHERE true"));
+    if let Some(outcome) = &filter.outcome {
+        q.push(" AND e.outcome = ").push_bind(outcome.as_bytes().to_vec());
+    }
+    if let Some(customer) = &filter.customer {
+        q.push(" AND e.id IN (SELECT event_id FROM flows WHERE customer = ").push_bind(customer.as_bytes().to_vec()).push(")");
+    }
+    if let Some(source) = &filter.source {
+        q.push(" AND e.source = ").push_bind(source.clone());
+    }
+    if let Some(before) = &filter.before {
+        q.push(" AND e.id < ").push_bind(before.to_ascii_lowercase());
+    }
+    q.push(" ORDER BY e.id DESC LIMIT ").push_bind(if filter.limit == 0 { i64::MAX } else { filter.limit as i64 });
+    let rows = q.build().fetch_all(pool).await?;
     rows.iter().map(event_summary).collect()
 }
 

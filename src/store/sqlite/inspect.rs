@@ -5,37 +5,45 @@
 use super::*;
 use crate::store::inspect::{first_id_at, health_of, HEALTH_PERIOD};
 
-/// Deliveries by `filter`, newest first. Each filter follows an index: the
-/// id (a ULID) for the order and the page, flows' customer index for a
+/// Deliveries by `filter`, newest first. Only the filters given are in
+/// the statement, so each can use its index: the id (a ULID) for the order
+/// and the page, status for a status, flows' customer index for a
 /// customer, the event's id for an event.
 pub(super) fn list(conn: &Connection, filter: &ListFilter) -> rusqlite::Result<Vec<DeliverySummary>> {
-    let sql = format!(
-        "SELECT {SUMMARY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
-         WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.destination = ?2) \
-         AND (?3 IS NULL OR d.created_at >= {} - ?3) AND (?5 IS NULL OR e.outcome = ?5) \
-         AND (?6 IS NULL OR d.event_id IN (SELECT event_id FROM flows WHERE customer = ?6)) \
-         AND (?7 IS NULL OR instr(',' || d.routes || ',', ',' || ?7 || ',') > 0) \
-         AND (?8 IS NULL OR d.event_id = ?8) AND (?9 IS NULL OR d.id < ?9) \
-         ORDER BY d.id DESC LIMIT ?4",
-        now!()
-    );
+    use rusqlite::types::Value as Arg;
+    let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id WHERE 1 = 1");
+    let mut args: Vec<Arg> = Vec::new();
+    let mut and = |clause: &str, arg: Arg| {
+        sql.push_str(clause);
+        args.push(arg);
+    };
+    if let Some(status) = filter.status {
+        and(" AND d.status = ?", status.as_str().to_owned().into());
+    }
+    if let Some(destination) = &filter.destination {
+        and(" AND d.destination = ?", destination.clone().into());
+    }
+    if let Some(since) = filter.since {
+        and(concat!(" AND d.created_at >= ", now!(), " - ?"), millis(since).into());
+    }
+    if let Some(outcome) = &filter.outcome {
+        and(" AND e.outcome = ?", outcome.clone().into());
+    }
+    if let Some(customer) = &filter.customer {
+        and(" AND d.event_id IN (SELECT event_id FROM flows WHERE customer = ?)", customer.clone().into());
+    }
+    if let Some(route) = &filter.route {
+        and(" AND instr(',' || d.routes || ',', ',' || ? || ',') > 0", route.clone().into());
+    }
+    if let Some(event) = &filter.event_id {
+        and(" AND d.event_id = ?", event.to_ascii_lowercase().into());
+    }
+    if let Some(before) = &filter.before {
+        and(" AND d.id < ?", before.to_ascii_lowercase().into());
+    }
     let limit = if filter.limit == 0 { i64::MAX } else { filter.limit as i64 };
-    conn.prepare_cached(&sql)?
-        .query_map(
-            params![
-                filter.status.map(Status::as_str),
-                filter.destination,
-                filter.since.map(millis),
-                limit,
-                filter.outcome,
-                filter.customer,
-                filter.route,
-                filter.event_id.as_deref().map(str::to_ascii_lowercase),
-                filter.before.as_deref().map(str::to_ascii_lowercase),
-            ],
-            summary,
-        )?
-        .collect()
+    and(" ORDER BY d.id DESC LIMIT ?", limit.into());
+    conn.prepare_cached(&sql)?.query_map(rusqlite::params_from_iter(args), summary)?.collect()
 }
 
 pub(super) fn discard(tx: &Transaction<'_>, ids: &[String], reason: &str) -> rusqlite::Result<Vec<DeliveryId>> {
@@ -88,24 +96,28 @@ fn event_summary(row: &Row<'_>) -> rusqlite::Result<EventSummary> {
 }
 
 pub(super) fn list_events(conn: &Connection, filter: &EventFilter) -> rusqlite::Result<Vec<EventSummary>> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events e WHERE (?1 IS NULL OR e.outcome = ?1) \
-         AND (?2 IS NULL OR e.id IN (SELECT event_id FROM flows WHERE customer = ?2)) \
-         AND (?3 IS NULL OR e.source = ?3) AND (?4 IS NULL OR e.id < ?4) ORDER BY e.id DESC LIMIT ?5"
-    );
+    use rusqlite::types::Value as Arg;
+    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events e WHERE 1 = 1");
+    let mut args: Vec<Arg> = Vec::new();
+    let mut and = |clause: &str, arg: Arg| {
+        sql.push_str(clause);
+        args.push(arg);
+    };
+    if let Some(outcome) = &filter.outcome {
+        and(" AND e.outcome = ?", outcome.clone().into());
+    }
+    if let Some(customer) = &filter.customer {
+        and(" AND e.id IN (SELECT event_id FROM flows WHERE customer = ?)", customer.clone().into());
+    }
+    if let Some(source) = &filter.source {
+        and(" AND e.source = ?", source.clone().into());
+    }
+    if let Some(before) = &filter.before {
+        and(" AND e.id < ?", before.to_ascii_lowercase().into());
+    }
     let limit = if filter.limit == 0 { i64::MAX } else { filter.limit as i64 };
-    conn.prepare_cached(&sql)?
-        .query_map(
-            params![
-                filter.outcome,
-                filter.customer,
-                filter.source,
-                filter.before.as_deref().map(str::to_ascii_lowercase),
-                limit
-            ],
-            event_summary,
-        )?
-        .collect()
+    and(" ORDER BY e.id DESC LIMIT ?", limit.into());
+    conn.prepare_cached(&sql)?.query_map(rusqlite::params_from_iter(args), event_summary)?.collect()
 }
 
 pub(super) fn event(conn: &Connection, id: &str) -> rusqlite::Result<Option<EventDetail>> {
