@@ -27,11 +27,12 @@ type Tested = (String, bool, String);
 
 async fn page(ctx: Ctx, tested: Option<Tested>) -> Response {
     let store = ctx.state.store().clone();
-    let (health, stats) = match tokio::try_join!(store.destination_health(), store.destination_stats()) {
+    let loaded = ctx.state.loaded.load_full();
+    let names: Vec<String> = loaded.destinations().map(|d| d.name.clone()).collect();
+    let (health, stats) = match tokio::try_join!(store.destination_health(&names), store.destination_stats()) {
         Ok(read) => read,
         Err(e) => return store_down(e),
     };
-    let loaded = ctx.state.loaded.load_full();
     let pacer = &ctx.state.services.pacer;
     let body = html! {
         @if let Some((name, ok, text)) = &tested {

@@ -4,6 +4,7 @@
 use super::layout::{self, took, when};
 use super::{ok_page, store_down, Ctx};
 use crate::state::AppState;
+use crate::store::inspect::OUTCOMES;
 use crate::store::Status;
 use maud::html;
 use std::time::Duration;
@@ -16,8 +17,6 @@ pub(super) fn routes(state: AppState) -> impl Filter<Extract = (Response,), Erro
         .and(super::signed_in(state.clone()))
         .and_then(|ctx: Ctx| async move { Ok::<_, Rejection>(page(ctx).await) })
 }
-
-const OUTCOMES: [&str; 4] = ["canceled", "saved", "aborted", "error"];
 
 async fn page(ctx: Ctx) -> Response {
     let store = ctx.state.store().clone();
@@ -61,11 +60,15 @@ async fn page(ctx: Ctx) -> Response {
                 @for outcome in OUTCOMES {
                     tr { td { a href={ "/console/events?outcome=" (outcome) } { (outcome) } } td { (count(&hour, outcome)) } td { (count(&day, outcome)) } }
                 }
+                @if count(&day, "other") > 0 {
+                    tr { td { "other" } td { (count(&hour, "other")) } td { (count(&day, "other")) } }
+                }
             }
         } }
         h2 { "Deliveries by status" }
+        p.hint { "Delivered, gone dead, or queued and retried within the period." }
         div.table-wrap { table #deliveries-by-status {
-            thead { tr { th { "Status" } th { "Created last hour" } th { "Created last day" } } }
+            thead { tr { th { "Status" } th { "Changed last hour" } th { "Changed last day" } } }
             tbody {
                 @for status in [Status::Delivered, Status::Pending, Status::Dead] {
                     tr {

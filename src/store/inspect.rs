@@ -1,8 +1,10 @@
 //! What operators read from the store beside the queue itself: events
 //! listed and shown, activity over a period and each destination's health
 //! (the console's pages). Every read here follows an index: ids are ULIDs
-//! that sort by creation time, so "the newest" and "since" are ranges of a
-//! primary key.
+//! that sort by creation time, so "the newest" and the next page are
+//! ranges of a primary key; counts over a period read covering indexes
+//! (events by receipt time and outcome, deliveries by status and change,
+//! attempts by destination and time).
 
 use super::Status;
 use chrono::{DateTime, Utc};
@@ -49,9 +51,10 @@ pub struct EventDetail {
 /// Events and deliveries within a period.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Activity {
-    /// Raaft's events by outcome ("" when it had none).
+    /// Raaft's events by outcome (each of [`OUTCOMES`], then "other").
     pub events: Vec<(String, u64)>,
-    /// Deliveries created in the period, by their status now.
+    /// Deliveries whose status last changed in the period, by status
+    /// (delivered, went dead, queued or retried), from the status index.
     pub deliveries: Vec<(Status, u64)>,
 }
 
@@ -63,6 +66,36 @@ impl Activity {
     pub fn deliveries_with(&self, status: Status) -> u64 {
         self.deliveries.iter().filter(|(s, _)| *s == status).map(|(_, n)| n).sum()
     }
+}
+
+/// Raaft's outcomes, as the overview counts them.
+pub const OUTCOMES: [&str; 4] = ["canceled", "saved", "aborted", "error"];
+
+/// Counts per outcome in one pass over the covering index of events'
+/// receipt time and outcome (no grouping): each of [`OUTCOMES`], then any
+/// other outcome. Digests have none.
+pub const OUTCOME_SUMS: &str = "SUM(CASE WHEN outcome = 'canceled' THEN 1 ELSE 0 END), \
+     SUM(CASE WHEN outcome = 'saved' THEN 1 ELSE 0 END), SUM(CASE WHEN outcome = 'aborted' THEN 1 ELSE 0 END), \
+     SUM(CASE WHEN outcome = 'error' THEN 1 ELSE 0 END), \
+     SUM(CASE WHEN outcome NOT IN ('canceled', 'saved', 'aborted', 'error') THEN 1 ELSE 0 END)";
+
+/// [`OUTCOME_SUMS`] where the outcome is kept as bytes (PostgreSQL).
+pub const OUTCOME_SUMS_BYTES: &str = "SUM(CASE WHEN outcome = 'canceled'::bytea THEN 1 ELSE 0 END)::BIGINT, \
+     SUM(CASE WHEN outcome = 'saved'::bytea THEN 1 ELSE 0 END)::BIGINT, \
+     SUM(CASE WHEN outcome = 'aborted'::bytea THEN 1 ELSE 0 END)::BIGINT, \
+     SUM(CASE WHEN outcome = 'error'::bytea THEN 1 ELSE 0 END)::BIGINT, \
+     SUM(CASE WHEN outcome NOT IN ('canceled'::bytea, 'saved'::bytea, 'aborted'::bytea, 'error'::bytea) \
+     THEN 1 ELSE 0 END)::BIGINT";
+
+/// The counts [`OUTCOME_SUMS`] read, as (outcome, count) ("other" last).
+pub fn by_outcome(sums: &[i64]) -> Vec<(String, u64)> {
+    OUTCOMES
+        .iter()
+        .copied()
+        .chain(["other"])
+        .zip(sums)
+        .map(|(outcome, n)| (outcome.to_owned(), (*n).max(0) as u64))
+        .collect()
 }
 
 /// A destination's attempts over the last day.
@@ -83,80 +116,34 @@ pub struct DestinationHealth {
 /// The period [`DestinationHealth`] covers.
 pub const HEALTH_PERIOD: Duration = Duration::from_secs(24 * 3600);
 
-/// The smallest id made at or after `at`: ids are ULIDs, so the records
-/// made since `at` are those whose id is at least this.
-pub fn first_id_at(at: DateTime<Utc>) -> String {
-    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
-    ulid::Ulid::from_parts(ms, 0).to_string().to_ascii_lowercase()
+/// The period's bounds at `now`: (a day ago, an hour ago), in ms.
+pub fn health_bounds(now: DateTime<Utc>) -> (i64, i64) {
+    let ms = now.timestamp_millis();
+    (ms - HEALTH_PERIOD.as_millis() as i64, ms - 3_600_000)
 }
 
-/// Folds rows of (destination, at in ms, delivered, error), newest first,
-/// into each destination's health as of `now`.
-pub fn health_of(rows: Vec<(String, i64, bool, Option<String>)>, now: DateTime<Utc>) -> Vec<DestinationHealth> {
-    let hour_ago = now.timestamp_millis() - 3_600_000;
-    let mut out: Vec<DestinationHealth> = Vec::new();
-    for (destination, at, delivered, error) in rows {
-        let i = match out.iter().position(|h| h.destination == destination) {
-            Some(i) => i,
-            None => {
-                out.push(DestinationHealth { destination, ..Default::default() });
-                out.len() - 1
-            }
-        };
-        let h = &mut out[i];
-        let when = DateTime::from_timestamp_millis(at).unwrap_or_default();
-        h.attempts_24h += 1;
-        h.delivered_24h += u64::from(delivered);
-        if at >= hour_ago {
-            h.attempts_1h += 1;
-            h.delivered_1h += u64::from(delivered);
-        }
-        if delivered {
-            h.last_success.get_or_insert(when);
-        } else {
-            if h.last_failure.is_none() {
-                h.last_failure = Some(when);
-                h.last_error = error;
-            }
-            if h.last_success.is_none() {
-                h.consecutive_failures += 1;
-            }
-        }
-    }
-    out.sort_by(|a, b| a.destination.cmp(&b.destination));
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn health_counts_the_hour_the_day_and_failures_since_the_last_success() {
-        let now = DateTime::from_timestamp_millis(10_000_000).unwrap();
-        let ms = now.timestamp_millis();
-        let rows = vec![
-            ("slack".to_owned(), ms - 1_000, false, Some("500 from receiver".to_owned())),
-            ("slack".to_owned(), ms - 2_000, false, Some("timeout".to_owned())),
-            ("slack".to_owned(), ms - 3_000, true, None),
-            ("slack".to_owned(), ms - 4_000_000, true, None),
-            ("discord".to_owned(), ms - 5_000, true, None),
-        ];
-        let health = health_of(rows, now);
-        assert_eq!(health[0].destination, "discord");
-        let slack = &health[1];
-        assert_eq!((slack.attempts_1h, slack.delivered_1h, slack.attempts_24h, slack.delivered_24h), (3, 1, 4, 2));
-        assert_eq!(slack.consecutive_failures, 2);
-        assert_eq!(slack.last_error.as_deref(), Some("500 from receiver"));
-        assert_eq!(slack.last_success, DateTime::from_timestamp_millis(ms - 3_000));
-    }
-
-    #[test]
-    fn ids_made_since_a_time_sort_after_its_first_id() {
-        let at = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
-        let made = ulid::Ulid::from_parts(1_700_000_000_001, 5).to_string().to_ascii_lowercase();
-        let before = ulid::Ulid::from_parts(1_699_999_999_999, u128::MAX >> 48).to_string().to_ascii_lowercase();
-        assert!(made >= first_id_at(at));
-        assert!(before < first_id_at(at));
+/// A destination's health from its figures over the period: (attempts,
+/// delivered, attempts in the last hour, delivered in the last hour, last
+/// success and last failure in ms), the last failure's error and the
+/// failures since the last success.
+pub fn health(
+    destination: &str,
+    figures: (i64, i64, i64, i64, Option<i64>, Option<i64>),
+    last_error: Option<String>,
+    consecutive_failures: i64,
+) -> DestinationHealth {
+    let (attempts, delivered, attempts_1h, delivered_1h, success, failure) = figures;
+    let count = |n: i64| n.max(0) as u64;
+    let time = |ms: Option<i64>| ms.and_then(DateTime::from_timestamp_millis);
+    DestinationHealth {
+        destination: destination.to_owned(),
+        attempts_1h: count(attempts_1h),
+        delivered_1h: count(delivered_1h),
+        attempts_24h: count(attempts),
+        delivered_24h: count(delivered),
+        last_success: time(success),
+        last_failure: time(failure),
+        last_error,
+        consecutive_failures: count(consecutive_failures),
     }
 }

@@ -464,8 +464,8 @@ pub trait Store: Send + Sync + 'static {
     /// changing that); returns the ones it changed.
     async fn discard(&self, ids: &[String], reason: &str) -> Result<Vec<DeliveryId>, StoreError>;
 
-    /// Raaft's events received and deliveries created within the last
-    /// `within`.
+    /// Raaft's events received, and deliveries whose status last changed,
+    /// within the last `within`.
     async fn activity(&self, within: Duration) -> Result<inspect::Activity, StoreError>;
 
     /// Events, newest first.
@@ -473,8 +473,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn event(&self, id: &str) -> Result<Option<inspect::EventDetail>, StoreError>;
 
-    /// Each destination's attempts over [`inspect::HEALTH_PERIOD`].
-    async fn destination_health(&self) -> Result<Vec<inspect::DestinationHealth>, StoreError>;
+    /// The attempts of each of `destinations` over
+    /// [`inspect::HEALTH_PERIOD`], read from one index per destination.
+    async fn destination_health(&self, destinations: &[String]) -> Result<Vec<inspect::DestinationHealth>, StoreError>;
 
     /// Replaces a stored digest's figures and the payload of each of its
     /// deliveries (by destination; `otherwise` for a destination not

@@ -1000,8 +1000,11 @@ impl Store for ProbedStore {
     async fn event(&self, id: &str) -> Result<Option<raaft_relay::store::inspect::EventDetail>, StoreError> {
         self.inner.event(id).await
     }
-    async fn destination_health(&self) -> Result<Vec<raaft_relay::store::inspect::DestinationHealth>, StoreError> {
-        self.inner.destination_health().await
+    async fn destination_health(
+        &self,
+        d: &[String],
+    ) -> Result<Vec<raaft_relay::store::inspect::DestinationHealth>, StoreError> {
+        self.inner.destination_health(d).await
     }
     async fn replay_dead(&self, d: Option<&str>) -> Result<u64, StoreError> {
         self.inner.replay_dead(d).await

@@ -98,6 +98,14 @@ async fn keeps_its_queue(fixtures: &str, store: TestStore) {
         (6, 3, before.attempts + 3, 3),
         "{after:?}"
     );
+    // The console reads attempts by destination: the old ones got theirs.
+    let unnamed = "SELECT COUNT(*) FROM attempts WHERE destination IS NULL OR delivered IS NULL";
+    assert_eq!(query_number(&location, unnamed).await, Some(0));
+    let mismatched = "SELECT COUNT(*) FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+        WHERE a.destination <> d.destination OR a.delivered <> CASE WHEN a.error IS NULL THEN 1 ELSE 0 END";
+    assert_eq!(query_number(&location, mismatched).await, Some(0));
+    let failed = "SELECT COUNT(*) FROM attempts WHERE delivered = 0";
+    assert!(query_number(&location, failed).await.unwrap() >= 3, "the dead deliveries' failed attempts");
     let counts = per_path_and_flow(&hook.received());
     for n in 1..=3 {
         assert_eq!(counts.get(&("/down".to_owned(), format!("flow-upgrade-{n}"))), Some(&1), "{counts:?}");

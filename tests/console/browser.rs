@@ -133,6 +133,15 @@ impl Browser {
         }
     }
 
+    /// Waits until the page's address contains `part` (a form submitted).
+    pub async fn wait_for_url(&self, part: &str) {
+        let start = Instant::now();
+        while !self.client.current_url().await.map(|u| u.as_str().contains(part)).unwrap_or(false) {
+            assert!(start.elapsed() < Duration::from_secs(15), "the address never contained \"{part}\"");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Runs `script` in the page and returns its value.
     pub async fn eval(&self, script: &str) -> serde_json::Value {
         self.client.execute(script, vec![]).await.unwrap_or_else(|e| panic!("script failed: {e}"))

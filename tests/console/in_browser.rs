@@ -62,6 +62,7 @@ browser_test! {
         b.client.find(fantoccini::Locator::Css("select[name=destination]")).await.unwrap()
             .select_by_value("hook").await.unwrap();
         b.click("form.filters button[type=submit]").await;
+        b.wait_for_url("status=dead&destination=hook").await;
         b.wait_for_text("#deliveries tbody", "dead").await;
         let rows = b.texts("#deliveries tbody tr").await;
         assert_eq!(rows.len(), 1, "{rows:?}");

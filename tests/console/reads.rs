@@ -58,7 +58,8 @@ on_both_stores! {
         assert_eq!(hour.deliveries_with(Status::Delivered), 3);
         assert_eq!(hour.deliveries_with(Status::Dead), 1);
 
-        let health = s.destination_health().await.unwrap();
+        let health = s.destination_health(&["hook".to_owned(), "team".to_owned(), "gone".to_owned()]).await.unwrap();
+        assert_eq!(health.iter().find(|h| h.destination == "gone").unwrap().attempts_24h, 0);
         let hook = health.iter().find(|h| h.destination == "hook").unwrap();
         assert_eq!((hook.attempts_1h, hook.delivered_1h, hook.attempts_24h), (3, 2, 3));
         assert!(hook.last_error.as_deref().unwrap().contains("400"), "{:?}", hook.last_error);

@@ -3,7 +3,7 @@
 //! health; and deliveries discarded.
 
 use super::*;
-use crate::store::inspect::{first_id_at, health_of, HEALTH_PERIOD};
+use crate::store::inspect::{self, health, health_bounds};
 
 /// Deliveries by `filter`, newest first: only the filters given are in
 /// the statement (see the SQLite store: the same indexes answer).
@@ -57,27 +57,24 @@ pub(super) async fn discard(pool: &PgPool, ids: &[String], reason: &str) -> Resu
 }
 
 pub(super) async fn activity(pool: &PgPool, within: Duration) -> Result<Activity, sqlx::Error> {
-    let events: Vec<(Option<Vec<u8>>, i64)> = sqlx::query_as(concat!(
-        "SELECT outcome, COUNT(*) FROM events WHERE received_at >= ",
-        now!(),
-        " - $1 AND source = 'raaft' GROUP BY outcome ORDER BY outcome"
-    ))
-    .bind(millis(within))
-    .fetch_all(pool)
-    .await?;
-    let since = chrono::Utc::now() - chrono::Duration::from_std(within).unwrap_or_default();
-    let deliveries: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, COUNT(*) FROM deliveries WHERE id >= $1 GROUP BY status ORDER BY status")
-            .bind(first_id_at(since))
-            .fetch_all(pool)
-            .await?;
-    Ok(Activity {
-        events: events.into_iter().map(|(o, n)| (text(o).unwrap_or_default(), n.max(0) as u64)).collect(),
-        deliveries: deliveries
-            .into_iter()
-            .map(|(s, n)| (Status::parse(&s).unwrap_or(Status::Pending), n.max(0) as u64))
-            .collect(),
-    })
+    let sql = format!("SELECT {} FROM events WHERE received_at >= {} - $1", inspect::OUTCOME_SUMS_BYTES, now!());
+    let sums: (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>) =
+        sqlx::query_as(&sql).bind(millis(within)).fetch_one(pool).await?;
+    let sums = [sums.0, sums.1, sums.2, sums.3, sums.4].map(Option::unwrap_or_default);
+    let mut deliveries = Vec::new();
+    for status in [Status::Delivered, Status::Pending, Status::Dead] {
+        let n: i64 = sqlx::query_scalar(concat!(
+            "SELECT COUNT(*) FROM deliveries WHERE status = $1 AND updated_at >= ",
+            now!(),
+            " - $2"
+        ))
+        .bind(status.as_str())
+        .bind(millis(within))
+        .fetch_one(pool)
+        .await?;
+        deliveries.push((status, n.max(0) as u64));
+    }
+    Ok(Activity { events: inspect::by_outcome(&sums), deliveries })
 }
 
 const EVENT_COLUMNS: &str = "e.id, e.received_at, e.outcome, e.customer, e.source, \
@@ -100,7 +97,9 @@ pub(super) async fn list_events(pool: &PgPool, filter: &EventFilter) -> Result<V
         q.push(" AND e.outcome = ").push_bind(outcome.as_bytes().to_vec());
     }
     if let Some(customer) = &filter.customer {
-        q.push(" AND e.id IN (SELECT event_id FROM flows WHERE customer = ").push_bind(customer.as_bytes().to_vec()).push(")");
+        q.push(" AND e.id IN (SELECT event_id FROM flows WHERE customer = ")
+            .push_bind(customer.as_bytes().to_vec())
+            .push(")");
     }
     if let Some(source) = &filter.source {
         q.push(" AND e.source = ").push_bind(source.clone());
@@ -123,15 +122,44 @@ pub(super) async fn event(pool: &PgPool, id: &str) -> Result<Option<EventDetail>
     Ok(Some(EventDetail { summary: event_summary(&row)?, event: policy::event_with_facts(&body, facts.as_deref()) }))
 }
 
-pub(super) async fn destination_health(pool: &PgPool) -> Result<Vec<DestinationHealth>, sqlx::Error> {
-    let now = chrono::Utc::now();
-    let since = now - chrono::Duration::from_std(HEALTH_PERIOD).unwrap_or_default();
-    let rows: Vec<(String, i64, bool, Option<Vec<u8>>)> = sqlx::query_as(
-        "SELECT d.destination, a.at, a.error IS NULL, a.error FROM attempts a \
-         JOIN deliveries d ON d.id = a.delivery_id WHERE a.id >= $1 ORDER BY a.id DESC",
-    )
-    .bind(first_id_at(since))
-    .fetch_all(pool)
-    .await?;
-    Ok(health_of(rows.into_iter().map(|(d, at, ok, e)| (d, at, ok, text(e))).collect(), now))
+pub(super) async fn destination_health(
+    pool: &PgPool,
+    destinations: &[String],
+) -> Result<Vec<DestinationHealth>, sqlx::Error> {
+    let (day, hour) = health_bounds(chrono::Utc::now());
+    let mut out = Vec::new();
+    for destination in destinations {
+        let figures: (i64, i64, i64, i64, Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(delivered), 0)::BIGINT, \
+             COALESCE(SUM(CASE WHEN at >= $3 THEN 1 ELSE 0 END), 0)::BIGINT, \
+             COALESCE(SUM(CASE WHEN at >= $3 THEN delivered ELSE 0 END), 0)::BIGINT, \
+             MAX(CASE WHEN delivered = 1 THEN at END), MAX(CASE WHEN delivered = 0 THEN at END) \
+             FROM attempts WHERE destination = $1 AND at >= $2",
+        )
+        .bind(destination)
+        .bind(day)
+        .bind(hour)
+        .fetch_one(pool)
+        .await?;
+        let last_error = match figures.5 {
+            Some(at) => sqlx::query_scalar::<_, Option<Vec<u8>>>(
+                "SELECT error FROM attempts WHERE destination = $1 AND at = $2 AND delivered = 0 LIMIT 1",
+            )
+            .bind(destination)
+            .bind(at)
+            .fetch_optional(pool)
+            .await?
+            .flatten()
+            .and_then(|e| text(Some(e))),
+            None => None,
+        };
+        let failing: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE destination = $1 AND at > $2 AND delivered = 0")
+                .bind(destination)
+                .bind(figures.4.unwrap_or(day - 1).max(day - 1))
+                .fetch_one(pool)
+                .await?;
+        out.push(health(destination, figures, last_error, failing));
+    }
+    Ok(out)
 }

@@ -357,12 +357,15 @@ async fn finish(
     let updated: Vec<String> = sqlx::query_scalar(concat!(
         "WITH input AS (\
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], \
-             $7::bigint[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[], $12::bigint[], $13::bytea[]) \
+             $7::bigint[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[], $12::bigint[], $13::bytea[], \
+             $14::text[]) \
            AS i(delivery_id, lease, attempt_id, number, at, status_code, latency_ms, response, error, payload, \
-             status, retry_in, last_error)\
+             status, retry_in, last_error, destination)\
          ), logged AS (\
-           INSERT INTO attempts (id, delivery_id, number, at, status_code, latency_ms, response, error, payload) \
-           SELECT attempt_id, delivery_id, number, at, status_code, latency_ms, response, error, payload FROM input\
+           INSERT INTO attempts (id, delivery_id, number, at, status_code, latency_ms, response, error, payload, \
+             destination, delivered) \
+           SELECT attempt_id, delivery_id, number, at, status_code, latency_ms, response, error, payload, \
+             destination, CASE WHEN error IS NULL THEN 1 ELSE 0 END FROM input\
          ) UPDATE deliveries d SET \
            status = CASE WHEN d.replay_requested THEN 'pending' ELSE i.status END, \
            attempts = CASE WHEN d.replay_requested THEN 0 ELSE d.attempts END, \
@@ -386,6 +389,7 @@ async fn finish(
     .bind(after.iter().map(|a| a.status.as_str()).collect::<Vec<_>>())
     .bind(after.iter().map(|a| a.retry_in.map(millis)).collect::<Vec<_>>())
     .bind(after.iter().map(|a| a.last_error.map(str::as_bytes)).collect::<Vec<_>>())
+    .bind(finishes.iter().map(|(j, _, _)| j.destination.as_str()).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
     .await?;
     Ok(finishes
@@ -805,8 +809,8 @@ impl Store for PostgresStore {
         inspect::event(&self.pool, id).await.map_err(unavailable)
     }
 
-    async fn destination_health(&self) -> Result<Vec<DestinationHealth>, StoreError> {
-        inspect::destination_health(&self.pool).await.map_err(unavailable)
+    async fn destination_health(&self, destinations: &[String]) -> Result<Vec<DestinationHealth>, StoreError> {
+        inspect::destination_health(&self.pool, destinations).await.map_err(unavailable)
     }
 
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {

@@ -3,7 +3,7 @@
 //! deliveries discarded.
 
 use super::*;
-use crate::store::inspect::{first_id_at, health_of, HEALTH_PERIOD};
+use crate::store::inspect::{self, health, health_bounds};
 
 /// Deliveries by `filter`, newest first. Only the filters given are in
 /// the statement, so each can use its index: the id (a ULID) for the order
@@ -63,21 +63,27 @@ pub(super) fn discard(tx: &Transaction<'_>, ids: &[String], reason: &str) -> rus
 }
 
 pub(super) fn activity(conn: &Connection, within: Duration) -> rusqlite::Result<Activity> {
-    let events = conn
-        .prepare_cached(concat!(
-            "SELECT COALESCE(outcome, ''), COUNT(*) FROM events WHERE received_at >= ",
-            now!(),
-            " - ?1 AND source = 'raaft' GROUP BY 1 ORDER BY 1"
-        ))?
-        .query_map(params![millis(within)], |row| Ok((text(row, 0)?, row.get::<_, i64>(1)?.max(0) as u64)))?
-        .collect::<Result<_, _>>()?;
-    let since = chrono::Utc::now() - chrono::Duration::from_std(within).unwrap_or_default();
-    let deliveries = conn
-        .prepare_cached("SELECT status, COUNT(*) FROM deliveries WHERE id >= ?1 GROUP BY status ORDER BY status")?
-        .query_map(params![first_id_at(since)], |row| {
-            Ok((Status::parse(&text(row, 0)?).unwrap_or(Status::Pending), row.get::<_, i64>(1)?.max(0) as u64))
+    let sql = format!("SELECT {} FROM events WHERE received_at >= {} - ?1", inspect::OUTCOME_SUMS, now!());
+    let sums: Vec<i64> = conn
+        .prepare_cached(&sql)?
+        .query_row(params![millis(within)], |row| {
+            (0..5).map(|i| row.get::<_, Option<i64>>(i)).collect::<Result<Vec<_>, _>>()
         })?
-        .collect::<Result<_, _>>()?;
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect();
+    let events = inspect::by_outcome(&sums);
+    let mut deliveries = Vec::new();
+    for status in [Status::Delivered, Status::Pending, Status::Dead] {
+        let n: i64 = conn
+            .prepare_cached(concat!(
+                "SELECT COUNT(*) FROM deliveries WHERE status = ?1 AND updated_at >= ",
+                now!(),
+                " - ?2"
+            ))?
+            .query_row(params![status.as_str(), millis(within)], |row| row.get(0))?;
+        deliveries.push((status, n.max(0) as u64));
+    }
     Ok(Activity { events, deliveries })
 }
 
@@ -132,17 +138,38 @@ pub(super) fn event(conn: &Connection, id: &str) -> rusqlite::Result<Option<Even
         .optional()
 }
 
-pub(super) fn destination_health(conn: &Connection) -> rusqlite::Result<Vec<DestinationHealth>> {
-    let now = chrono::Utc::now();
-    let since = now - chrono::Duration::from_std(HEALTH_PERIOD).unwrap_or_default();
-    let rows = conn
-        .prepare_cached(
-            "SELECT d.destination, a.at, a.error IS NULL, a.error FROM attempts a \
-             JOIN deliveries d ON d.id = a.delivery_id WHERE a.id >= ?1 ORDER BY a.id DESC",
-        )?
-        .query_map(params![first_id_at(since)], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, optional_text(row, 3)?))
-        })?
-        .collect::<Result<_, _>>()?;
-    Ok(health_of(rows, now))
+pub(super) fn destination_health(
+    conn: &Connection,
+    destinations: &[String],
+) -> rusqlite::Result<Vec<DestinationHealth>> {
+    let (day, hour) = health_bounds(chrono::Utc::now());
+    let mut out = Vec::new();
+    for destination in destinations {
+        let figures = conn
+            .prepare_cached(
+                "SELECT COUNT(*), COALESCE(SUM(delivered), 0), COALESCE(SUM(CASE WHEN at >= ?3 THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN at >= ?3 THEN delivered ELSE 0 END), 0), \
+                 MAX(CASE WHEN delivered = 1 THEN at END), MAX(CASE WHEN delivered = 0 THEN at END) \
+                 FROM attempts WHERE destination = ?1 AND at >= ?2",
+            )?
+            .query_row(params![destination, day, hour], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })?;
+        let (success, failure): (Option<i64>, Option<i64>) = (figures.4, figures.5);
+        let last_error = match failure {
+            Some(at) => conn
+                .prepare_cached(
+                    "SELECT error FROM attempts WHERE destination = ?1 AND at = ?2 AND delivered = 0 LIMIT 1",
+                )?
+                .query_row(params![destination, at], |r| optional_text(r, 0))
+                .optional()?
+                .flatten(),
+            None => None,
+        };
+        let failing: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM attempts WHERE destination = ?1 AND at > ?2 AND delivered = 0")?
+            .query_row(params![destination, success.unwrap_or(day - 1).max(day - 1)], |r| r.get(0))?;
+        out.push(health(destination, figures, last_error, failing));
+    }
+    Ok(out)
 }

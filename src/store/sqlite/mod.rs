@@ -38,10 +38,11 @@ use digests::{claim_digest, digest_window, digests_quoting, rewrite_digest};
 use history::{answer_lookups, forget, lookups_stopped, remember, Lookup};
 
 /// The schema, in order: the first release's, then each change.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("../../../migrations/sqlite/20261128000001_init.sql"),
     include_str!("../../../migrations/sqlite/20261201000001_exactly_once.sql"),
     include_str!("../../../migrations/sqlite/20261203000001_history.sql"),
+    include_str!("../../../migrations/sqlite/20261204000001_console.sql"),
 ];
 
 /// How long a connection waits for another process's write lock (a
@@ -231,6 +232,7 @@ fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
         M::up(MIGRATIONS[0]),
         M::up_with_hook(MIGRATIONS[1], rekey_first_release),
         M::up(MIGRATIONS[2]),
+        M::up(MIGRATIONS[3]),
     ])
     .to_latest(conn)
 }
@@ -510,8 +512,8 @@ fn finish(
 
 fn record(tx: &Transaction<'_>, job: &Job, attempt: &AttemptRecord, state: &JobState) -> rusqlite::Result<Recorded> {
     tx.prepare_cached(
-        "INSERT INTO attempts (id, delivery_id, number, at, status_code, latency_ms, response, error, payload) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO attempts (id, delivery_id, number, at, status_code, latency_ms, response, error, payload, \
+         destination, delivered) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         new_id(),
@@ -523,6 +525,8 @@ fn record(tx: &Transaction<'_>, job: &Job, attempt: &AttemptRecord, state: &JobS
         attempt.response,
         attempt.error,
         attempt.payload,
+        job.destination,
+        attempt.error.is_none(),
     ])?;
     let after = policy::after_attempt(state, attempt);
     // A replay asked for during the attempt starts the delivery over now,
@@ -936,8 +940,9 @@ impl Store for SqliteStore {
         self.read(move |conn| inspect::event(conn, &id)).await
     }
 
-    async fn destination_health(&self) -> Result<Vec<DestinationHealth>, StoreError> {
-        self.read(inspect::destination_health).await
+    async fn destination_health(&self, destinations: &[String]) -> Result<Vec<DestinationHealth>, StoreError> {
+        let destinations = destinations.to_vec();
+        self.read(move |conn| inspect::destination_health(conn, &destinations)).await
     }
 
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
