@@ -20,14 +20,12 @@ pub(super) fn routes(state: AppState) -> impl Filter<Extract = (Response,), Erro
 
 async fn page(ctx: Ctx) -> Response {
     let store = ctx.state.store().clone();
-    let (hour, day, stats) = match tokio::try_join!(
-        store.activity(Duration::from_secs(3600)),
-        store.activity(Duration::from_secs(24 * 3600)),
-        store.destination_stats()
-    ) {
+    let periods = [Duration::from_secs(3600), Duration::from_secs(24 * 3600)];
+    let (activity, stats) = match tokio::try_join!(store.activity(&periods), store.destination_stats()) {
         Ok(read) => read,
         Err(e) => return store_down(e),
     };
+    let (hour, day) = (&activity[0], &activity[1]);
     let backlog: u64 = stats.iter().map(|s| s.pending).sum();
     let oldest = stats.iter().map(|s| s.oldest_pending_age).max().unwrap_or_default();
     let dead: u64 = stats.iter().map(|s| s.dead).sum();
@@ -58,10 +56,10 @@ async fn page(ctx: Ctx) -> Response {
             thead { tr { th { "Outcome" } th { "Last hour" } th { "Last day" } } }
             tbody {
                 @for outcome in OUTCOMES {
-                    tr { td { a href={ "/console/events?outcome=" (outcome) } { (outcome) } } td { (count(&hour, outcome)) } td { (count(&day, outcome)) } }
+                    tr { td { a href={ "/console/events?outcome=" (outcome) } { (outcome) } } td { (count(hour, outcome)) } td { (count(day, outcome)) } }
                 }
-                @if count(&day, "other") > 0 {
-                    tr { td { "other" } td { (count(&hour, "other")) } td { (count(&day, "other")) } }
+                @if count(day, "other") > 0 {
+                    tr { td { "other" } td { (count(hour, "other")) } td { (count(day, "other")) } }
                 }
             }
         } }

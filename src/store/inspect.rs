@@ -71,30 +71,33 @@ impl Activity {
 /// Raaft's outcomes, as the overview counts them.
 pub const OUTCOMES: [&str; 4] = ["canceled", "saved", "aborted", "error"];
 
-/// Counts per outcome in one pass over the covering index of events'
-/// receipt time and outcome (no grouping): each of [`OUTCOMES`], then any
-/// other outcome. Digests have none.
-pub const OUTCOME_SUMS: &str = "SUM(CASE WHEN outcome = 'canceled' THEN 1 ELSE 0 END), \
-     SUM(CASE WHEN outcome = 'saved' THEN 1 ELSE 0 END), SUM(CASE WHEN outcome = 'aborted' THEN 1 ELSE 0 END), \
-     SUM(CASE WHEN outcome = 'error' THEN 1 ELSE 0 END), \
-     SUM(CASE WHEN outcome NOT IN ('canceled', 'saved', 'aborted', 'error') THEN 1 ELSE 0 END)";
-
-/// [`OUTCOME_SUMS`] where the outcome is kept as bytes (PostgreSQL).
-pub const OUTCOME_SUMS_BYTES: &str = "SUM(CASE WHEN outcome = 'canceled'::bytea THEN 1 ELSE 0 END)::BIGINT, \
-     SUM(CASE WHEN outcome = 'saved'::bytea THEN 1 ELSE 0 END)::BIGINT, \
-     SUM(CASE WHEN outcome = 'aborted'::bytea THEN 1 ELSE 0 END)::BIGINT, \
-     SUM(CASE WHEN outcome = 'error'::bytea THEN 1 ELSE 0 END)::BIGINT, \
-     SUM(CASE WHEN outcome NOT IN ('canceled'::bytea, 'saved'::bytea, 'aborted'::bytea, 'error'::bytea) \
-     THEN 1 ELSE 0 END)::BIGINT";
-
-/// The counts [`OUTCOME_SUMS`] read, as (outcome, count) ("other" last).
-pub fn by_outcome(sums: &[i64]) -> Vec<(String, u64)> {
-    OUTCOMES
+/// Counts the deliveries in the status bound to `param` whose status
+/// changed within each of `periods`, in one pass over the status index.
+pub fn deliveries_by_period_sql(periods: &[Duration], now: &str, param: &str, bytes: bool) -> String {
+    let cast = if bytes { "::BIGINT" } else { "" };
+    let sums: Vec<String> = periods
         .iter()
-        .copied()
-        .chain(["other"])
-        .zip(sums)
-        .map(|(outcome, n)| (outcome.to_owned(), (*n).max(0) as u64))
+        .map(|p| format!("SUM(CASE WHEN updated_at >= {now} - {} THEN 1 ELSE 0 END){cast}", p.as_millis()))
+        .collect();
+    let longest = periods.iter().max().copied().unwrap_or_default().as_millis();
+    format!("SELECT {} FROM deliveries WHERE status = {param} AND updated_at >= {now} - {longest}", sums.join(", "))
+}
+
+/// What the two statements above read, as one [`Activity`] per period:
+/// `events` holds five counts per period ([`OUTCOMES`], then any other), `deliveries` one per period for
+/// each status.
+pub fn activities(periods: usize, events: &[i64], deliveries: &[(Status, Vec<i64>)]) -> Vec<Activity> {
+    (0..periods)
+        .map(|i| Activity {
+            events: OUTCOMES
+                .iter()
+                .copied()
+                .chain(["other"])
+                .zip(events.iter().skip(i * 5))
+                .map(|(o, n)| (o.to_owned(), (*n).max(0) as u64))
+                .collect(),
+            deliveries: deliveries.iter().map(|(s, n)| (*s, n.get(i).copied().unwrap_or(0).max(0) as u64)).collect(),
+        })
         .collect()
 }
 

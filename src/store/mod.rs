@@ -465,8 +465,8 @@ pub trait Store: Send + Sync + 'static {
     async fn discard(&self, ids: &[String], reason: &str) -> Result<Vec<DeliveryId>, StoreError>;
 
     /// Raaft's events received, and deliveries whose status last changed,
-    /// within the last `within`.
-    async fn activity(&self, within: Duration) -> Result<inspect::Activity, StoreError>;
+    /// within each of the last `periods` (one pass over the longest).
+    async fn activity(&self, periods: &[Duration]) -> Result<Vec<inspect::Activity>, StoreError>;
 
     /// Events, newest first.
     async fn list_events(&self, filter: &inspect::EventFilter) -> Result<Vec<inspect::EventSummary>, StoreError>;

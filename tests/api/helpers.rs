@@ -988,8 +988,8 @@ impl Store for ProbedStore {
     async fn discard(&self, ids: &[String], reason: &str) -> Result<Vec<String>, StoreError> {
         self.inner.discard(ids, reason).await
     }
-    async fn activity(&self, within: Duration) -> Result<raaft_relay::store::inspect::Activity, StoreError> {
-        self.inner.activity(within).await
+    async fn activity(&self, p: &[Duration]) -> Result<Vec<raaft_relay::store::inspect::Activity>, StoreError> {
+        self.inner.activity(p).await
     }
     async fn list_events(
         &self,

@@ -45,6 +45,18 @@ async fn the_console_lives_beside_the_admin_api_and_only_with_admin_tokens() {
     let r = client().get(&console.url).send().await.unwrap();
     assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (303, "/console/login"));
 
+    // Without an operators' listener, it is on the main one.
+    let here = spawn_app(
+        ConfigDir::new(&format!(
+            "[admin]\ntokens = [\"{ADMIN}\"]\n[destinations.c]\nkind = \"console\"\ntemplate = \"console/event.hbs\"\n"
+        )),
+        &TestStore::Sqlite,
+    )
+    .await;
+    let r = client().get(format!("{}/console/login", here.address)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("content-security-policy"));
+
     let without = spawn_app(
         ConfigDir::new("[destinations.c]\nkind = \"console\"\ntemplate = \"console/event.hbs\"\n"),
         &TestStore::Sqlite,

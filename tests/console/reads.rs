@@ -53,7 +53,10 @@ on_both_stores! {
         assert_eq!(detail.event["history"]["nth"], 1, "the event comes with its facts");
         assert!(s.event("01jxnotanevent00000000000").await.unwrap().is_none());
 
-        let hour = s.activity(Duration::from_secs(3600)).await.unwrap();
+        let periods = s.activity(&[Duration::from_secs(3600), Duration::from_millis(1)]).await.unwrap();
+        assert_eq!((periods[1].events_total(), periods[1].deliveries_with(Status::Delivered)), (0, 0));
+        let hour = &periods[0];
+        assert_eq!(hour.events.iter().find(|(o, _)| o == "canceled").unwrap().1, 1);
         assert_eq!(hour.events_total(), 3);
         assert_eq!(hour.deliveries_with(Status::Delivered), 3);
         assert_eq!(hour.deliveries_with(Status::Dead), 1);

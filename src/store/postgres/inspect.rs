@@ -56,25 +56,40 @@ pub(super) async fn discard(pool: &PgPool, ids: &[String], reason: &str) -> Resu
     .await
 }
 
-pub(super) async fn activity(pool: &PgPool, within: Duration) -> Result<Activity, sqlx::Error> {
-    let sql = format!("SELECT {} FROM events WHERE received_at >= {} - $1", inspect::OUTCOME_SUMS_BYTES, now!());
-    let sums: (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>) =
-        sqlx::query_as(&sql).bind(millis(within)).fetch_one(pool).await?;
-    let sums = [sums.0, sums.1, sums.2, sums.3, sums.4].map(Option::unwrap_or_default);
+pub(super) async fn activity(pool: &PgPool, periods: &[Duration]) -> Result<Vec<Activity>, sqlx::Error> {
+    let n = periods.len();
+    let counts = |row: &PgRow, n: usize| {
+        (0..n).map(|i| row.try_get::<Option<i64>, _>(i).map(Option::unwrap_or_default)).collect::<Result<Vec<_>, _>>()
+    };
+    let row = sqlx::query(&events_by_outcome_sql(periods, now!())).fetch_one(pool).await?;
+    let events = counts(&row, n * 5)?;
+    let sql = inspect::deliveries_by_period_sql(periods, now!(), "$1", true);
     let mut deliveries = Vec::new();
     for status in [Status::Delivered, Status::Pending, Status::Dead] {
-        let n: i64 = sqlx::query_scalar(concat!(
-            "SELECT COUNT(*) FROM deliveries WHERE status = $1 AND updated_at >= ",
-            now!(),
-            " - $2"
-        ))
-        .bind(status.as_str())
-        .bind(millis(within))
-        .fetch_one(pool)
-        .await?;
-        deliveries.push((status, n.max(0) as u64));
+        let row = sqlx::query(&sql).bind(status.as_str()).fetch_one(pool).await?;
+        deliveries.push((status, counts(&row, n)?));
     }
-    Ok(Activity { events: inspect::by_outcome(&sums), deliveries })
+    Ok(inspect::activities(n, &events, &deliveries))
+}
+
+/// Counts events per outcome ([`inspect::OUTCOMES`], then any other) within each
+/// of `periods`, in one pass over the covering index of events' receipt
+/// time and outcome (no grouping; digests have no outcome). `now` is the
+/// database's clock in SQL.
+fn events_by_outcome_sql(periods: &[Duration], now: &str) -> String {
+    let literal = |o: &str| format!("'{o}'::bytea");
+    let known = inspect::OUTCOMES.map(literal).join(", ");
+    let cast = "::BIGINT";
+    let mut sums = Vec::new();
+    for period in periods {
+        let since = format!("received_at >= {now} - {}", period.as_millis());
+        for o in inspect::OUTCOMES {
+            sums.push(format!("SUM(CASE WHEN {since} AND outcome = {} THEN 1 ELSE 0 END){cast}", literal(o)));
+        }
+        sums.push(format!("SUM(CASE WHEN {since} AND outcome NOT IN ({known}) THEN 1 ELSE 0 END){cast}"));
+    }
+    let longest = periods.iter().max().copied().unwrap_or_default().as_millis();
+    format!("SELECT {} FROM events WHERE received_at >= {now} - {longest}", sums.join(", "))
 }
 
 const EVENT_COLUMNS: &str = "e.id, e.received_at, e.outcome, e.customer, e.source, \

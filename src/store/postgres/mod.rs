@@ -797,8 +797,8 @@ impl Store for PostgresStore {
         inspect::discard(&self.pool, ids, reason).await.map_err(unavailable)
     }
 
-    async fn activity(&self, within: Duration) -> Result<Activity, StoreError> {
-        inspect::activity(&self.pool, within).await.map_err(unavailable)
+    async fn activity(&self, periods: &[Duration]) -> Result<Vec<Activity>, StoreError> {
+        inspect::activity(&self.pool, periods).await.map_err(unavailable)
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {

@@ -926,8 +926,9 @@ impl Store for SqliteStore {
         self.write(move |tx, _| inspect::discard(tx, &ids, &reason)).await
     }
 
-    async fn activity(&self, within: Duration) -> Result<Activity, StoreError> {
-        self.read(move |conn| inspect::activity(conn, within)).await
+    async fn activity(&self, periods: &[Duration]) -> Result<Vec<Activity>, StoreError> {
+        let periods = periods.to_vec();
+        self.read(move |conn| inspect::activity(conn, &periods)).await
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
