@@ -5,6 +5,7 @@
 use super::layout::{self, took, when};
 use super::{field, link, ok_page, redirect, store_down, Ctx, Form};
 use crate::state::AppState;
+use crate::store::inspect::OUTCOMES;
 use crate::store::{ListFilter, Status};
 use maud::{html, Markup};
 use std::time::Duration;
@@ -110,26 +111,17 @@ impl Filters {
         let loaded = ctx.state.loaded.load();
         let destinations: Vec<&String> = loaded.config.destinations.keys().collect();
         let routes: Vec<&String> = loaded.config.routes.iter().map(|r| &r.name).collect();
-        let select = |name: &str, label: &str, current: &str, options: Vec<&str>| {
-            html! {
-                label { (label)
-                    select name=(name) {
-                        option value="" { "any" }
-                        @for o in options {
-                            option value=(o) selected[o == current] { (o) }
-                        }
-                    }
-                }
-            }
-        };
+        let select = layout::select;
+        let destinations: Vec<&str> = destinations.iter().map(|s| s.as_str()).collect();
+        let routes: Vec<&str> = routes.iter().map(|s| s.as_str()).collect();
         html! {
             form.filters method="get" action="/console/deliveries" {
-                (select("status", "Status", &self.status, vec!["pending", "delivered", "dead"]))
-                (select("destination", "Destination", &self.destination, destinations.iter().map(|s| s.as_str()).collect()))
-                (select("route", "Route", &self.route, routes.iter().map(|s| s.as_str()).collect()))
-                (select("outcome", "Outcome", &self.outcome, vec!["canceled", "saved", "aborted", "error"]))
+                (select("status", "Status", &self.status, &["pending", "delivered", "dead"]))
+                (select("destination", "Destination", &self.destination, &destinations))
+                (select("route", "Route", &self.route, &routes))
+                (select("outcome", "Outcome", &self.outcome, &OUTCOMES))
                 label { "Customer" input type="search" name="customer" value=(self.customer) placeholder="id or e-mail"; }
-                (select("since", "Created within", &self.since, vec!["1h", "24h", "7d", "30d"]))
+                (select("since", "Created within", &self.since, &["1h", "24h", "7d", "30d"]))
                 button type="submit" { "Filter" }
                 a href="/console/deliveries" { "Clear" }
             }
@@ -265,12 +257,7 @@ async fn detail(ctx: Ctx, id: String, q: Form) -> Response {
     let store = ctx.state.store().clone();
     let detail = match store.show(&id).await {
         Ok(Some(d)) => d,
-        Ok(None) => {
-            return super::html_with(
-                StatusCode::NOT_FOUND,
-                layout::message("No such delivery", &format!("no delivery \"{id}\"")),
-            )
-        }
+        Ok(None) => return super::not_found("delivery", &id),
         Err(e) => return store_down(e),
     };
     let s = &detail.summary;
@@ -350,7 +337,7 @@ async fn act(ctx: Ctx, id: String, action: String) -> Response {
             Ok(_) => "discarded",
             Err(e) => return store_down(e),
         },
-        _ => return super::html_with(StatusCode::NOT_FOUND, layout::message("Unknown action", &action)),
+        _ => return super::not_found("action", &action),
     };
     redirect(&link(&format!("/console/deliveries/{id}"), &[("done", done)]))
 }

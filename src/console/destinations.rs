@@ -6,7 +6,6 @@ use super::{ok_page, store_down, Ctx};
 use crate::retry::Outcome;
 use crate::state::AppState;
 use maud::html;
-use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
@@ -83,10 +82,7 @@ async fn page(ctx: Ctx, tested: Option<Tested>) -> Response {
 async fn send_test(ctx: Ctx, name: String) -> Response {
     let loaded = ctx.state.loaded.load_full();
     let Some(dest) = loaded.destination(&name) else {
-        return super::html_with(
-            StatusCode::NOT_FOUND,
-            layout::message("No such destination", &format!("no destination \"{name}\"")),
-        );
+        return super::not_found("destination", &name);
     };
     let event: serde_json::Value =
         serde_json::from_str(crate::samples::DEFAULT_TEST_EVENT).expect("the sample is JSON");

@@ -7,7 +7,6 @@ use super::{ok_page, store_down, Ctx};
 use crate::digest::Window;
 use crate::state::AppState;
 use maud::html;
-use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
@@ -63,10 +62,7 @@ async fn list(ctx: Ctx) -> Response {
 async fn preview(ctx: Ctx, name: String) -> Response {
     let loaded = ctx.state.loaded.load_full();
     let Some(digest) = loaded.digest(&name) else {
-        return super::html_with(
-            StatusCode::NOT_FOUND,
-            layout::message("No such digest", &format!("no digest \"{name}\"")),
-        );
+        return super::not_found("digest", &name);
     };
     let store = ctx.state.store().clone();
     let now = chrono::Utc::now();

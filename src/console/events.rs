@@ -8,11 +8,10 @@ use crate::loaded_config::LoadedConfig;
 use crate::routing::RouteReport;
 use crate::rules::Verdict;
 use crate::state::AppState;
-use crate::store::inspect::EventFilter;
+use crate::store::inspect::{EventFilter, OUTCOMES};
 use crate::store::{ListFilter, Store, StoreError};
 use maud::{html, Markup};
 use serde_json::Value;
-use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
@@ -103,19 +102,9 @@ async fn list(ctx: Ctx, q: Form) -> Response {
     });
     let body = html! {
         form.filters method="get" action="/console/events" {
-            label { "Outcome"
-                select name="outcome" {
-                    option value="" { "any" }
-                    @for o in ["canceled", "saved", "aborted", "error"] { option value=(o) selected[o == outcome] { (o) } }
-                }
-            }
+            (layout::select("outcome", "Outcome", &outcome, &OUTCOMES))
             label { "Customer" input type="search" name="customer" value=(customer) placeholder="id or e-mail"; }
-            label { "Source"
-                select name="source" {
-                    option value="" { "any" }
-                    @for o in ["raaft", "digest"] { option value=(o) selected[o == source] { (o) } }
-                }
-            }
+            (layout::select("source", "Source", &source, &["raaft", "digest"]))
             button type="submit" { "Filter" }
             a href="/console/events" { "Clear" }
         }
@@ -147,12 +136,7 @@ async fn detail(ctx: Ctx, id: String) -> Response {
     let store = ctx.state.store().clone();
     let detail = match store.event(&id).await {
         Ok(Some(d)) => d,
-        Ok(None) => {
-            return super::html_with(
-                StatusCode::NOT_FOUND,
-                layout::message("No such event", &format!("no event \"{id}\"")),
-            )
-        }
+        Ok(None) => return super::not_found("event", &id),
         Err(e) => return store_down(e),
     };
     let deliveries = ListFilter { event_id: Some(detail.summary.id.clone()), limit: 100, ..Default::default() };

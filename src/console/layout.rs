@@ -105,6 +105,20 @@ pub fn message(title: &str, text: &str) -> Markup {
     }
 }
 
+/// A filter's drop-down: "any", then `options`, with `current` chosen.
+pub fn select(name: &str, label: &str, current: &str, options: &[&str]) -> Markup {
+    html! {
+        label { (label)
+            select name=(name) {
+                option value="" { "any" }
+                @for o in options {
+                    option value=(o) selected[*o == current] { (o) }
+                }
+            }
+        }
+    }
+}
+
 /// A time for people: RFC 3339 in UTC, to the second.
 pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()

@@ -313,6 +313,11 @@ pub(crate) fn link(to: &str, params: &[(&str, &str)]) -> String {
     }
 }
 
+/// A 404 page: no `what` named `name`.
+pub(crate) fn not_found(what: &str, name: &str) -> Response {
+    html_with(StatusCode::NOT_FOUND, layout::message(&format!("No such {what}"), &format!("no {what} \"{name}\"")))
+}
+
 /// A page telling that the store could not answer.
 pub(crate) fn store_down(e: crate::store::StoreError) -> Response {
     html_with(StatusCode::SERVICE_UNAVAILABLE, layout::message("The store did not answer", &e.to_string()))

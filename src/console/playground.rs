@@ -115,8 +115,8 @@ async fn show(ctx: Ctx, q: Form, outcome: Option<Markup>) -> Response {
         let body = html! { p.muted { "No destination is configured." } };
         return ok_page(layout::page("Templates", "/console/templates", &ctx.session, None, body));
     };
-    let source = match field(&q, "source") {
-        Some(_) => q.get("source").cloned().unwrap_or_default(),
+    let source = match q.get("source") {
+        Some(typed) => typed.clone(),
         None => std::fs::read_to_string(loaded.config.templates_dir.join(&pick.template)).unwrap_or_default(),
     };
     let stored = match ctx
@@ -255,7 +255,7 @@ async fn save(ctx: Ctx, form: Form) -> Response {
     }
     let pick = Pick::of(&loaded, &form);
     let Some(dest) = loaded.destination(&pick.destination) else {
-        return super::html_with(StatusCode::NOT_FOUND, layout::message("No such destination", &pick.destination));
+        return super::not_found("destination", &pick.destination);
     };
     let refused = |why: String| html! { p.error #save-result { "Not saved: " (why) ". The running templates stay." } };
     let template = match compiled(&loaded, dest, &pick, &form) {
