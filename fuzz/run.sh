@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs each fuzz target (event parser, rule evaluator, render and wrap) for
-# SECONDS seconds (default 60), seeded with the sample events in
-# config/events. Needs cargo-fuzz (installed when missing); builds on the
+# Runs each fuzz target (event parser, rule evaluator, render and wrap,
+# template compile and render) for SECONDS seconds (default 60), seeded
+# with the sample events in config/events (the template target with the
+# shipped templates, each followed by the shipped partials). Needs cargo-fuzz (installed when missing); builds on the
 # stable toolchain with RUSTC_BOOTSTRAP=1 for the sanitizer flags.
 #
 #   fuzz/run.sh [--dev] [SECONDS] [TARGET...]
@@ -19,23 +20,39 @@ fi
 SECONDS_EACH=${1:-60}
 shift || true
 TARGETS=("$@")
-[[ ${#TARGETS[@]} -eq 0 ]] && TARGETS=(event rules render)
+[[ ${#TARGETS[@]} -eq 0 ]] && TARGETS=(event rules render template)
 [[ $SECONDS_EACH =~ ^[0-9]+$ ]] || { echo "SECONDS must be a whole number, got \"$SECONDS_EACH\"" >&2; exit 2; }
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build --fuzz-dir fuzz "${BUILD[@]}"
+# Writes the seed inputs of target $1 into folder $2.
+seed() {
+    local target=$1 corpus=$2 file name
+    if [[ $target == template ]]; then
+        # A template, then each shipped partial after a NUL byte.
+        for file in $(find templates -name '*.hbs' -not -path 'templates/partials/*'); do
+            name=$(echo "$file" | tr '/.' '--')
+            { cat "$file"; for partial in templates/partials/*.hbs; do printf '\0'; cat "$partial"; done; } \
+                >"$corpus/seed-$name"
+        done
+        return
+    fi
+    for file in config/events/*.json; do
+        name=$(basename "$file" .json)
+        case "$target" in
+            rules) { printf 'outcome == "canceled" && subscription.plan.amount >= 10\n'; cat "$file"; } >"$corpus/seed-$name" ;;
+            *) cp "$file" "$corpus/seed-$name" ;;
+        esac
+    done
+}
+
 for target in "${TARGETS[@]}"; do
     corpus="fuzz/corpus/$target"
     mkdir -p "$corpus"
-    for sample in config/events/*.json; do
-        name=$(basename "$sample" .json)
-        case "$target" in
-            rules) { printf 'outcome == "canceled" && subscription.plan.amount >= 10\n'; cat "$sample"; } >"$corpus/seed-$name" ;;
-            *) cp "$sample" "$corpus/seed-$name" ;;
-        esac
-    done
+    seed "$target" "$corpus"
     echo "fuzzing $target for ${SECONDS_EACH}s" >&2
-    # A crash stops the run with the input saved under fuzz/artifacts/.
+    # A crash or an input that runs past -timeout stops the run, with the
+    # input saved under fuzz/artifacts/.
     cargo fuzz run --fuzz-dir fuzz "${BUILD[@]}" "$target" "$corpus" -- \
-        -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -print_final_stats=1
+        -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -timeout=20 -print_final_stats=1
 done

@@ -21,6 +21,10 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The name of the store's secret that signs console sessions; a new one
+/// is made when an admin token is removed.
+pub const CONSOLE_SESSION_SECRET: &str = "console-session";
+
 /// Whom failures are counted against: an IPv4 address or an IPv6 /64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientKey(IpAddr);

@@ -48,6 +48,24 @@ fn short_tokens(config: &crate::config::Config) -> Vec<String> {
         .collect()
 }
 
+/// A warning when `/metrics` is on where a scraper without an admin token
+/// (as earlier releases served it) gets nothing: on the listener Raaft
+/// reaches it answers only requests with an admin token.
+fn unscraped_metrics(config: &crate::config::Config) -> Option<String> {
+    if !config.server.metrics || config.admin_listen.is_some() || config.metrics_auth {
+        return None;
+    }
+    Some(if config.admin_tokens.is_empty() {
+        "server.metrics: /metrics is not served: on server.listen it answers only requests with an admin token, and \
+         [admin] tokens is empty; set [admin] listen (a private address) to serve it there, or [server] metrics = false"
+            .into()
+    } else {
+        "server.metrics: /metrics on server.listen answers only requests with an admin token (Authorization: Bearer ...); \
+         set [admin] listen (a private address) to scrape it without one, or [admin] metrics_auth = true"
+            .into()
+    })
+}
+
 /// A warning per digest whose window and the one before it (for
 /// comparisons), plus the catch-up allowance, outlast `[store] retention`:
 /// its events would be pruned before it is sent.
@@ -96,6 +114,11 @@ pub fn check_loaded(loaded: &LoadedConfig) -> Result<CheckReport, Problems> {
                         template_file(dest.templates(), &e.template, loaded),
                         format!("destination \"{}\", sample event {sample}: {}", dest.name, e.reason),
                     ));
+                    // Past its budget on one sample, it would be on the
+                    // next: one such problem says it, a second costs time.
+                    if e.over_budget {
+                        break;
+                    }
                 }
             }
         }
@@ -123,6 +146,7 @@ pub fn check_loaded(loaded: &LoadedConfig) -> Result<CheckReport, Problems> {
         .map(|d| format!("destination \"{}\" is not used by any route or digest", d.name))
         .collect();
     warnings.extend(short_tokens(&loaded.config));
+    warnings.extend(unscraped_metrics(&loaded.config));
     warnings.extend(short_retention(loaded));
     problems.into_result(CheckReport {
         destinations: loaded.destinations().count(),

@@ -125,22 +125,32 @@ fn lease_for(loaded: &LoadedConfig) -> Duration {
     loaded.config.retry.attempt_timeout + MAX_PACE_WAIT + LEASE_MARGIN
 }
 
+/// Sends `event` (a Raaft event, with the facts of a first flow) to the
+/// destination `name` of `loaded` once, outside the queue: `send-test` and
+/// the console's "Send test". `None` when there is no such destination.
+pub async fn send_test(
+    loaded: &Arc<LoadedConfig>,
+    name: &str,
+    event: Value,
+) -> Option<Result<AttemptReport, crate::render::RenderError>> {
+    let dest = loaded.destination(name)?;
+    let facts = crate::history::first_flow_facts(&event, Utc::now());
+    let event = crate::history::with_facts(event, Some(&facts));
+    let (for_render, destination) = (loaded.clone(), name.to_owned());
+    let payload = crate::render::off_workers(move || {
+        for_render.destination(&destination).map(|d| d.payload(&event)).expect("looked up above")
+    })
+    .await
+    .and_then(|p| p);
+    Some(match payload {
+        Ok(payload) => Ok(dest.send(&payload, loaded.config.retry.attempt_timeout).await),
+        Err(e) => Err(e),
+    })
+}
+
 /// Makes one attempt of `job` with the destination as configured now, and
 /// records it. `stop` turns true at shutdown (a record the store keeps
 /// refusing is then given up).
-/// Sends `event` (a Raaft event, with the facts of a first flow) to `dest`
-/// once, outside the queue: `send-test` and the console's "Send test".
-pub async fn send_test(
-    dest: &crate::channels::Destination,
-    event: Value,
-    timeout: Duration,
-) -> Result<AttemptReport, crate::render::RenderError> {
-    let facts = crate::history::first_flow_facts(&event, Utc::now());
-    let event = crate::history::with_facts(event, Some(&facts));
-    let payload = dest.payload(&event)?;
-    Ok(dest.send(&payload, timeout).await)
-}
-
 pub async fn attempt(services: &Services, loaded: Arc<LoadedConfig>, mut job: Job, stop: watch::Receiver<bool>) {
     let number = job.attempt;
     let span = tracing::info_span!(
@@ -195,7 +205,10 @@ pub async fn attempt(services: &Services, loaded: Arc<LoadedConfig>, mut job: Jo
             Some(dest) => {
                 let payload = match job.payload.take() {
                     Some(stored) => crate::channels::Payload::from_stored(&stored),
-                    None => dest.payload_in(&job.take_event()).map_err(|e| e.to_string()),
+                    None => {
+                        let event = job.take_event();
+                        render_off_workers(&loaded, &job.destination, event).await
+                    }
                 };
                 match payload {
                     Ok(payload) => (dest.send(&payload, policy.attempt_timeout).await, Some(payload.display())),
@@ -221,13 +234,16 @@ pub async fn attempt(services: &Services, loaded: Arc<LoadedConfig>, mut job: Jo
                 (JobState::Delivered, "delivered")
             }
             NextStep::RetryIn(delay) => {
-                let reason = reason(&report.outcome);
+                let reason = crate::redact::emails(&reason(&report.outcome));
                 warn!(%status, latency_ms, %reason, retry_in_ms = delay.as_millis() as u64, "attempt failed, will retry");
                 (JobState::RetryIn(*delay), "retried")
             }
             NextStep::Dead { reason } => {
+                // A receiver's answer may echo the payload: no address of a
+                // customer goes to the log.
                 let response = report.response.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-                error!(%status, latency_ms, %reason, %response, "delivery failed for good");
+                let (reason_shown, response) = (crate::redact::emails(reason), crate::redact::emails(&response));
+                error!(%status, latency_ms, reason = %reason_shown, %response, "delivery failed for good");
                 (JobState::Dead { reason: reason.clone() }, "dead")
             }
         };
@@ -298,6 +314,25 @@ async fn record_attempt(
         }
         wait = (wait * 2).min(RECORD_RETRY.1);
     }
+}
+
+/// The payload of `destination` for an event, rendered off the async
+/// workers; a render past its budget is the reason the attempt failed.
+async fn render_off_workers(
+    loaded: &Arc<LoadedConfig>,
+    destination: &str,
+    event: crate::render::EventContext,
+) -> Result<crate::channels::Payload, String> {
+    let (for_render, destination) = (loaded.clone(), destination.to_owned());
+    crate::render::off_workers(move || match for_render.destination(&destination) {
+        Some(dest) => dest.payload_in(&event),
+        None => {
+            Err(crate::render::RenderError::new("-", format!("destination \"{destination}\" is no longer configured")))
+        }
+    })
+    .await
+    .and_then(|rendered| rendered)
+    .map_err(|e| e.to_string())
 }
 
 fn failed(reason: String, started: Instant) -> AttemptReport {

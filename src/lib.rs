@@ -11,6 +11,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod body_gate;
 pub mod channels;
 pub mod check;
 pub mod cli;
@@ -26,6 +27,7 @@ pub mod loaded_config;
 pub mod metrics;
 pub mod pacing;
 pub mod problems;
+pub mod redact;
 pub mod reload;
 pub mod render;
 pub mod retry;

@@ -7,6 +7,7 @@ use crate::channels::Destination;
 use crate::config::Config;
 use crate::digest::Digest;
 use crate::problems::Problems;
+use crate::render::TemplateFiles;
 use crate::routing::Router;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,22 +31,40 @@ impl LoadedConfig {
     pub fn load(path: &Path) -> Result<LoadedConfig, Problems> {
         let (config, problems) = Config::load_partial(path);
         match config {
-            Some(config) => Self::build(config, problems),
+            Some(config) => {
+                let templates = TemplateFiles::new(&config.templates_dir);
+                Self::build(config, templates, problems)
+            }
+            None => Err(problems),
+        }
+    }
+
+    /// [`LoadedConfig::load`] with the template file `rel` (a path under
+    /// `templates_dir`) holding `source`, without writing it: the set a
+    /// save would make, checked before the save.
+    pub fn load_with_edit(path: &Path, rel: &str, source: &str) -> Result<LoadedConfig, Problems> {
+        let (config, problems) = Config::load_partial(path);
+        match config {
+            Some(config) => {
+                let templates = TemplateFiles::new(&config.templates_dir).with_edit(rel, source);
+                Self::build(config, templates, problems)
+            }
             None => Err(problems),
         }
     }
 
     /// Compiles the destinations of an already loaded config.
     pub fn from_config(config: Config) -> Result<LoadedConfig, Problems> {
-        Self::build(config, Problems::default())
+        let templates = TemplateFiles::new(&config.templates_dir);
+        Self::build(config, templates, Problems::default())
     }
 
-    fn build(config: Config, mut problems: Problems) -> Result<LoadedConfig, Problems> {
+    fn build(config: Config, templates: TemplateFiles, mut problems: Problems) -> Result<LoadedConfig, Problems> {
         crate::tls::install_crypto_provider();
         let http = crate::channels::http_client();
         let mut destinations = BTreeMap::new();
         for (name, cfg) in &config.destinations {
-            match Destination::build(cfg, &config.path, &config.templates_dir, &config.retry, &http) {
+            match Destination::build(cfg, &config.path, &templates, &config.retry, &http) {
                 Ok(d) => {
                     destinations.insert(name.clone(), d);
                 }
@@ -54,7 +73,7 @@ impl LoadedConfig {
         }
         let mut digests = BTreeMap::new();
         for (name, cfg) in &config.digests {
-            match Digest::build(cfg, &config.path, &config.templates_dir, |d| destinations.get(d)) {
+            match Digest::build(cfg, &config.path, &templates, |d| destinations.get(d)) {
                 Ok(d) => {
                     digests.insert(name.clone(), d);
                 }

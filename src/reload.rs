@@ -40,14 +40,46 @@ pub struct ReloadRecord {
     pub problems: Vec<String>,
 }
 
-/// Loads and checks the config at the running set's path and swaps it in.
-/// Returns whether the new set is running.
-pub fn reload(state: &AppState, why: &str) -> bool {
+/// Loads and checks the config at the running set's path and swaps it in,
+/// on a blocking thread (reading files, compiling templates and rendering
+/// every sample must not hold an async worker), one reload at a time (a
+/// reload that read older files cannot finish after one that read newer
+/// ones). `Err` with the problems that kept the running set.
+pub async fn reload(state: &AppState, why: &str) -> Result<(), Vec<String>> {
+    let before = state.loaded.load().config.admin_tokens.clone();
+    let (for_reload, why) = (state.clone(), why.to_owned());
+    let reloaded = tokio::task::spawn_blocking(move || {
+        let _one_at_a_time = for_reload.reloading.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        reload_here(&for_reload, &why)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        error!(error = %e, "configuration reload failed; the running configuration stays");
+        Err(vec![format!("the reload failed: {e}")])
+    });
+    let after = &state.loaded.load().config.admin_tokens;
+    if reloaded.is_ok() && before.iter().any(|t| !after.contains(t)) {
+        // Sessions made with a removed token end with it (each cookie names
+        // its token); a new secret ends every other session too, on every
+        // replica (each replica that reloads the change renews it).
+        match state.store().renew_secret(crate::auth::CONSOLE_SESSION_SECRET).await {
+            Ok(()) => info!("an admin token was removed: console sessions signed again from now"),
+            Err(e) => warn!(error = %e, "cannot renew the console sessions' secret"),
+        }
+    }
+    reloaded
+}
+
+/// [`reload`] on the calling thread.
+fn reload_here(state: &AppState, why: &str) -> Result<(), Vec<String>> {
     let problems = try_reload(state, why);
-    let ok = problems.is_empty();
-    let record = ReloadRecord { at: chrono::Utc::now(), trigger: why.to_owned(), problems };
+    let record = ReloadRecord { at: chrono::Utc::now(), trigger: why.to_owned(), problems: problems.clone() };
     *state.last_reload.lock().expect("not poisoned") = Some(record);
-    ok
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 /// [`reload`], returning the problems that kept the running set.
@@ -274,7 +306,7 @@ pub async fn watch(state: AppState, mut hangup: Hangup, mut files: FileWatch, mu
         let reloaded = tokio::select! {
             _ = hangup.recv() => {
                 burst = None;
-                reload(&state, "SIGHUP")
+                reload(&state, "SIGHUP").await.is_ok()
             }
             Some(()) = files.changed.recv() => {
                 let now = Instant::now();
@@ -283,7 +315,7 @@ pub async fn watch(state: AppState, mut hangup: Hangup, mut files: FileWatch, mu
             }
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 burst = None;
-                reload(&state, "file change")
+                reload(&state, "file change").await.is_ok()
             }
             _ = stop.changed() => break,
         };

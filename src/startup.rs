@@ -53,6 +53,7 @@ impl Application {
     }
 
     pub async fn build_with_store(loaded: LoadedConfig, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let log_key: Arc<[u8]> = store.secret(crate::redact::LOG_KEY).await?.into();
         let listener = bind(&loaded.config.server.listen).await?;
         let admin_listener = match &loaded.config.admin_listen {
             Some(listen) => Some(bind(listen).await?),
@@ -83,7 +84,10 @@ impl Application {
             auth,
             admin_auth,
             tls,
+            reloading: Default::default(),
             last_reload: Default::default(),
+            bodies: Default::default(),
+            log_key,
         };
         let limits = limits_for(&state);
         let (stop, stopped) = watch::channel(false);
@@ -209,6 +213,7 @@ async fn maintain(state: AppState, mut stop: watch::Receiver<bool>) {
                 deliveries: loaded.config.store.retention,
                 dedup_window: loaded.config.dedup_window,
                 history: loaded.config.history.retention,
+                sessions: loaded.config.admin_session,
             };
             match state.store().prune(&retention).await {
                 Ok(0) => {}

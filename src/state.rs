@@ -28,8 +28,15 @@ pub struct AppState {
     /// The TLS certificate served, when the relay terminates TLS; a reload
     /// re-reads the files.
     pub tls: Option<Arc<ArcSwap<tokio_rustls::TlsAcceptor>>>,
+    /// Held while a reload loads and swaps: one at a time.
+    pub reloading: Arc<std::sync::Mutex<()>>,
     /// The last reload tried, and how it went (the console shows it).
     pub last_reload: Arc<std::sync::Mutex<Option<crate::reload::ReloadRecord>>>,
+    /// Request bodies under way, per client.
+    pub bodies: Arc<crate::body_gate::BodyGate>,
+    /// The store's key for naming customers known by an e-mail address in
+    /// logs ([`crate::redact`]).
+    pub log_key: Arc<[u8]>,
 }
 
 impl AppState {

@@ -12,7 +12,7 @@ mod webhook;
 
 use crate::config::{DestinationConfig, DestinationKind, RetryPolicy};
 use crate::problems::{Problem, Problems};
-use crate::render::{Escape, EventContext, RenderError, Template};
+use crate::render::{Escape, EventContext, RenderError, Template, TemplateFiles};
 use crate::retry::Outcome;
 use serde_json::Value;
 use std::path::Path;
@@ -162,7 +162,7 @@ impl Destination {
     pub fn build(
         cfg: &DestinationConfig,
         config_file: &Path,
-        templates_dir: &Path,
+        templates: &TemplateFiles,
         retry: &RetryPolicy,
         http: &reqwest::Client,
     ) -> Result<Destination, Problems> {
@@ -173,20 +173,19 @@ impl Destination {
         let kind = cfg.kind;
         let named = [Some(("template", &cfg.template)), cfg.html_template.as_ref().map(|t| ("html_template", t))];
         for (key, rel) in named.into_iter().flatten() {
-            if !templates_dir.join(rel).is_file() {
-                problems.push(at(key, format!("template \"{rel}\" not found in \"{}\"", templates_dir.display())));
+            if !templates.exists(rel) {
+                problems.push(at(key, format!("template \"{rel}\" not found in \"{}\"", templates.dir().display())));
             }
         }
         if !problems.is_empty() {
             return Err(problems);
         }
-        let body = Template::load(templates_dir, &cfg.template, |json| escape_for(kind, json))
-            .map_err(|p| problems.push(p))
-            .ok();
+        let body =
+            Template::load(templates, &cfg.template, |json| escape_for(kind, json)).map_err(|p| problems.push(p)).ok();
         let html = cfg
             .html_template
             .as_deref()
-            .and_then(|t| Template::load(templates_dir, t, |_| Escape::Html).map_err(|p| problems.push(p)).ok());
+            .and_then(|t| Template::load(templates, t, |_| Escape::Html).map_err(|p| problems.push(p)).ok());
         let subject = match (kind, &cfg.subject) {
             (DestinationKind::Email, subject) => {
                 let source = subject.as_deref().unwrap_or(email::DEFAULT_SUBJECT);
@@ -289,7 +288,7 @@ impl Destination {
     /// Makes templates rendered elsewhere (a digest's, named `template`)
     /// into this destination's payload: wrapping and platform limits. Pure.
     pub fn wrap(&self, rendered: Rendered, template: &str) -> Result<Payload, RenderError> {
-        let invalid = |reason: String| RenderError { template: template.to_owned(), reason };
+        let invalid = |reason: String| RenderError::new(template, reason);
         match &self.channel {
             Channel::Slack(_) => slack::payload(rendered).map_err(invalid),
             Channel::Discord(d) => d.payload(rendered).map_err(invalid),

@@ -44,17 +44,36 @@ pub(super) async fn history(config: &Path, customer: &str, json: bool) -> anyhow
 }
 
 pub(super) async fn forget(config: &Path, customer: &str) -> anyhow::Result<ExitCode> {
-    let loaded = super::load(config)?;
+    let loaded = std::sync::Arc::new(super::load(config)?);
     let store = open_store(config).await?;
-    let gone = crate::forget::forget(&loaded, store.as_ref(), customer).await?;
-    println!(
-        "forgot customer \"{}\": {} flow(s), {} event(s), {} deliveries, {} attempt(s); {} digest(s) written again without their quotes",
-        shown(customer.trim()),
-        gone.flows,
-        gone.events,
-        gone.deliveries,
-        gone.attempts,
-        gone.digests
-    );
+    let erasure = crate::forget::forget(&loaded, store.as_ref(), customer).await?;
+    let mut out = std::io::stdout().lock();
+    if erasure.customers.is_empty() {
+        writeln!(
+            out,
+            "found nothing to forget for \"{}\": no event, flow or digest of the relay names it",
+            shown(customer.trim())
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in &erasure.customers {
+        let gone = &e.forgotten;
+        writeln!(
+            out,
+            "forgot customer \"{}\": {} flow(s), {} event(s), {} deliveries, {} attempt(s); {} digest(s) written again without their quotes",
+            shown(&e.customer),
+            gone.flows,
+            gone.events,
+            gone.deliveries,
+            gone.attempts,
+            gone.digests
+        )?;
+    }
+    if let Some(why) = &erasure.unscrubbed {
+        eprintln!(
+            "warning: erased, but the store's files may still hold the erased text until it is checkpointed: {why}"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }

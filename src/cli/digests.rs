@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub(super) async fn run(config: &Path, command: &DigestCommand) -> anyhow::Result<ExitCode> {
-    let loaded = super::load(config)?;
+    let loaded = std::sync::Arc::new(super::load(config)?);
     let store = super::open_store(config).await?;
     let mut out = std::io::stdout().lock();
     match command {

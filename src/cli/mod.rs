@@ -292,18 +292,16 @@ fn describe_route(report: &RouteReport, loaded: &LoadedConfig) -> String {
 }
 
 async fn send_test(config: &Path, name: &str, event_path: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let loaded = load(config)?;
-    let Some(dest) = loaded.destination(name) else {
-        bail!("unknown destination \"{name}\"");
-    };
+    let loaded = std::sync::Arc::new(load(config)?);
     let event = match event_path {
         Some(p) => read_event(p)?,
         None => Event::parse(crate::samples::DEFAULT_TEST_EVENT.as_bytes()).expect("the sample is an event"),
     };
     let raw = std::sync::Arc::unwrap_or_clone(event.raw);
-    let report = crate::delivery::send_test(dest, raw, loaded.config.retry.attempt_timeout)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot render: {e}"))?;
+    let Some(report) = crate::delivery::send_test(&loaded, name, raw).await else {
+        bail!("unknown destination \"{name}\"");
+    };
+    let report = report.map_err(|e| anyhow::anyhow!("cannot render: {e}"))?;
     let status = report.status.map(|s| format!(" ({s})")).unwrap_or_default();
     let response = report.response.as_deref().map(|r| format!(": {}", one_line(r))).unwrap_or_default();
     match &report.outcome {

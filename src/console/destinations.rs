@@ -81,14 +81,12 @@ async fn page(ctx: Ctx, tested: Option<Tested>) -> Response {
 
 async fn send_test(ctx: Ctx, name: String) -> Response {
     let loaded = ctx.state.loaded.load_full();
-    let Some(dest) = loaded.destination(&name) else {
-        return super::not_found("destination", &name);
-    };
     let event: serde_json::Value =
         serde_json::from_str(crate::samples::DEFAULT_TEST_EVENT).expect("the sample is JSON");
-    let tested = match crate::delivery::send_test(dest, event, loaded.config.retry.attempt_timeout).await {
-        Err(e) => (name, false, format!("cannot render: {e}")),
-        Ok(report) => {
+    let tested = match crate::delivery::send_test(&loaded, &name, event).await {
+        None => return super::not_found("destination", &name),
+        Some(Err(e)) => (name, false, format!("cannot render: {e}")),
+        Some(Ok(report)) => {
             let status = report.status.map(|s| format!(" ({s})")).unwrap_or_default();
             match report.outcome {
                 Outcome::Delivered => (name, true, format!("delivered{status} in {} ms", report.latency.as_millis())),

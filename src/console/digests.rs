@@ -76,7 +76,7 @@ async fn preview(ctx: Ctx, name: String) -> Response {
         Ok(c) => c,
         Err(e) => return store_down(e),
     };
-    let payloads = digest.payloads(&loaded, &context);
+    let payloads = crate::digest::payloads_off_workers(&loaded, &name, &context).await;
     let body = html! {
         p { "The window in progress: " (when(window.start)) " → now. Next run: "
             (digest.config.schedule.next_after(now).map(when).unwrap_or_else(|| "never".into())) ". Nothing is sent from this page." }

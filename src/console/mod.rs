@@ -5,7 +5,8 @@
 //! are set, and is served where the admin API is.
 //!
 //! Sign-in takes an admin token (wrong ones count against the admin
-//! allowance) and sets a signed session cookie ([`session`]); every
+//! allowance) and sets a session cookie signed with a secret kept in the
+//! store ([`session`]); sign-out revokes it in the store; every
 //! state-changing form carries the session's CSRF token and must come from
 //! the console's own origin. Every response carries a Content-Security-
 //! Policy that allows no inline script.
@@ -53,6 +54,8 @@ enum Refusal {
     /// A state-changing request without this session's CSRF token, or
     /// from another origin.
     Forbidden(&'static str),
+    /// The store, which keeps the sessions' secret, did not answer.
+    StoreDown(String),
 }
 
 impl warp::reject::Reject for Refusal {}
@@ -91,17 +94,24 @@ pub fn routes(state: AppState, secure: bool) -> impl Filter<Extract = (Response,
     let login = warp::path!("login")
         .and(warp::post())
         .and(origin_ok())
-        .and(form())
+        .and(not_blocked(state.clone()))
+        .and(form(state.clone()))
         .and(crate::http::admin::credentials())
         .and(with(state.clone()))
-        .map(move |form: Form, _: Option<String>, peer: Option<ClientAddr>, forwarded: Option<String>, state| {
-            sign_in(&state, &form, peer, forwarded, secure)
+        .then(move |form: Form, _: Option<String>, peer: Option<ClientAddr>, forwarded: Option<String>, state| async move {
+            sign_in(&state, &form, peer, forwarded, secure).await
         });
-    let logout = warp::path!("logout").and(warp::post()).and(changing(state.clone())).map(move |_: Ctx, _: Form| {
-        let mut r = redirect("/console/login");
-        set_header(&mut r, header::SET_COOKIE, &session::clear_cookie(secure));
-        r
-    });
+    let logout = warp::path!("logout").and(warp::post()).and(changing(state.clone())).then(
+        move |ctx: Ctx, _: Form| async move {
+            // Every copy of the cookie ends, not only the browser's.
+            if let Err(e) = ctx.state.store().revoke_session(&ctx.session.id, ctx.session.issued).await {
+                return store_down(e);
+            }
+            let mut r = redirect("/console/login");
+            set_header(&mut r, header::SET_COOKIE, &session::clear_cookie(secure));
+            r
+        },
+    );
     let pages = root
         .or(overview::routes(state.clone()))
         .unify()
@@ -143,9 +153,32 @@ fn with(state: AppState) -> impl Filter<Extract = (AppState,), Error = std::conv
     warp::any().map(move || state.clone())
 }
 
-/// A form body (up to 1 MiB: a template's text).
-fn form() -> impl Filter<Extract = (Form,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(1024 * 1024).and(warp::body::form::<Form>())
+/// How large a form may be: a template's text.
+const FORM_MAX: u64 = 1024 * 1024;
+
+/// A form body, read as every body is ([`crate::http::body`]: bounded in
+/// size, in time and per client).
+fn form(state: AppState) -> impl Filter<Extract = (Form,), Error = Rejection> + Clone {
+    crate::http::body::read(state, |_| FORM_MAX)
+        .map(|body: bytes::Bytes| url::form_urlencoded::parse(&body).into_owned().collect::<Form>())
+}
+
+/// Refuses a client past its admin allowance before its sign-in form is
+/// read: the token is in the body, the allowance is not.
+fn not_blocked(state: AppState) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    crate::http::admin::credentials()
+        .and_then(move |_: Option<String>, peer: Option<ClientAddr>, forwarded: Option<String>| {
+            let state = state.clone();
+            async move {
+                let guard = state.admin_auth.load();
+                match guard.client(peer.map(|a| a.0.ip()), forwarded.as_deref()).and_then(|ip| guard.blocked(ip).err())
+                {
+                    Some(wait) => Err(warp::reject::custom(crate::http::ApiError::TooManyFailures(wait))),
+                    None => Ok(()),
+                }
+            }
+        })
+        .untuple_one()
 }
 
 /// Passes a request whose `Origin` and `Sec-Fetch-Site` (when sent) say it
@@ -164,18 +197,28 @@ fn origin_ok() -> impl Filter<Extract = (), Error = Rejection> + Clone {
         .untuple_one()
 }
 
-/// Passes a signed-in request with its [`Ctx`].
+/// Passes a signed-in request with its [`Ctx`]: a cookie signed with the
+/// store's secret, made with a token still listed, within `[admin]
+/// session` of its sign-in, and not signed out.
 pub(crate) fn signed_in(state: AppState) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone {
     warp::header::optional::<String>("cookie").and_then(move |cookie: Option<String>| {
         let state = state.clone();
         async move {
-            let tokens = state.loaded.load().config.admin_tokens.clone();
-            cookie
-                .as_deref()
-                .and_then(session::from_cookie_header)
-                .and_then(|value| session::verify(value, &tokens, chrono::Utc::now()))
-                .map(|session| Ctx { state, session })
-                .ok_or_else(|| warp::reject::custom(Refusal::SignIn))
+            let Some(value) = cookie.as_deref().and_then(session::from_cookie_header).map(str::to_owned) else {
+                return Err(warp::reject::custom(Refusal::SignIn));
+            };
+            let down = |e: crate::store::StoreError| warp::reject::custom(Refusal::StoreDown(e.to_string()));
+            let secret = state.store().secret(session::SECRET).await.map_err(down)?;
+            let (tokens, lasts) = {
+                let config = &state.loaded.load().config;
+                (config.admin_tokens.clone(), config.admin_session)
+            };
+            let session = session::verify(&value, &secret, &tokens, lasts, chrono::Utc::now())
+                .ok_or_else(|| warp::reject::custom(Refusal::SignIn))?;
+            if state.store().session_revoked(&session.id).await.map_err(down)? {
+                return Err(warp::reject::custom(Refusal::SignIn));
+            }
+            Ok(Ctx { state, session })
         }
     })
 }
@@ -184,8 +227,8 @@ pub(crate) fn signed_in(state: AppState) -> impl Filter<Extract = (Ctx,), Error 
 /// session's CSRF token, with the form.
 pub(crate) fn changing(state: AppState) -> impl Filter<Extract = (Ctx, Form), Error = Rejection> + Clone {
     origin_ok()
-        .and(signed_in(state))
-        .and(form())
+        .and(signed_in(state.clone()))
+        .and(form(state))
         .and_then(|ctx: Ctx, form: Form| async move {
             let presented = form.get("csrf").map(String::as_str).unwrap_or("");
             if session::csrf_ok(&ctx.session, presented) {
@@ -200,14 +243,26 @@ pub(crate) fn changing(state: AppState) -> impl Filter<Extract = (Ctx, Form), Er
 }
 
 async fn refused(rejection: Rejection) -> Result<Response, Rejection> {
+    if let Some(crate::http::ApiError::TooManyFailures(wait)) = rejection.find::<crate::http::ApiError>() {
+        return Ok(too_many_wrong_tokens(*wait));
+    }
     match rejection.find::<Refusal>() {
         Some(Refusal::SignIn) => Ok(redirect("/console/login")),
         Some(Refusal::Forbidden(why)) => Ok(html_with(StatusCode::FORBIDDEN, layout::message("Request refused", why))),
+        Some(Refusal::StoreDown(why)) => {
+            Ok(html_with(StatusCode::SERVICE_UNAVAILABLE, layout::message("The store did not answer", why)))
+        }
         None => Err(rejection),
     }
 }
 
-fn sign_in(
+/// The sign-in page, answered 429 to a client past its admin allowance.
+fn too_many_wrong_tokens(wait: std::time::Duration) -> Response {
+    let why = format!("too many wrong tokens: try again in {} s", wait.as_secs().max(1));
+    html_with(StatusCode::TOO_MANY_REQUESTS, layout::login(Some(&why)))
+}
+
+async fn sign_in(
     state: &AppState,
     form: &Form,
     peer: Option<ClientAddr>,
@@ -218,8 +273,12 @@ fn sign_in(
     let bearer = format!("Bearer {token}");
     match crate::http::admin::check_bearer(state, Some(&bearer), peer, forwarded.as_deref()) {
         Ok(()) => {
+            let secret = match state.store().secret(session::SECRET).await {
+                Ok(secret) => secret,
+                Err(e) => return store_down(e),
+            };
             let lasts = state.loaded.load().config.admin_session;
-            let (value, _) = session::start(token, chrono::Utc::now(), lasts);
+            let (value, _) = session::start(&secret, token, chrono::Utc::now(), lasts);
             let mut r = redirect("/console/");
             set_header(&mut r, header::SET_COOKIE, &session::set_cookie(&value, lasts, secure));
             r
@@ -230,10 +289,7 @@ fn sign_in(
                 _ => None,
             });
             match limited {
-                Some(wait) => {
-                    let why = format!("too many wrong tokens: try again in {} s", wait.as_secs().max(1));
-                    html_with(StatusCode::TOO_MANY_REQUESTS, layout::login(Some(&why)))
-                }
+                Some(wait) => too_many_wrong_tokens(wait),
                 None => html_with(StatusCode::UNAUTHORIZED, layout::login(Some("wrong admin token"))),
             }
         }

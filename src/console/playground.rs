@@ -1,9 +1,11 @@
 //! The template playground: a destination's template rendered against a
 //! sample or a stored event, shown as its platform shows it beside the
 //! payload and the limits it breaks, updated as one types. Nothing is
-//! saved unless `[admin] edit_templates = true`; a save writes the file
-//! atomically and reloads, as an edit on disk would, and a template that
-//! does not compile or render is refused before the file is touched.
+//! saved unless `[admin] edit_templates = true`. A save is all or
+//! nothing: the whole configuration as it would be with the new file must
+//! compile and render every sample before the file is touched; the file
+//! is then replaced atomically and reloaded, and put back if the reload
+//! fails.
 
 use super::layout;
 use super::{field, ok_page, store_down, Ctx, Form};
@@ -14,6 +16,7 @@ use crate::state::AppState;
 use maud::{html, Markup};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
@@ -198,52 +201,60 @@ async fn show(ctx: Ctx, q: Form, outcome: Option<Markup>) -> Response {
     ok_page(layout::page("Templates", "/console/templates", &ctx.session, None, body))
 }
 
-/// The template compiled from the form's text (or the file's).
+/// The template `rel` compiled from the form's text (or the file's).
 fn compiled(
     loaded: &LoadedConfig,
     dest: &Destination,
-    pick: &Pick,
+    rel: &str,
     form: &Form,
 ) -> Result<crate::render::Template, String> {
     let source = match form.get("source") {
         Some(s) => s.clone(),
-        None => std::fs::read_to_string(loaded.config.templates_dir.join(&pick.template)).map_err(|e| e.to_string())?,
+        None => std::fs::read_to_string(loaded.config.templates_dir.join(rel)).map_err(|e| e.to_string())?,
     };
-    dest.compile_body(&loaded.config.templates_dir, &pick.template, &source).map_err(|p| p.to_string())
+    dest.compile_body(&loaded.config.templates_dir, rel, &source).map_err(|p| p.to_string())
 }
 
 /// The rendering of the picked template: warnings, preview, payload.
-async fn result(ctx: &Ctx, loaded: &LoadedConfig, pick: &Pick, form: &Form) -> Markup {
-    let Some(dest) = loaded.destination(&pick.destination) else {
+/// Compiled and rendered off the async workers, within the render budget.
+async fn result(ctx: &Ctx, loaded: &Arc<LoadedConfig>, pick: &Pick, form: &Form) -> Markup {
+    if loaded.destination(&pick.destination).is_none() {
         return html! { p.error { "no destination \"" (pick.destination) "\"" } };
-    };
+    }
     let event = match event_of(ctx, &pick.event).await {
         Ok(e) => e,
         Err(e) => return html! { p.error { (e) } },
     };
-    let template = match compiled(loaded, dest, pick, form) {
-        Ok(t) => t,
-        Err(e) => return html! { p.error #render-error { (e) } },
-    };
-    let context = EventContext::new(event);
-    let rendered = match dest.render_with(&template, &context) {
-        Ok(r) => r,
-        Err(e) => return html! { p.error #render-error { (e) } },
-    };
-    let warnings = super::preview::warnings(dest.kind, &rendered);
-    match dest.wrap(rendered, &pick.template) {
+    let (for_render, destination, rel, form) =
+        (loaded.clone(), pick.destination.clone(), pick.template.clone(), form.clone());
+    let rendered = crate::render::off_workers(move || {
+        let dest = for_render.destination(&destination).expect("looked up above");
+        let template = compiled(&for_render, dest, &rel, &form)?;
+        let rendered = dest.render_with(&template, &EventContext::new(event)).map_err(|e| e.to_string())?;
+        let warnings = super::preview::warnings(dest.kind, &rendered);
+        let payload = dest.wrap(rendered, &rel).map_err(|e| e.to_string())?;
+        Ok::<_, String>((dest.kind, warnings, payload))
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    match rendered {
         Err(e) => html! { p.error #render-error { (e) } },
-        Ok(payload) => html! {
+        Ok((kind, warnings, payload)) => html! {
             @if !warnings.is_empty() {
                 ul.warnings { @for w in &warnings { li { (w) } } }
             }
             h2 { "Preview" }
-            (super::preview::payload(Some(dest.kind), &payload))
+            (super::preview::payload(Some(kind), &payload))
             h2 { "Payload" }
             pre #payload { (payload.display()) }
         },
     }
 }
+
+/// One save at a time: a save's write, reload and putting back are one
+/// step that another save must not interleave with.
+static SAVING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn save(ctx: Ctx, form: Form) -> Response {
     let loaded = ctx.state.loaded.load_full();
@@ -254,38 +265,56 @@ async fn save(ctx: Ctx, form: Form) -> Response {
         );
     }
     let pick = Pick::of(&loaded, &form);
-    let Some(dest) = loaded.destination(&pick.destination) else {
+    if loaded.destination(&pick.destination).is_none() {
         return super::not_found("destination", &pick.destination);
-    };
-    let refused = |why: String| html! { p.error #save-result { "Not saved: " (why) ". The running templates stay." } };
-    let template = match compiled(&loaded, dest, &pick, &form) {
-        Ok(t) => t,
-        Err(e) => return show(ctx, form, Some(refused(e))).await,
-    };
-    // As `check` does: every sample must render.
-    for (name, json) in crate::samples::SAMPLE_EVENTS {
-        let event: Value = serde_json::from_str(json).expect("samples are JSON");
-        let facts = crate::history::first_flow_facts(&event, chrono::Utc::now());
-        let context = EventContext::new(crate::history::with_facts(event, Some(&facts)));
-        if let Err(e) = dest.render_with(&template, &context).and_then(|r| dest.wrap(r, &pick.template)) {
-            return show(ctx, form, Some(refused(format!("{e} (sample {name})")))).await;
-        }
     }
-    let path = loaded.config.templates_dir.join(&pick.template);
-    let source = form.get("source").cloned().unwrap_or_default();
-    if let Err(e) = write_atomically(&path, &source) {
-        return show(ctx, form, Some(refused(format!("cannot write \"{}\": {e}", path.display())))).await;
-    }
-    let outcome = if crate::reload::reload(&ctx.state, "template saved from the console") {
-        html! { p.flash #save-result { "Saved " (pick.template) " and reloaded: new messages use it." } }
-    } else {
-        let problems =
-            ctx.state.last_reload.lock().expect("not poisoned").clone().map(|r| r.problems).unwrap_or_default();
+    let refused = |problems: Vec<String>| {
         html! {
             div #save-result {
-                p.error { "Saved " (pick.template) ", but the reload failed: the running configuration stays." }
+                p.error { "Not saved: the running templates and the file stay." }
                 ul { @for p in &problems { li.error { (p) } } }
             }
+        }
+    };
+    let source = form.get("source").cloned().unwrap_or_default();
+    let _one_at_a_time = SAVING.lock().await;
+    let (for_check, rel, text) = (loaded.clone(), pick.template.clone(), source.clone());
+    let picked = pick.destination.clone();
+    let checked = crate::render::off_workers(move || check_edit(&for_check, &picked, &rel, &text))
+        .await
+        .map_err(|e| vec![e.to_string()])
+        .and_then(|checked| checked);
+    if let Err(problems) = checked {
+        return show(ctx, form, Some(refused(problems))).await;
+    }
+    let path = loaded.config.templates_dir.join(&pick.template);
+    // The file as it is, byte for byte, to put back: none only when there
+    // is no such file (any other failure to read it refuses the save).
+    let previous = match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            let why = format!("cannot read \"{}\" to keep it: {e}", path.display());
+            return show(ctx, form, Some(refused(vec![why]))).await;
+        }
+    };
+    if let Err(e) = write_atomically(&path, source.as_bytes()) {
+        return show(ctx, form, Some(refused(vec![format!("cannot write \"{}\": {e}", path.display())]))).await;
+    }
+    let outcome = match crate::reload::reload(&ctx.state, "template saved from the console").await {
+        Ok(()) => html! { p.flash #save-result { "Saved " (pick.template) " and reloaded: new messages use it." } },
+        Err(mut problems) => {
+            // Something else changed since the check: the file goes back
+            // to what it was, so the next start or reload finds what runs
+            // now.
+            let restored = match &previous {
+                Some(bytes) => write_atomically(&path, bytes),
+                None => std::fs::remove_file(&path),
+            };
+            if let Err(e) = restored {
+                problems.push(format!("cannot put the previous \"{}\" back: {e}", path.display()));
+            }
+            refused(problems)
         }
     };
     let mut form = form;
@@ -293,16 +322,37 @@ async fn save(ctx: Ctx, form: Form) -> Response {
     show(ctx, form, Some(outcome)).await
 }
 
-/// Writes `text` to `path` by way of a file beside it, renamed over it:
+/// Checks `source` as the template file `rel` before it is written: as the
+/// picked destination's message against every sample, and the whole
+/// configuration as it would be with it (every destination and digest that
+/// uses the file, every sample), as a reload checks it.
+fn check_edit(loaded: &LoadedConfig, picked: &str, rel: &str, source: &str) -> Result<(), Vec<String>> {
+    let dest = loaded.destination(picked).ok_or_else(|| vec![format!("no destination \"{picked}\"")])?;
+    let template = dest.compile_body(&loaded.config.templates_dir, rel, source).map_err(|p| vec![p.to_string()])?;
+    for (name, json) in crate::samples::SAMPLE_EVENTS {
+        let event: Value = serde_json::from_str(json).expect("samples are JSON");
+        let facts = crate::history::first_flow_facts(&event, chrono::Utc::now());
+        let context = EventContext::new(crate::history::with_facts(event, Some(&facts)));
+        if let Err(e) = dest.render_with(&template, &context).and_then(|r| dest.wrap(r, rel)) {
+            return Err(vec![format!("destination \"{picked}\", sample event {name}: {e}")]);
+        }
+    }
+    let candidate = LoadedConfig::load_with_edit(&loaded.config.path, rel, source)
+        .map_err(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    crate::check::check_loaded(&candidate).map_err(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` by way of a file beside it, renamed over it:
 /// a reader (the relay's watcher) sees the old file or the new, whole.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp: PathBuf = dir.join(format!(".{name}.{}.tmp", crate::store::new_id()));
     let result = (|| {
         let mut file = std::fs::File::create(&temp)?;
-        file.write_all(text.as_bytes())?;
+        file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&temp, path)
     })();

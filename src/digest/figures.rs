@@ -140,7 +140,7 @@ pub fn context(
                 "text": text(e, &["feedback"]),
                 "customer": text(e, &["customer", "name"]).or_else(|| text(e, &["customer", "email"])),
                 "customer_id": crate::history::customer_key(e),
-                "email": text(e, &["customer", "email"]),
+                "email": text(e, &["customer", "email"]).or_else(|| text(e, &["subscription", "customer", "email"])),
                 "outcome": text(e, &["outcome"]),
                 "plan": text(e, &["subscription", "plan", "name"]),
                 "monthly": mrr.as_ref().map(|m| amount_value(m.monthly)),

@@ -15,11 +15,12 @@ use crate::channels::{escape_for, Destination, Payload, Rendered};
 use crate::config::{DestinationKind, DigestConfig};
 use crate::loaded_config::LoadedConfig;
 use crate::problems::{Problem, Problems};
-use crate::render::{Escape, EventContext, RenderError, Template};
+use crate::render::{Escape, EventContext, RenderError, Template, TemplateFiles};
 use crate::rules::EvalContext;
 use crate::store::{NewDelivery, NewDigest, Store, StoreError};
 use serde_json::Value;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The subject of a digest e-mail without a `subject`.
 pub const DEFAULT_SUBJECT: &str =
@@ -50,7 +51,7 @@ impl Digest {
     pub fn build<'a>(
         config: &DigestConfig,
         config_file: &Path,
-        templates_dir: &Path,
+        templates: &TemplateFiles,
         destination: impl Fn(&str) -> Option<&'a Destination>,
     ) -> Result<Digest, Problems> {
         let mut problems = Problems::default();
@@ -59,8 +60,8 @@ impl Digest {
             |field: &str, message: String| Problem::new(config_file, message).at_line(config.line).with_key(key(field));
         let named = [Some(("template", &config.template)), config.html_template.as_ref().map(|t| ("html_template", t))];
         for (field, rel) in named.into_iter().flatten() {
-            if !templates_dir.join(rel).is_file() {
-                problems.push(at(field, format!("template \"{rel}\" not found in \"{}\"", templates_dir.display())));
+            if !templates.exists(rel) {
+                problems.push(at(field, format!("template \"{rel}\" not found in \"{}\"", templates.dir().display())));
             }
         }
         if !problems.is_empty() {
@@ -70,10 +71,10 @@ impl Digest {
         for name in &config.to {
             let Some(dest) = destination(name) else { continue };
             let kind = dest.kind;
-            let body = Template::load(templates_dir, &config.template, |json| escape_for(kind, json));
+            let body = Template::load(templates, &config.template, |json| escape_for(kind, json));
             let email = kind == DestinationKind::Email;
             let html = match (&config.html_template, email) {
-                (Some(t), true) => Some(Template::load(templates_dir, t, |_| Escape::Html)),
+                (Some(t), true) => Some(Template::load(templates, t, |_| Escape::Html)),
                 _ => None,
             };
             let subject = email.then(|| {
@@ -107,9 +108,11 @@ impl Digest {
             .map(|(name, r)| {
                 let payload = loaded
                     .destination(name)
-                    .ok_or_else(|| RenderError {
-                        template: self.config.template.clone(),
-                        reason: format!("destination \"{name}\" is no longer configured"),
+                    .ok_or_else(|| {
+                        RenderError::new(
+                            self.config.template.clone(),
+                            format!("destination \"{name}\" is no longer configured"),
+                        )
                     })
                     .and_then(|dest| {
                         let rendered = Rendered {
@@ -159,7 +162,8 @@ impl Digest {
     /// event, one delivery per destination with its payload rendered (or
     /// the reason it could not be, so the delivery goes dead saying why).
     /// An empty window of a digest that skips them is claimed as skipped,
-    /// unless `asked` (an operator asked for it).
+    /// unless `asked` (an operator asked for it). Renders on the calling
+    /// thread: async callers use [`claim_off_workers`].
     pub fn to_claim(&self, loaded: &LoadedConfig, window: Window, context: &Value, asked: bool) -> NewDigest {
         let empty =
             !asked && context["total"].as_u64() == Some(0) && self.config.empty == crate::config::WhenEmpty::Skip;
@@ -183,6 +187,65 @@ impl Digest {
             deliveries,
         }
     }
+}
+
+/// [`Digest::to_claim`] for the digest `name` of `loaded`, rendered off
+/// the async workers. A render that fails outright makes every delivery
+/// go dead saying why.
+pub async fn claim_off_workers(
+    loaded: &Arc<LoadedConfig>,
+    name: &str,
+    window: Window,
+    context: &Value,
+    asked: bool,
+) -> NewDigest {
+    let (for_render, digest, figures) = (loaded.clone(), name.to_owned(), context.clone());
+    let claimed = crate::render::off_workers(move || {
+        for_render.digest(&digest).map(|d| d.to_claim(&for_render, window, &figures, asked))
+    })
+    .await;
+    match claimed {
+        Ok(Some(claim)) => claim,
+        Ok(None) | Err(_) => {
+            let reason = match claimed {
+                Err(e) => e.to_string(),
+                _ => format!("digest \"{name}\" is no longer configured"),
+            };
+            let to = loaded.digest(name).map(|d| d.config.to.clone()).unwrap_or_default();
+            NewDigest {
+                digest: name.to_owned(),
+                start: window.start,
+                end: window.end,
+                body: Some(context.to_string()),
+                deliveries: to
+                    .into_iter()
+                    .map(|destination| NewDelivery {
+                        destination,
+                        routes: vec![format!("digest:{name}")],
+                        payload: Some(Payload::stored_failure(&reason)),
+                    })
+                    .collect(),
+            }
+        }
+    }
+}
+
+/// [`Digest::payloads`] for the digest `name` of `loaded`, rendered off
+/// the async workers.
+pub async fn payloads_off_workers(
+    loaded: &Arc<LoadedConfig>,
+    name: &str,
+    context: &Value,
+) -> Vec<(String, Result<Payload, RenderError>)> {
+    let (for_render, digest, figures) = (loaded.clone(), name.to_owned(), context.clone());
+    let rendered = crate::render::off_workers(move || {
+        for_render.digest(&digest).map(|d| d.payloads(&for_render, &figures)).unwrap_or_default()
+    })
+    .await;
+    rendered.unwrap_or_else(|e| {
+        let to = loaded.digest(name).map(|d| d.config.to.clone()).unwrap_or_default();
+        to.into_iter().map(|destination| (destination, Err(e.clone()))).collect()
+    })
 }
 
 /// The figures of the shipped sample events as one window: what `check`
@@ -226,14 +289,14 @@ pub struct Preview {
 /// The digest `name` of the last complete window before `at`, rendered
 /// for each destination; sends nothing.
 pub async fn preview(
-    loaded: &LoadedConfig,
+    loaded: &Arc<LoadedConfig>,
     store: &dyn Store,
     name: &str,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Preview, DigestError> {
     let (digest, window) = last_window(loaded, name, at)?;
     let context = digest.context(store, window).await?;
-    let payloads = digest.payloads(loaded, &context);
+    let payloads = payloads_off_workers(loaded, name, &context).await;
     Ok(Preview { window, context, payloads })
 }
 
@@ -255,38 +318,45 @@ fn last_window<'a>(
 /// Claims and queues the digest `name` of the last complete window before
 /// `now` (by the store's clock): once per window, whoever asks.
 pub async fn send_now(
-    loaded: &LoadedConfig,
+    loaded: &Arc<LoadedConfig>,
     store: &dyn Store,
     name: &str,
 ) -> Result<(Window, crate::store::DigestClaim), DigestError> {
     let (digest, window) = last_window(loaded, name, store.now().await?)?;
     let context = digest.context(store, window).await?;
     // Sent on request even when empty: it was asked for.
-    let claim = digest.to_claim(loaded, window, &context, true);
+    let claim = claim_off_workers(loaded, name, window, &context, true).await;
     Ok((window, store.claim_digest(claim).await?))
 }
 
 /// Takes `customer`'s quotes out of every digest still stored (its figures,
 /// the payloads of its deliveries, rendered again without them, and what
 /// its attempts recorded), for `forget`. Returns how many digests changed.
-pub async fn forget_customer(loaded: &LoadedConfig, store: &dyn Store, customer: &str) -> Result<u64, StoreError> {
+pub async fn forget_customer(loaded: &Arc<LoadedConfig>, store: &dyn Store, customer: &str) -> Result<u64, StoreError> {
     let mut changed = 0;
     for stored in store.digests_quoting(customer).await? {
         let mut figures = stored.figures;
         if let Some(quotes) = figures.get_mut("feedback").and_then(Value::as_array_mut) {
             let before = quotes.len();
-            quotes.retain(|q| q["customer_id"].as_str() != Some(customer));
+            quotes.retain(|q| !crate::store::quote_of(q, customer));
             let removed = (before - quotes.len()) as u64;
             figures["more"] = serde_json::json!(figures["more"].as_u64().unwrap_or(0) + removed);
         }
-        let payloads = match loaded.digest(&stored.digest) {
-            Some(digest) => digest.stored_payloads(loaded, &figures),
-            // No templates to write it again with: what was rendered goes,
-            // and a replay says why it cannot send.
-            None => Vec::new(),
+        // Without templates to write it again with (the digest is no
+        // longer configured), what was rendered goes, and a replay says
+        // why it cannot send.
+        let (for_render, digest, context) = (loaded.clone(), stored.digest.clone(), figures.clone());
+        let rendered = crate::render::off_workers(move || {
+            for_render.digest(&digest).map(|d| d.stored_payloads(&for_render, &context)).unwrap_or_default()
+        })
+        .await;
+        let why = match &rendered {
+            Ok(_) => "it is no longer configured".to_owned(),
+            Err(e) => format!("it could not be rendered again: {e}"),
         };
+        let payloads = rendered.unwrap_or_default();
         let otherwise = Payload::stored_failure(&format!(
-            "digest \"{}\" was written again to forget a customer, and it is no longer configured",
+            "digest \"{}\" was written again to forget a customer, and {why}",
             stored.digest
         ));
         let rewrite = crate::store::DigestRewrite {

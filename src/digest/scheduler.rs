@@ -10,6 +10,7 @@ use crate::state::AppState;
 use crate::store::{DigestClaim, Store};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -42,7 +43,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 
 async fn tick(
     state: &AppState,
-    loaded: &LoadedConfig,
+    loaded: &Arc<LoadedConfig>,
     waiting: &mut HashMap<(String, String), DateTime<Utc>>,
 ) -> Result<(), crate::store::StoreError> {
     let store = state.store();
@@ -74,7 +75,7 @@ async fn tick(
 /// due. Returns when to look again, or `None` to look again at once.
 pub async fn advance(
     store: &dyn Store,
-    loaded: &LoadedConfig,
+    loaded: &Arc<LoadedConfig>,
     digest: &Digest,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, crate::store::StoreError> {
@@ -104,7 +105,7 @@ pub async fn advance(
         }
         Due::Send(window) => {
             let context = digest.context(store, window).await?;
-            let claim = digest.to_claim(loaded, window, &context, false);
+            let claim = super::claim_off_workers(loaded, name, window, &context, false).await;
             let sent = claim.body.is_some();
             match store.claim_digest(claim).await? {
                 DigestClaim::Queued { deliveries, .. } => {

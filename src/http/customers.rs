@@ -66,18 +66,30 @@ async fn history(customer: String, state: AppState) -> Result<warp::reply::Respo
     Ok(warp::reply::json(&history_json(&key, &flows)).into_response())
 }
 
+/// Forgets a customer by id or e-mail address: what was erased under each
+/// id (`customers`, empty when nothing was kept) and in all (`forgotten`).
 async fn forget(customer: String, state: AppState) -> Result<warp::reply::Response, Rejection> {
     let customer = decoded(&customer);
     let loaded = state.loaded.load_full();
-    let gone = crate::forget::forget(&loaded, state.store().as_ref(), &customer).await.map_err(unavailable)?;
+    let erasure = crate::forget::forget(&loaded, state.store().as_ref(), &customer).await.map_err(unavailable)?;
+    let all = crate::forget::total(&erasure);
     tracing::info!(
-        flows = gone.flows,
-        events = gone.events,
-        deliveries = gone.deliveries,
-        digests = gone.digests,
+        customers = erasure.customers.len(),
+        flows = all.flows,
+        events = all.events,
+        deliveries = all.deliveries,
+        digests = all.digests,
         "customer forgotten"
     );
-    Ok(warp::reply::json(&json!({"customer": customer.trim(), "forgotten": gone})).into_response())
+    let mut answer = json!({"customer": customer.trim(), "forgotten": all, "customers": erasure.customers});
+    if erasure.customers.is_empty() {
+        answer["note"] = json!("found nothing to forget: no event, flow or digest of the relay names this customer");
+    }
+    if let Some(why) = &erasure.unscrubbed {
+        tracing::warn!(error = %why, "customer erased, but the store's files may still hold the text");
+        answer["warning"] = json!(format!("erased, but the store's files may still hold the erased text: {why}"));
+    }
+    Ok(warp::reply::json(&answer).into_response())
 }
 
 fn digest_error(e: crate::digest::DigestError) -> Rejection {

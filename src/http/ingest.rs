@@ -9,12 +9,11 @@ use crate::http::server::ClientAddr;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::store::{Enqueued, NewDelivery, NewEvent, NewFlow, StoreError};
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use bytes::Bytes;
 use serde_json::json;
 use std::sync::Arc;
 use tracing::{info, warn, Instrument};
-use warp::{Buf, Filter, Rejection, Reply};
+use warp::{Filter, Rejection, Reply};
 
 /// The ingest route.
 pub fn route(state: AppState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
@@ -67,82 +66,27 @@ fn authorized(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rej
         })
 }
 
-/// Reads the body up to `limit` bytes; larger bodies are refused with 413
-/// without buffering them, whether or not they declare a length. A `gzip`
+/// Reads the body up to `max_body_bytes` (see [`super::body`]). A `gzip`
 /// or `deflate` body is decoded, with the limit applied to the decoded
-/// bytes too; any other `Content-Encoding` gets 415.
+/// bytes too; any other `Content-Encoding` gets 415 before the body is
+/// read.
 fn body_limited(state: AppState) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and(warp::header::optional::<String>("content-encoding"))
-        .and(warp::body::stream())
-        .and_then(move |declared: Option<u64>, encoding: Option<String>, stream| {
-            let server = &state.loaded.load().config.server;
-            let (limit, deadline) = (server.max_body_bytes, server.body_timeout);
+    let limit = |config: &crate::config::Config| config.server.max_body_bytes;
+    warp::header::optional::<String>("content-encoding")
+        .and_then(|encoding: Option<String>| async move {
+            crate::http::encoding::ContentCoding::parse(encoding.as_deref())
+                .map_err(|e| warp::reject::custom(ApiError::UnsupportedEncoding(e.to_string())))
+        })
+        .and(super::body::read(state.clone(), limit))
+        .and_then(move |coding: crate::http::encoding::ContentCoding, body: Bytes| {
+            let limit = limit(&state.loaded.load().config);
             async move {
-                let coding = crate::http::encoding::ContentCoding::parse(encoding.as_deref())
-                    .map_err(|e| warp::reject::custom(ApiError::UnsupportedEncoding(e.to_string())))?;
-                // A client that stops sending gets an answer and a closed
-                // connection, not a worker held forever.
-                let body = tokio::time::timeout(deadline, read_limited(declared, stream, limit))
-                    .await
-                    .unwrap_or(Err(warp::reject::custom(ApiError::BodyTimeout(deadline))))?;
                 coding.decode(body, limit).map_err(|e| match e {
                     crate::http::encoding::DecodeError::TooLarge => warp::reject::custom(ApiError::TooLarge(limit)),
                     e => warp::reject::custom(ApiError::BadRequest(e.to_string())),
                 })
             }
         })
-}
-
-/// How much of a refused body is read and thrown away before answering:
-/// closing a connection with unread data makes the kernel reset it, and
-/// the client may then never see the 413.
-const DRAIN_MAX: u64 = 1 << 20;
-
-async fn read_limited<S, B>(declared: Option<u64>, stream: S, limit: u64) -> Result<Bytes, Rejection>
-where
-    S: futures_util::Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-{
-    let too_large = || warp::reject::custom(ApiError::TooLarge(limit));
-    futures_util::pin_mut!(stream);
-    if declared.is_some_and(|len| len > limit) {
-        if declared.is_some_and(|len| len <= DRAIN_MAX) {
-            drain(stream, 0).await;
-        }
-        return Err(too_large());
-    }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let mut chunk =
-            chunk.map_err(|e| warp::reject::custom(ApiError::BadRequest(format!("cannot read body: {e}"))))?;
-        if body.len() as u64 + chunk.remaining() as u64 > limit {
-            drain(stream, body.len() as u64 + chunk.remaining() as u64).await;
-            return Err(too_large());
-        }
-        while chunk.has_remaining() {
-            let bytes = chunk.chunk();
-            body.extend_from_slice(bytes);
-            let n = bytes.len();
-            chunk.advance(n);
-        }
-    }
-    Ok(body.freeze())
-}
-
-/// Reads and discards the rest of a refused body, up to [`DRAIN_MAX`] in
-/// all (`read` already read).
-async fn drain<S, B>(mut stream: std::pin::Pin<&mut S>, mut read: u64)
-where
-    S: futures_util::Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-{
-    while read <= DRAIN_MAX {
-        match stream.next().await {
-            Some(Ok(chunk)) => read += chunk.remaining() as u64,
-            _ => return,
-        }
-    }
 }
 
 async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, Rejection> {
@@ -159,7 +103,7 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
         "event",
         event = %key,
         outcome = %event.outcome(),
-        customer = %customer.as_deref().unwrap_or("-")
+        customer = %customer.as_deref().map(|c| crate::redact::customer(c, &state.log_key)).unwrap_or_else(|| "-".into())
     );
     async move {
         let unavailable = |e: StoreError| {

@@ -4,6 +4,7 @@
 //! [`server`] accepts the connections these routes are served on.
 
 pub mod admin;
+pub mod body;
 pub mod customers;
 pub mod encoding;
 mod ingest;
@@ -15,6 +16,7 @@ use crate::state::AppState;
 use std::convert::Infallible;
 use warp::{Filter, Reply};
 
+use probes::Listener;
 pub(crate) use rejection::ApiError;
 
 /// What the listener Raaft reaches serves: ingest and the probes, plus the
@@ -33,32 +35,44 @@ pub fn public_routes(
             }
         })
         .untuple_one()
-        .and(operator_routes(state.clone(), state.tls.is_some()));
-    ingest::route(state.clone()).or(probes(state)).or(operators).recover(rejection::handle_rejection)
+        .and(operator_routes(state.clone(), state.tls.is_some(), Listener::Public));
+    ingest::route(state.clone()).or(probes(state, Listener::Public)).or(operators).recover(rejection::handle_rejection)
 }
 
 /// What the operators' listener (`[admin] listen`) serves: the admin API,
 /// `/metrics` and the probes.
 pub fn admin_listener_routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    operator_routes(state.clone(), false).or(probes(state)).recover(rejection::handle_rejection)
+    operator_routes(state.clone(), false, Listener::Operators)
+        .or(probes(state, Listener::Operators))
+        .recover(rejection::handle_rejection)
 }
 
 /// `/healthz` and `/readyz`.
-fn probes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
+fn probes(
+    state: AppState,
+    listener: Listener,
+) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
     let healthz =
         warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
-    let readyz = warp::path!("readyz").and(warp::get()).and(with_state(state)).and_then(probes::readyz);
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .and(with_state(state))
+        .and(warp::any().map(move || listener))
+        .and_then(probes::readyz);
     healthz.or(readyz)
 }
 
-/// `/metrics`, the admin API and the console (`secure`: served over TLS).
+/// `/metrics`, the admin API and the console (`secure`: served over TLS),
+/// on `listener`.
 fn operator_routes(
     state: AppState,
     secure: bool,
+    listener: Listener,
 ) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with_state(state.clone()))
+        .and(warp::any().map(move || listener))
         .and(admin::credentials())
         .and_then(probes::metrics);
     metrics

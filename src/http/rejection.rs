@@ -19,6 +19,8 @@ pub(crate) enum ApiError {
     BodyTimeout(std::time::Duration),
     TooManyFailures(std::time::Duration),
     UnsupportedEncoding(String),
+    /// The client has its share of bodies under way already.
+    TooManyBodies(crate::auth::ClientKey),
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -52,6 +54,16 @@ pub async fn handle_rejection(err: Rejection) -> Result<warp::reply::Response, I
                     &format!("too many failed authentications from this address; retry in {seconds}s"),
                 );
                 reply.headers_mut().insert(warp::http::header::RETRY_AFTER, seconds.into());
+                reply
+            }
+            ApiError::TooManyBodies(client) => {
+                tracing::debug!(%client, "refused a request: too many bodies under way from this client");
+                let mut reply = error_reply(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many requests from this address are still sending their body; retry when they are done",
+                );
+                reply.headers_mut().insert(warp::http::header::RETRY_AFTER, 1.into());
+                reply.headers_mut().insert(warp::http::header::CONNECTION, "close".parse().expect("a valid header"));
                 reply
             }
             ApiError::BodyTimeout(deadline) => {

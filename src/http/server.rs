@@ -5,16 +5,18 @@
 //! At most `max_connections` connections are open at once: at the cap, a
 //! new connection takes the place of the connection idle the longest, so
 //! thousands of idle sockets cannot lock out a client with a request to
-//! make; when every connection has a request under way, new ones wait in
-//! the kernel's backlog. The body's own deadline is enforced where it is
-//! read (see `startup`).
+//! make; a connection just accepted is left [`FRESH`] to send its request
+//! first. When every connection has a request under way, new ones wait in
+//! the kernel's backlog. The body's own deadline, and each client's share
+//! of bodies under way, are enforced where bodies are read
+//! ([`super::body`]).
 
 use futures_util::future::BoxFuture;
 use hyper::server::conn::Http;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -41,30 +43,56 @@ pub struct Limits {
 /// connections.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
-/// An open connection: how many of its requests are under way, and how to
-/// close it.
+/// How long a connection is left to send its first request before it may
+/// be closed to make room: the connection just accepted is never the one
+/// evicted for the next.
+const FRESH: Duration = Duration::from_millis(250);
+
+/// An open connection: how many of its requests are under way, when it
+/// last did anything (accepted, a request began or ended, in milliseconds
+/// on the server's clock), and how to close it.
 struct Open {
     busy: Arc<AtomicUsize>,
+    active: Arc<AtomicU64>,
     evict: oneshot::Sender<()>,
 }
 
-/// The open connections, oldest first (ids only grow).
-#[derive(Default)]
+/// The open connections, by id (ids only grow).
 struct Connections {
     open: Mutex<BTreeMap<u64, Open>>,
     /// Signalled whenever a connection ends.
     ended: Notify,
+    /// What [`Open::active`] counts from.
+    started: std::time::Instant,
 }
 
 impl Connections {
+    fn new() -> Connections {
+        Connections { open: Mutex::default(), ended: Notify::new(), started: std::time::Instant::now() }
+    }
+
+    /// Now, on the clock of [`Open::active`].
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     fn len(&self) -> usize {
         self.open.lock().expect("not poisoned").len()
     }
 
-    /// Closes the connection idle the longest; false when all are busy.
+    /// Closes the connection idle the longest, if one has been idle for
+    /// [`FRESH`] at least; false when none has (all busy, or just come).
     fn evict_idle(&self) -> bool {
+        let now = self.now();
+        let fresh = FRESH.as_millis() as u64;
         let mut open = self.open.lock().expect("not poisoned");
-        let idle = open.iter().find(|(_, c)| c.busy.load(Ordering::Acquire) == 0).map(|(id, _)| *id);
+        let idle = open
+            .iter()
+            .filter(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
+            .map(|(id, c)| (c.active.load(Ordering::Acquire), *id))
+            .filter(|(active, _)| now.saturating_sub(*active) >= fresh)
+            .min()
+            .map(|(_, id)| id);
         match idle.and_then(|id| open.remove(&id)) {
             Some(conn) => {
                 let _ = conn.evict.send(());
@@ -98,7 +126,7 @@ where
     let mut http = Http::new();
     http.http1_only(true).http1_header_read_timeout(limits.header_timeout);
     let http = Arc::new(http);
-    let connections = Arc::new(Connections::default());
+    let connections = Arc::new(Connections::new());
     let max = limits.max_connections.max(1);
     Box::pin(async move {
         let (closing_tx, closing) = watch::channel(false);
@@ -106,12 +134,13 @@ where
         let mut next_id = 0u64;
         'accept: loop {
             // At the cap, make room before accepting: the longest idle
-            // connection goes; if every one is busy, wait for one to end.
+            // connection goes; if every one is busy or just came, wait for
+            // one to end or to have idled long enough.
             while connections.len() >= max && !connections.evict_idle() {
                 let ended = connections.ended.notified();
                 tokio::select! {
                     _ = ended => {}
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = tokio::time::sleep(FRESH / 5) => {}
                     _ = &mut shutdown => break 'accept,
                 }
             }
@@ -132,8 +161,10 @@ where
             let id = next_id;
             next_id += 1;
             let busy = Arc::new(AtomicUsize::new(0));
+            let active = Arc::new(AtomicU64::new(connections.now()));
             let (evict, evicted) = oneshot::channel();
-            connections.open.lock().expect("not poisoned").insert(id, Open { busy: busy.clone(), evict });
+            let open = Open { busy: busy.clone(), active: active.clone(), evict };
+            connections.open.lock().expect("not poisoned").insert(id, open);
             let service = service.clone();
             let http = http.clone();
             let connections = connections.clone();
@@ -141,13 +172,16 @@ where
             let tls = limits.tls.as_ref().map(|t| t.load_full());
             let header_timeout = limits.header_timeout;
             tokio::spawn(async move {
+                let clock = connections.clone();
                 let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::Body>| {
                     request.extensions_mut().insert(ClientAddr(remote));
                     let mut service = service.clone();
-                    let busy = busy.clone();
+                    let (busy, active, clock) = (busy.clone(), active.clone(), clock.clone());
                     busy.fetch_add(1, Ordering::AcqRel);
+                    active.store(clock.now(), Ordering::Release);
                     async move {
                         let response = tower_call(&mut service, request).await;
+                        active.store(clock.now(), Ordering::Release);
                         busy.fetch_sub(1, Ordering::AcqRel);
                         Ok::<_, Infallible>(response)
                     }
@@ -156,17 +190,22 @@ where
                 match tls {
                     None => serve_connection(&http, stream, service, remote, evicted, closed(closing)).await,
                     Some(acceptor) => {
-                        // The handshake counts as part of the headers' time.
+                        // The handshake counts as part of the headers' time,
+                        // and a connection evicted meanwhile goes at once.
+                        let mut evicted = evicted;
                         let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
-                        tokio::select! {
-                            shaken = handshake => match shaken {
-                                Ok(Ok(stream)) => {
-                                    serve_connection(&http, stream, service, remote, evicted, closed(closing.clone())).await
-                                }
-                                Ok(Err(e)) => debug!(client = %remote, error = %e, "TLS handshake failed"),
-                                Err(_) => debug!(client = %remote, "TLS handshake not done in time"),
-                            },
-                            _ = closed(closing.clone()) => {}
+                        let shaken = tokio::select! {
+                            shaken = handshake => Some(shaken),
+                            _ = &mut evicted => None,
+                            _ = closed(closing.clone()) => None,
+                        };
+                        match shaken {
+                            Some(Ok(Ok(stream))) => {
+                                serve_connection(&http, stream, service, remote, evicted, closed(closing.clone())).await
+                            }
+                            Some(Ok(Err(e))) => debug!(client = %remote, error = %e, "TLS handshake failed"),
+                            Some(Err(_)) => debug!(client = %remote, "TLS handshake not done in time"),
+                            None => {}
                         }
                     }
                 }

@@ -41,6 +41,9 @@ impl HelperDef for ValueHelper {
         _: &'rc Context,
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, RenderError> {
+        // A helper may be costly (`json` of the whole event): each call
+        // counts against the render's time, whether it writes or not.
+        super::budget::check().map_err(|why| handlebars::RenderErrorReason::NestedError(Box::new(why)))?;
         let args: Vec<&Value> = h.params().iter().map(|p| p.value()).collect();
         Ok(ScopedJson::Derived((self.0)(&args)))
     }

@@ -167,6 +167,15 @@ pub enum DigestClaim {
     Taken(DigestWindow),
 }
 
+/// What [`Store::events_with_email`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmailMatches {
+    /// The customer ids the address appears under, sorted.
+    pub customers: Vec<String>,
+    /// Events that name the address but no customer id, sorted.
+    pub events: Vec<String>,
+}
+
 /// What [`Store::forget`] erased.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Forgotten {
@@ -428,7 +437,8 @@ pub trait Store: Send + Sync + 'static {
     /// that, idempotency keys older than `retention.dedup_window`, and
     /// flows (their customers' counts follow) and digest windows older than
     /// `retention.history` (but each digest's latest window, which the next
-    /// one starts from).
+    /// one starts from), and signed-out sessions issued longer ago than
+    /// `retention.sessions`.
     async fn prune(&self, retention: &Retention) -> Result<u64, StoreError>;
 
     /// What is kept of the customer's flows: counts over all of them (read
@@ -439,6 +449,36 @@ pub trait Store: Send + Sync + 'static {
     /// Erases everything kept about a customer: flows, events, their
     /// deliveries (rendered payloads included) and attempts.
     async fn forget(&self, customer: &str) -> Result<Forgotten, StoreError>;
+
+    /// The events that name the e-mail address `email` in
+    /// `customer.email` or `subscription.customer.email`, in any case: the
+    /// customer ids (history keys) they are kept under, and those kept
+    /// under none. Reads every event: erasure is rare.
+    async fn events_with_email(&self, email: &str) -> Result<EmailMatches, StoreError>;
+
+    /// Erases the events `ids` (kept under no customer), their deliveries
+    /// and attempts.
+    async fn forget_events(&self, ids: &[String]) -> Result<Forgotten, StoreError>;
+
+    /// Makes what was erased unreadable from the store's files: SQLite
+    /// overwrites deleted content as it deletes it, and here moves its log
+    /// into the database and empties the log. PostgreSQL keeps deleted rows
+    /// in its files until VACUUM: nothing to do here.
+    async fn scrub(&self) -> Result<(), StoreError>;
+
+    /// The secret `name` (32 random bytes), made the first time it is
+    /// asked for: the same for every replica of the store.
+    async fn secret(&self, name: &str) -> Result<Vec<u8>, StoreError>;
+
+    /// Replaces the secret `name` with a new one.
+    async fn renew_secret(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Records the console session `id` (issued at `issued`) as signed
+    /// out, until [`Store::prune`] finds it past `retention.sessions`.
+    async fn revoke_session(&self, id: &str, issued: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Whether the console session `id` was signed out.
+    async fn session_revoked(&self, id: &str) -> Result<bool, StoreError>;
 
     /// Raaft's events received in `[start, end)`, oldest first, with their
     /// facts.
@@ -514,9 +554,15 @@ pub struct StoredDigest {
 
 /// Whether `figures` (a digest's) quote `customer`.
 pub fn quotes_customer(figures: &Value, customer: &str) -> bool {
-    figures["feedback"]
-        .as_array()
-        .is_some_and(|quotes| quotes.iter().any(|q| q["customer_id"].as_str() == Some(customer)))
+    figures["feedback"].as_array().is_some_and(|quotes| quotes.iter().any(|q| quote_of(q, customer)))
+}
+
+/// Whether the quote `q` of a digest is `customer`'s: by id, or, for an
+/// address, by the address it was sent with.
+pub fn quote_of(q: &Value, customer: &str) -> bool {
+    q["customer_id"].as_str() == Some(customer)
+        || (customer.contains('@')
+            && q["email"].as_str().is_some_and(|e| e.trim().eq_ignore_ascii_case(customer.trim())))
 }
 
 /// Of the stored digests read as (event id, figures as stored, digest,
@@ -546,6 +592,26 @@ pub struct Retention {
     pub deliveries: Duration,
     pub dedup_window: Duration,
     pub history: Duration,
+    /// How long a console session lasts (`[admin] session`): a signed-out
+    /// session is remembered until it would have ended.
+    pub sessions: Duration,
+}
+
+/// 32 random bytes, for a new secret.
+pub fn fresh_secret() -> Vec<u8> {
+    rand::random::<[u8; 32]>().to_vec()
+}
+
+/// Whether the event `body` names the e-mail address `email` (in any case)
+/// as its customer's, or its subscription's customer's.
+pub fn names_email(body: &[u8], email: &str) -> bool {
+    let Ok(event) = serde_json::from_slice::<Value>(body) else { return false };
+    let wanted = email.trim().to_lowercase();
+    let named = [&event["customer"]["email"], &event["subscription"]["customer"]["email"]]
+        .into_iter()
+        .filter_map(Value::as_str)
+        .any(|e| e.trim().to_lowercase() == wanted);
+    named
 }
 
 /// The history key of what an operator typed: as typed, or lower-cased for

@@ -37,7 +37,7 @@ fn check_names_the_missing_variable_and_its_key() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("RAAFT_TOKEN") && stderr.contains("`raaft.tokens[0]`"), "{stderr}");
-    assert!(stderr.contains("config/relay.toml:18:"), "{stderr}");
+    assert!(stderr.contains("config/relay.toml:19:"), "{stderr}");
 }
 
 #[test]
@@ -283,4 +283,43 @@ async fn serve_runs_the_shipped_config_prints_events_and_stops_on_sigterm() {
     assert!(!logs.contains("guessed-s3cret") && !logs.contains("sh1pped-t0ken"), "tokens leaked into logs:\n{logs}");
     assert!(stdout.lock().unwrap().contains("Missing features or integrations"));
     assert!(checkout.path().join("data/relay.db").is_file(), "the store is created beside the config folder");
+}
+
+#[test]
+fn check_names_template_loops_computed_partials_deep_nesting_and_renders_past_their_budget() {
+    let cfg = ConfigDir::new(
+        "[destinations.loop]\nkind = \"console\"\ntemplate = \"loop.hbs\"\n\
+         [destinations.computed]\nkind = \"console\"\ntemplate = \"computed.hbs\"\n\
+         [destinations.deep]\nkind = \"console\"\ntemplate = \"deep.hbs\"\n\
+         [[routes]]\nname = \"all\"\nto = [\"loop\", \"computed\", \"deep\"]\n",
+    );
+    cfg.write_template("partials/ping.hbs", "ping\n{{> pong}}");
+    cfg.write_template("partials/pong.hbs", "{{> ping}}");
+    cfg.write_template("loop.hbs", "{{#if (eq feedback \"never\")}}{{> ping}}{{/if}}");
+    cfg.write_template("computed.hbs", "first\n{{> (lookup this \"outcome\")}}");
+    cfg.write_template("deep.hbs", &format!("ok\n{}", "{{#if outcome}}".repeat(1000)));
+    let out = relay().args(["--config", cfg.path().to_str().unwrap(), "check"]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = |needle: &str| {
+        stderr.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} in:\n{stderr}")).to_owned()
+    };
+    let looped = line("include each other in a loop");
+    assert!(looped.contains("partials/pong.hbs:1:") && looped.contains("ping → pong → ping"), "{looped}");
+    let computed = line("computed while rendering");
+    assert!(computed.contains("computed.hbs:2:"), "{computed}");
+    let deep = line("nested deeper than");
+    assert!(deep.contains("deep.hbs:2:"), "{deep}");
+
+    // Once every template compiles, each renders every sample within the
+    // render budget.
+    let cfg = ConfigDir::new(
+        "[destinations.slow]\nkind = \"console\"\ntemplate = \"slow.hbs\"\n[[routes]]\nname = \"all\"\nto = [\"slow\"]\n",
+    );
+    cfg.write_template("slow.hbs", &("{{#each @root.path}}".repeat(13) + "." + &"{{/each}}".repeat(13)));
+    let out = relay().args(["--config", cfg.path().to_str().unwrap(), "check"]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let slow = stderr.lines().find(|l| l.contains("render stopped")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(slow.contains("slow.hbs") && slow.contains("ran longer than 1s"), "{slow}");
 }

@@ -399,3 +399,81 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_pair_kee
     wait_until(Duration::from_secs(5), "the failed reload", || errors() >= 1).await;
     assert_eq!(tls_post(&second, &port).await.unwrap(), 200);
 }
+
+/// A config with the console on the listener Raaft reaches (the default
+/// layout: `[admin] tokens`, no `[admin] listen`), `server` in `[server]`
+/// and the local address trusted as a proxy, so each test client can name
+/// itself in `X-Forwarded-For`.
+fn console_edge_config(server: &str) -> ConfigDir {
+    let config = ConfigDir::new(
+        "[admin]\ntokens = [\"admin-token-4b1d\"]\n\
+         [destinations.out]\nkind = \"console\"\ntemplate = \"console/event.hbs\"\n[[routes]]\nname = \"all\"\nto = [\"out\"]\n",
+    );
+    let text = std::fs::read_to_string(config.path()).unwrap().replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\"]\n{server}"),
+    );
+    std::fs::write(config.path(), text).unwrap();
+    config
+}
+
+/// Opens a connection that sends a sign-in's headers, announcing a body of
+/// 1000 bytes, and never the body.
+async fn stalled_sign_in(app: &TestApp, client: &str) -> TcpStream {
+    let mut s = connect(app).await;
+    let head = format!(
+        "POST /console/login HTTP/1.1\r\nhost: relay\r\nx-forwarded-for: {client}\r\n\
+         content-type: application/x-www-form-urlencoded\r\ncontent-length: 1000\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_bodies_that_never_come_cannot_starve_ingest() {
+    let app = spawn_app(console_edge_config("max_connections = 8\nbody_timeout = \"2s\""), &TestStore::Sqlite).await;
+    let mut stalled = Vec::new();
+    for _ in 0..16 {
+        stalled.push(stalled_sign_in(&app, "203.0.113.9").await);
+    }
+    for i in 0..10 {
+        let answer = tokio::time::timeout(Duration::from_secs(5), app.post_event(sample("canceled.json")))
+            .await
+            .unwrap_or_else(|_| panic!("event {i} got no answer while sign-ins held the connections"));
+        assert_eq!(answer.status(), 200);
+    }
+    // Past its share the client was answered at once; the rest at the
+    // body deadline; every connection is closed.
+    let mut statuses = Vec::new();
+    for mut s in stalled {
+        let answer = read_until_closed(&mut s, Duration::from_secs(10)).await;
+        statuses.push(answer.get(9..12).unwrap_or_default().to_owned());
+    }
+    let refused = statuses.iter().filter(|s| *s == "429").count();
+    let timed_out = statuses.iter().filter(|s| *s == "408").count();
+    assert_eq!((refused, timed_out), (14, 2), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_a_connection_just_accepted_is_never_the_one_evicted() {
+    let app = spawn_app(console_edge_config("max_connections = 8\nbody_timeout = \"3s\""), &TestStore::Sqlite).await;
+    // Seven connections with a body under way (two per client, their
+    // share), then a fresh one that has sent nothing yet.
+    let mut busy = Vec::new();
+    for client in ["198.51.100.1", "198.51.100.1", "198.51.100.2", "198.51.100.2", "198.51.100.3"] {
+        busy.push(stalled_sign_in(&app, client).await);
+    }
+    for client in ["198.51.100.3", "198.51.100.4"] {
+        busy.push(stalled_sign_in(&app, client).await);
+    }
+    let mut fresh = connect(&app).await;
+    // Another client arrives at the cap. The relay must not make room by
+    // closing the fresh connection, which is about to send its request:
+    // give it the time it takes to accept both.
+    let _next = connect(&app).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    fresh.write_all(&raw_post(sample("canceled.json").as_bytes(), "")).await.unwrap();
+    let answer = read_until_closed_or_answered(&mut fresh).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "the fresh connection was closed: {answer:?}");
+    drop(busy);
+}

@@ -1022,6 +1022,27 @@ impl Store for ProbedStore {
     async fn forget(&self, c: &str) -> Result<raaft_relay::store::Forgotten, StoreError> {
         self.inner.forget(c).await
     }
+    async fn events_with_email(&self, e: &str) -> Result<raaft_relay::store::EmailMatches, StoreError> {
+        self.inner.events_with_email(e).await
+    }
+    async fn forget_events(&self, ids: &[String]) -> Result<raaft_relay::store::Forgotten, StoreError> {
+        self.inner.forget_events(ids).await
+    }
+    async fn scrub(&self) -> Result<(), StoreError> {
+        self.inner.scrub().await
+    }
+    async fn secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        self.inner.secret(name).await
+    }
+    async fn renew_secret(&self, name: &str) -> Result<(), StoreError> {
+        self.inner.renew_secret(name).await
+    }
+    async fn revoke_session(&self, id: &str, issued: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+        self.inner.revoke_session(id, issued).await
+    }
+    async fn session_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.session_revoked(id).await
+    }
     async fn events_between(
         &self,
         s: chrono::DateTime<chrono::Utc>,

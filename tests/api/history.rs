@@ -124,6 +124,80 @@ on_both_stores! {
         assert_eq!(app.client().delete(url("cus_B")).send().await.unwrap().status(), 401);
     }
 
+    async fn forget_by_e_mail_erases_every_id_it_appears_under_and_leaves_no_text_behind(store) {
+        // The founders' endpoint refuses, echoing the customer's address:
+        // attempts keep a reply that names it.
+        let hook = Receiver::start(Answer::new(200, "")).await;
+        let founders = Receiver::start(Answer::new(400, r#"{"rejected": "ana@northwind.example"}"#)).await;
+        let cfg = history_config(
+            &hook,
+            &founders,
+            "[digests.daily]\nschedule = \"0 9 * * *\"\nto = [\"hook\"]\ntemplate = \"digest.json.hbs\"\n",
+        );
+        cfg.write_template("digest.json.hbs", r#"{"quotes": [{{#each feedback}}{{#unless @first}}, {{/unless}}"{{email}}: {{text}}"{{/each}}]}"#);
+        let app = spawn_app(cfg, &store).await;
+        let ana = |flow: &str, amount: u32| {
+            let mut e: Value = serde_json::from_str(&event_of("canceled.json", "cus_Q1w2E3r4", flow)).unwrap();
+            e["feedback"] = json!("erase-me-7c1f: we moved to another tool");
+            e["subscription"]["plan"]["amount"] = json!(amount);
+            e.to_string()
+        };
+        let mut by_address: Value = serde_json::from_str(&sample_exact("aborted.json")).unwrap();
+        by_address["customer"] = json!({"email": "ANA@Northwind.example", "name": "Ana"});
+        by_address["subscription"]["customer"] = json!({});
+        // Known by no id at all: the address only in the subscription.
+        let mut unkeyed: Value = serde_json::from_str(&sample_exact("canceled.json")).unwrap();
+        unkeyed["flowId"] = json!("u1");
+        unkeyed["customer"] = Value::Null;
+        unkeyed["subscription"]["customer"] = json!({"email": "ana@northwind.example"});
+        unkeyed["feedback"] = json!("erase-me-7c1f, said without an id");
+        let mut other: Value = serde_json::from_str(&event_of("canceled.json", "cus_B", "b1")).unwrap();
+        other["customer"]["email"] = json!("bo@other.example");
+        other["subscription"]["customer"]["email"] = json!("bo@other.example");
+        let mut bodies: Vec<String> = (0..6).map(|i| ana(&format!("q{i}"), if i < 2 { 120 } else { 49 })).collect();
+        bodies.extend([by_address.to_string(), unkeyed.to_string(), other.to_string()]);
+        for body in bodies {
+            assert_eq!(app.post_event(body).await.status(), 200);
+        }
+        app.wait_settled(Duration::from_secs(10)).await;
+        // A day later the digest quotes Ana.
+        let loaded = std::sync::Arc::new(LoadedConfig::load(&app.config_path()).unwrap());
+        let later = app.store.now().await.unwrap() + chrono::Duration::hours(24);
+        let digest = loaded.digest("daily").unwrap();
+        while raaft_relay::digest::scheduler::advance(app.store.as_ref(), &loaded, digest, later).await.unwrap().is_none() {}
+        app.wait_settled(Duration::from_secs(10)).await;
+        let before = app.stats().await;
+        assert_eq!(before.events, 10, "9 events and the digest");
+        assert_eq!(before.dead, 6, "the founders refused every escalation: two big accounts, four third attempts");
+
+        let url = format!("{}/admin/customers/ana%40northwind.example", app.address);
+        let r = app.client().delete(&url).header("authorization", ADMIN).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let gone: Value = r.json().await.unwrap();
+        let per_id: Vec<(String, u64, u64)> = gone["customers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["customer"].as_str().unwrap().to_owned(), c["events"].as_u64().unwrap(), c["digests"].as_u64().unwrap()))
+            .collect();
+        // The digest quotes Ana by id and by address: written again once.
+        assert_eq!(per_id, [("ana@northwind.example".to_owned(), 2, 1), ("cus_Q1w2E3r4".to_owned(), 6, 0)], "{gone}");
+        assert_eq!((gone["forgotten"]["events"].clone(), gone["forgotten"]["digests"].clone()), (json!(8), json!(1)));
+        let after = app.stats().await;
+        assert_eq!(after.events, 2, "Bo's event and the digest, rewritten");
+        let b: Value = app.client().get(format!("{}/admin/customers/cus_B", app.address)).header("authorization", ADMIN).send().await.unwrap().json().await.unwrap();
+        assert_eq!(b["flows"].as_array().unwrap().len(), 1, "the other customer is kept");
+
+        // Nothing of Ana is left in the store's files.
+        for text in ["ana@northwind.example", "erase-me-7c1f", "cus_Q1w2E3r4"] {
+            assert_eq!(store_mentions(&app.location, text).await, Vec::<String>::new(), "{text} is still in the store");
+        }
+        // Asked again, it says it found nothing.
+        let again: Value = app.client().delete(&url).header("authorization", ADMIN).send().await.unwrap().json().await.unwrap();
+        assert_eq!(again["customers"], json!([]));
+        assert!(again["note"].as_str().unwrap().starts_with("found nothing to forget"), "{again}");
+    }
+
     async fn a_digest_window_is_claimed_once_whoever_tries_with_every_event_in_it(store) {
         let (hook, founders) = (Receiver::start(Answer::new(200, "")).await, Receiver::start(Answer::new(200, "")).await);
         let cfg = history_config(
@@ -261,6 +335,46 @@ on_both_stores! {
         let forgot = cli(&config, &["forget", "cus_A"]);
         assert!(forgot.contains("forgot customer \"cus_A\": 2 flow(s), 2 event(s), 2 deliveries, 2 attempt(s)"), "{forgot}");
         assert!(cli(&config, &["history", "cus_A"]).starts_with("no flows for customer \"cus_A\""));
+        let nothing = cli(&config, &["forget", "Nobody@Example.com"]);
+        assert_eq!(nothing.trim(), "found nothing to forget for \"Nobody@Example.com\": no event, flow or digest of the relay names it");
+    }
+}
+
+/// Where the store still holds `text`: for SQLite, which of its files
+/// (the database, its log and its shared memory) hold the bytes anywhere,
+/// live or deleted; for PostgreSQL, which tables have a row that holds it.
+async fn store_mentions(location: &raaft_relay::config::StoreLocation, text: &str) -> Vec<String> {
+    use raaft_relay::config::StoreLocation;
+    match location {
+        StoreLocation::Sqlite(path) => ["", "-wal", "-shm"]
+            .into_iter()
+            .map(|suffix| format!("{}{suffix}", path.display()))
+            .filter(|file| {
+                let bytes = std::fs::read(file).unwrap_or_default();
+                bytes.windows(text.len()).any(|w| w.eq_ignore_ascii_case(text.as_bytes()))
+            })
+            .collect(),
+        StoreLocation::Postgres(_) => {
+            let mut found = Vec::new();
+            // (table, column, whether it holds bytes)
+            for (table, column, bytes) in [
+                ("events", "body", true),
+                ("events", "customer", true),
+                ("events", "facts", false),
+                ("attempts", "payload", true),
+                ("attempts", "response", true),
+                ("deliveries", "payload", false),
+                ("flows", "customer", true),
+                ("customer_histories", "customer", true),
+            ] {
+                let value = if bytes { format!("encode({column}, 'escape')") } else { column.to_owned() };
+                let sql = format!("SELECT COUNT(*) FROM {table} WHERE strpos(lower({value}), lower('{text}')) > 0");
+                if query_number(location, &sql).await.unwrap_or(0) > 0 {
+                    found.push(format!("{table}.{column}"));
+                }
+            }
+            found
+        }
     }
 }
 
@@ -315,14 +429,14 @@ on_both_stores! {
         execute(&location, "UPDATE flows SET received_at = received_at - 864000000 WHERE event_id IN (SELECT id FROM events WHERE dedup_key IN ('k0', 'k1')); \
                                 UPDATE customer_histories SET first_seen = first_seen - 864000000 WHERE customer = (SELECT customer FROM flows WHERE event_id = (SELECT id FROM events WHERE dedup_key = 'k0'))").await;
         let day = Duration::from_secs(24 * 3600);
-        store.prune(&raaft_relay::store::Retention { deliveries: day * 30, dedup_window: day, history: day }).await.unwrap();
+        store.prune(&raaft_relay::store::Retention { deliveries: day * 30, dedup_window: day, history: day, sessions: day }).await.unwrap();
         let a = store.history("cus_A", 100).await.unwrap();
         assert_eq!((a.flows, a.saved, a.canceled, a.recent.len()), (23, 0, 12, 23));
         assert_eq!((a.last_save, a.last_offer), (None, None));
         assert_eq!(store.history("cus_B", 20).await.unwrap().flows, 1);
         // Every flow gone: so is the customer's row.
         execute(&location, "UPDATE flows SET received_at = received_at - 864000000; UPDATE customer_histories SET first_seen = first_seen - 864000000").await;
-        store.prune(&raaft_relay::store::Retention { deliveries: day * 30, dedup_window: day, history: day }).await.unwrap();
+        store.prune(&raaft_relay::store::Retention { deliveries: day * 30, dedup_window: day, history: day, sessions: day }).await.unwrap();
         assert_eq!(query_number(&location, "SELECT COUNT(*) FROM customer_histories").await, Some(0));
         assert_eq!(store.history("cus_A", 20).await.unwrap().flows, 0);
     }
@@ -360,7 +474,7 @@ on_both_stores! {
         );
         cfg.write_template("digest.json.hbs", r#"{"total": {{total}}, "start": "{{window.start}}", "end": "{{window.end}}"}"#);
         let app = spawn_app(cfg, &store).await;
-        let loaded = LoadedConfig::load(&app.config_path()).unwrap();
+        let loaded = std::sync::Arc::new(LoadedConfig::load(&app.config_path()).unwrap());
         let digest = loaded.digest("daily").unwrap();
         // The relay comes back three days and a half after its last window
         // (by an injected clock): the days past the allowance are skipped

@@ -10,6 +10,20 @@ async fn get(app: &TestApp, path: &str) -> reqwest::Response {
     app.client().get(format!("{}{path}", app.address)).send().await.unwrap()
 }
 
+/// An admin token: on the listener Raaft reaches, `/metrics` answers only
+/// requests that carry one.
+const OPS: &str = "ops-token-0123456789";
+
+/// The `[admin]` section that gives a test relay [`OPS`].
+fn ops_admin() -> String {
+    format!("[admin]\ntokens = [\"{OPS}\"]\n")
+}
+
+/// `/metrics` on the main listener, with [`OPS`].
+async fn scrape(app: &TestApp) -> reqwest::Response {
+    app.client().get(format!("{}/metrics", app.address)).bearer_auth(OPS).send().await.unwrap()
+}
+
 /// The value of one sample line of the metrics text; a series that is not
 /// there fails the test (a misspelt name must not read as 0).
 fn metric(text: &str, series: &str) -> f64 {
@@ -24,7 +38,7 @@ on_both_stores! {
     async fn health_readiness_and_metrics_tell_what_happened(store) {
         let hook = Receiver::start(Answer::new(200, "")).await;
         hook.then(Answer::new(500, "boom"));
-        let app = spawn_app(flow_config(&hook, ""), &store).await;
+        let app = spawn_app(flow_config(&hook, &ops_admin()), &store).await;
         assert_eq!(get(&app, "/healthz").await.status(), 200);
         let ready = get(&app, "/readyz").await;
         assert_eq!(ready.status(), 200);
@@ -37,7 +51,7 @@ on_both_stores! {
         app.post_event(dup.clone()).await;
         app.post_event(dup).await;
         app.wait_settled(Duration::from_secs(10)).await;
-        let response = get(&app, "/metrics").await;
+        let response = scrape(&app).await;
         assert_eq!(response.status(), 200);
         assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
         let text = response.text().await.unwrap();
@@ -67,9 +81,10 @@ on_both_stores! {
             "[destinations.down]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"webhook/event.json.hbs\"\n\
              [destinations.up]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"webhook/event.json.hbs\"\n\
              [[routes]]\nname = \"all\"\nto = [\"down\", \"up\"]\n\
-             [retry]\nmax_attempts = 100\ninitial_backoff = \"50ms\"\nmax_backoff = \"100ms\"\nattempt_timeout = \"1s\"\n",
+             [retry]\nmax_attempts = 100\ninitial_backoff = \"50ms\"\nmax_backoff = \"100ms\"\nattempt_timeout = \"1s\"\n{}",
             down.url("/d"),
-            up.url("/u")
+            up.url("/u"),
+            ops_admin()
         ));
         let app = spawn_app(cfg, &store).await;
         for _ in 0..3 {
@@ -80,12 +95,12 @@ on_both_stores! {
         // wait for one taken after the healthy destination's answers were
         // recorded.
         wait_until_async(Duration::from_secs(10), "a snapshot with the backlog and the empty queue", || async {
-            let text = get(&app, "/metrics").await.text().await.unwrap();
+            let text = scrape(&app).await.text().await.unwrap();
             metric(&text, r#"raaft_relay_queue_depth{destination="up"}"#) == 0.0
                 && metric(&text, r#"raaft_relay_queue_depth{destination="down"}"#) == 3.0
         })
         .await;
-        let text = get(&app, "/metrics").await.text().await.unwrap();
+        let text = scrape(&app).await.text().await.unwrap();
         assert!(metric(&text, r#"raaft_relay_oldest_pending_age_seconds{destination="down"}"#) > 0.0, "{text}");
     }
 }
@@ -109,15 +124,44 @@ async fn metrics_can_be_turned_off_or_need_the_admin_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_raaft_reaches_serves_metrics_only_with_an_admin_token() {
+    let hook = Receiver::start(Answer::new(200, "")).await;
+    // No admin token, no operators' listener: nobody may scrape it there.
+    let app = spawn_app(flow_config(&hook, ""), &TestStore::Sqlite).await;
+    assert_eq!(get(&app, "/metrics").await.status(), 404);
+    // Admin tokens, no operators' listener: only with one of them.
+    let app = spawn_app(flow_config(&hook, &ops_admin()), &TestStore::Sqlite).await;
+    let refused = get(&app, "/metrics").await;
+    assert_eq!(refused.status(), 401);
+    assert!(!refused.text().await.unwrap().contains("raaft_relay_"));
+    let wrong = app.client().get(format!("{}/metrics", app.address)).bearer_auth("guess").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(scrape(&app).await.status(), 200);
+    // With an operators' listener: there, as configured, without a token.
+    let app = spawn_app(
+        flow_config(&hook, &format!("[admin]\ntokens = [\"{OPS}\"]\nlisten = \"127.0.0.1:0\"\n")),
+        &TestStore::Sqlite,
+    )
+    .await;
+    let admin = app.admin_address.clone().unwrap();
+    assert_eq!(app.post_event(sample("canceled.json")).await.status(), 200);
+    let there = app.client().get(format!("{admin}/metrics")).send().await.unwrap();
+    assert_eq!(there.status(), 200);
+    assert!(there.text().await.unwrap().contains("raaft_relay_events_received_total"));
+    assert_eq!(scrape(&app).await.status(), 404, "not on the listener Raaft reaches");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(postgres_tests), ignore = "set RAAFT_RELAY_TEST_POSTGRES to a PostgreSQL URL to run it")]
 async fn readiness_fails_while_the_store_is_unreachable() {
     let store = TestStore::postgres();
     use sqlx::Connection;
     let hook = Receiver::start(Answer::new(200, "")).await;
-    let cfg = flow_config(&hook, "");
+    let cfg = flow_config(&hook, &format!("[admin]\ntokens = [\"{OPS}\"]\nlisten = \"127.0.0.1:0\"\n"));
     let url = store.fresh_url(cfg.dir.path()).await;
     cfg.set_store(&url);
     let app = spawn_on(cfg).await;
+    let operators = app.admin_address.clone().unwrap();
     assert_eq!(get(&app, "/readyz").await.status(), 200);
     let TestStore::Postgres(server) = &store else { unreachable!() };
     let db = url.rsplit('/').next().unwrap().to_owned();
@@ -127,7 +171,13 @@ async fn readiness_fails_while_the_store_is_unreachable() {
         .execute(&mut admin)
         .await
         .unwrap();
+    // The public is told only that the relay is not ready.
     let response = get(&app, "/readyz").await;
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"status": "unavailable"}));
+    // The operators' listener says why.
+    let response = app.client().get(format!("{operators}/readyz")).send().await.unwrap();
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "unavailable");
@@ -261,7 +311,7 @@ on_both_stores! {
 }
 
 async fn reloads(app: &TestApp, result: &str) -> f64 {
-    let text = get(app, "/metrics").await.text().await.unwrap();
+    let text = scrape(app).await.text().await.unwrap();
     metric(&text, &format!("raaft_relay_config_reloads_total{{result=\"{result}\"}}"))
 }
 
@@ -269,8 +319,9 @@ on_both_stores! {
     async fn an_edited_template_is_used_by_the_next_event_and_a_broken_one_is_not(store) {
         let hook = Receiver::start(Answer::new(200, "")).await;
         let cfg = ConfigDir::new(&format!(
-            "[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"note.hbs\"\n[[routes]]\nname = \"all\"\nto = [\"hook\"]\n",
-            hook.url("/h")
+            "[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"note.hbs\"\n[[routes]]\nname = \"all\"\nto = [\"hook\"]\n{}",
+            hook.url("/h"),
+            ops_admin()
         ));
         cfg.write_template("note.hbs", "v1 {{outcome}}");
         let dir = cfg.dir.path().to_path_buf();
@@ -361,7 +412,10 @@ async fn logs_and_metrics_carry_no_secrets() {
     })
     .await;
     let metrics =
-        client.get(format!("http://127.0.0.1:{}/metrics", relay.port)).send().await.unwrap().text().await.unwrap();
+        client.get(format!("http://127.0.0.1:{}/metrics", relay.port)).bearer_auth("ADMINSECRET").send().await;
+    let metrics = metrics.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
     let logs = relay.logs();
     for secret in
         ["T0SECRET", "B0SECRET", "XSECRETX", "DISCORDSECRET", "SMTPSECRET", "ADMINSECRET", TOKEN, "GUESSEDSECRET"]
@@ -379,15 +433,52 @@ on_both_stores! {
         let ops = Receiver::start(Answer::new(404, "no_service")).await;
         let cfg = ConfigDir::new(&format!(
             "[destinations.ops]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"webhook/event.json.hbs\"\n\
-             [[routes]]\nname = \"all\"\nto = [\"ops\"]\n[alerts]\ndestination = \"ops\"\n",
-            ops.url("/ops")
+             [[routes]]\nname = \"all\"\nto = [\"ops\"]\n[alerts]\ndestination = \"ops\"\n{}",
+            ops.url("/ops"),
+            ops_admin()
         ));
         let app = spawn_app(cfg, &store).await;
         app.post_event(sample("canceled.json")).await;
         assert_eq!(app.wait_settled(Duration::from_secs(5)).await.dead, 1);
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(ops.count(), 1, "only the delivery itself reached ops");
-        let text = get(&app, "/metrics").await.text().await.unwrap();
+        let text = scrape(&app).await.text().await.unwrap();
         assert_eq!(metric(&text, r#"raaft_relay_alerts_sent_total{reason="dead"}"#), 0.0);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_name_a_customer_by_id_or_a_keyed_hash_never_by_address() {
+    // The receiver refuses, echoing the payload's address back.
+    let echo = Receiver::start(Answer::new(400, r#"{"error": "unknown recipient ana@northwind.example"}"#)).await;
+    let cfg = ConfigDir::new(&format!(
+        "[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"webhook/event.json.hbs\"\n\
+         [[routes]]\nname = \"all\"\nto = [\"hook\"]\n",
+        echo.url("/hook")
+    ));
+    let relay = RelayProcess::start(&cfg.path()).await;
+    let mut known_by_address: Value = serde_json::from_str(&sample("canceled.json")).unwrap();
+    known_by_address["customer"] = serde_json::json!({"email": "Ana@Northwind.example", "name": "Ana"});
+    known_by_address["subscription"]["customer"] = serde_json::json!({});
+    assert_eq!(relay.post(known_by_address.to_string()).await.status(), 200);
+    let with_id = sample("canceled.json");
+    assert_eq!(relay.post(with_id).await.status(), 200);
+    wait_until(Duration::from_secs(15), "both deliveries to fail", || {
+        relay.logs().matches("delivery failed for good").count() >= 2
+    })
+    .await;
+    let logs = relay.logs();
+    assert!(!logs.to_lowercase().contains("ana@northwind.example"), "an address in the logs:\n{logs}");
+    let customers: Vec<String> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "event accepted")
+        .filter_map(|v| v["span"]["customer"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(customers.len(), 2, "{logs}");
+    assert!(customers.contains(&"cus_Q1w2E3r4".to_owned()), "a customer with an id is logged by it: {customers:?}");
+    let hashed: Vec<&String> = customers.iter().filter(|c| c.starts_with("email:")).collect();
+    assert_eq!(hashed.len(), 1, "{customers:?}");
+    assert_eq!(hashed[0].len(), "email:".len() + 12, "{customers:?}");
+    assert!(logs.contains("[e-mail]"), "the receiver's answer is logged with the address blanked:\n{logs}");
 }

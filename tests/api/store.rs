@@ -289,5 +289,41 @@ async fn an_unreachable_postgres_answers_503_until_it_is_back() {
 }
 
 fn retention(all: Duration) -> raaft_relay::store::Retention {
-    raaft_relay::store::Retention { deliveries: all, dedup_window: all, history: all }
+    raaft_relay::store::Retention { deliveries: all, dedup_window: all, history: all, sessions: all }
+}
+
+on_both_stores! {
+    async fn secrets_are_made_once_and_shared_and_sign_outs_last_until_expiry(store) {
+        let dir = tempfile::tempdir().unwrap();
+        let location = store.fresh_location(dir.path()).await;
+        let window = Duration::from_secs(60);
+        let serving = raaft_relay::store::open(&location, window, Access::Serve).await.unwrap();
+        let beside = raaft_relay::store::open(&location, window, Access::Tool).await.unwrap();
+        let first = serving.secret("console-session").await.unwrap();
+        assert_eq!(first.len(), 32);
+        assert_eq!(beside.secret("console-session").await.unwrap(), first, "one secret for every user of the store");
+        assert_ne!(serving.secret("log-customer-hash").await.unwrap(), first, "one secret per name");
+        serving.renew_secret("console-session").await.unwrap();
+        let renewed = beside.secret("console-session").await.unwrap();
+        assert!(renewed != first && renewed.len() == 32);
+
+        let now = serving.now().await.unwrap();
+        serving.revoke_session("s-live", now - chrono::Duration::minutes(30)).await.unwrap();
+        serving.revoke_session("s-over", now - chrono::Duration::minutes(61)).await.unwrap();
+        assert!(beside.session_revoked("s-live").await.unwrap());
+        assert!(!beside.session_revoked("s-never").await.unwrap());
+        let retention = raaft_relay::store::Retention {
+            deliveries: Duration::from_secs(3600),
+            dedup_window: window,
+            history: Duration::from_secs(3600),
+            sessions: Duration::from_secs(3600),
+        };
+        serving.prune(&retention).await.unwrap();
+        assert!(serving.session_revoked("s-live").await.unwrap(), "kept while the session could still be used");
+        assert!(!serving.session_revoked("s-over").await.unwrap(), "forgotten once it would have ended");
+        // A longer session setting keeps what a shorter one would drop.
+        serving.revoke_session("s-later", now - chrono::Duration::minutes(61)).await.unwrap();
+        serving.prune(&raaft_relay::store::Retention { sessions: Duration::from_secs(7200), ..retention }).await.unwrap();
+        assert!(serving.session_revoked("s-later").await.unwrap());
+    }
 }

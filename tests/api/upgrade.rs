@@ -1,8 +1,9 @@
 //! Upgrading in place: a store written by the first release (its schema,
-//! its idempotency keys, its queue) or by the previous one is migrated when
-//! this release starts on it, on both engines. The stores in
-//! `tests/fixtures/first-release/` and `tests/fixtures/previous-release/`
-//! were made by those releases; their READMEs say how.
+//! its idempotency keys, its queue), by the exactly-once release or by the
+//! console release (the previous one, with customers' histories) is
+//! migrated when this release starts on it, on both engines. The stores in
+//! `tests/fixtures/first-release/`, `exactly-once-release/` and
+//! `console-release/` were made by those releases; their READMEs say how.
 
 use crate::helpers::*;
 use raaft_relay::config::StoreLocation;
@@ -46,20 +47,25 @@ fn per_path_and_flow(received: &[Received]) -> BTreeMap<(String, String), usize>
 
 on_both_stores! {
     async fn a_store_of_the_first_release_keeps_its_queue(store) {
-        keeps_its_queue("first-release", store).await;
+        keeps_its_queue("first-release", store, 0).await;
     }
 
-    async fn a_store_of_the_previous_release_keeps_its_queue(store) {
-        keeps_its_queue("previous-release", store).await;
+    async fn a_store_of_the_exactly_once_release_keeps_its_queue(store) {
+        keeps_its_queue("exactly-once-release", store, 0).await;
+    }
+
+    async fn a_store_of_the_console_release_keeps_its_queue_and_history(store) {
+        keeps_its_queue("console-release", store, 3).await;
     }
 }
 
 /// A store made by an earlier release (`fixtures`), opened by this one:
 /// what was pending is delivered once, what was delivered or dead stays
 /// so, Raaft's retries are still duplicates, the dead can be replayed, and
-/// the old events render with what this release adds (`mrr` worked out,
-/// no `history`).
-async fn keeps_its_queue(fixtures: &str, store: TestStore) {
+/// the old events render with what this release adds (`mrr` worked out;
+/// `history` as that release remembered it: `remembered` flows of the
+/// customer, none before the history release).
+async fn keeps_its_queue(fixtures: &str, store: TestStore, remembered: u64) {
     let hook = Receiver::start(Answer::new(200, "")).await;
     let cfg = ConfigDir::new(&format!(
             "[destinations.ok]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"flow.json.hbs\"\n\
@@ -111,8 +117,13 @@ async fn keeps_its_queue(fixtures: &str, store: TestStore) {
         assert_eq!(counts.get(&("/down".to_owned(), format!("flow-upgrade-{n}"))), Some(&1), "{counts:?}");
     }
     assert_eq!(hook.count(), 3, "{counts:?}");
-    let first = hook.received()[0].json();
-    assert_eq!((first["monthly"].clone(), first["history"].clone()), (serde_json::json!(49), Value::Null), "{first}");
+    for sent in hook.received().iter().map(Received::json) {
+        assert_eq!(sent["monthly"], serde_json::json!(49), "{sent}");
+        match remembered {
+            0 => assert_eq!(sent["history"], Value::Null, "{sent}"),
+            n => assert!((1..=n).contains(&sent["history"]["nth"].as_u64().unwrap()), "{sent}"),
+        }
+    }
 
     // Raaft retrying an event the first release accepted: a duplicate.
     let retried: Value = relay.post(first_release_event(1)).await.json().await.unwrap();
@@ -139,7 +150,7 @@ async fn keeps_its_queue(fixtures: &str, store: TestStore) {
     next["createdAt"] = "2026-12-01T00:00:00Z".into();
     assert_eq!(relay.post(next.to_string()).await.status(), 200);
     let latest = hook.wait_for(9, Duration::from_secs(20)).await;
-    let remembered: Vec<Value> = latest[6..].iter().map(|r| r.json()).collect();
-    assert!(remembered.iter().all(|b| b["history"]["nth"] == 1), "{remembered:?}");
+    let new: Vec<Value> = latest[6..].iter().map(|r| r.json()).collect();
+    assert!(new.iter().all(|b| b["history"]["nth"] == remembered + 1), "{new:?}");
     drop(relay);
 }

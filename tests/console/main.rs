@@ -8,6 +8,7 @@
 mod helpers;
 
 mod browser;
+mod hostile_templates;
 mod in_browser;
 mod pages;
 mod reads;

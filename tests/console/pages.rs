@@ -73,7 +73,7 @@ async fn sign_in_sets_a_strict_http_only_session_and_wrong_tokens_count_against_
     let r = login(ADMIN).await.unwrap();
     assert_eq!(r.status(), 303);
     let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(set.starts_with("raaft_console=v1."), "{set}");
+    assert!(set.starts_with("raaft_console=v2."), "{set}");
     for attribute in ["Path=/console", "HttpOnly", "SameSite=Strict", "Max-Age=43200"] {
         assert!(set.contains(attribute), "{set} lacks {attribute}");
     }
@@ -278,4 +278,242 @@ async fn saving_a_template_checks_it_first_and_is_off_unless_allowed() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+}
+
+/// Posts a save of `source` as the file `template`, picked through
+/// `destination`; returns the page.
+async fn save_as(
+    console: &Console,
+    cookie: &str,
+    csrf: &str,
+    destination: &str,
+    template: &str,
+    source: &str,
+) -> String {
+    let r = client()
+        .post(format!("{}templates/save", console.url))
+        .header("cookie", cookie)
+        .form(&[("csrf", csrf), ("destination", destination), ("template", template), ("source", source)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_save_checks_every_destination_that_uses_the_file_before_writing_it() {
+    let console = Console::start(
+        "edit_templates = true\n[destinations.screen]\nkind = \"console\"\ntemplate = \"console/event.hbs\"\n",
+    )
+    .await;
+    let (cookie, csrf) = sign_in(&console).await;
+    let file = console.app.config_path().parent().unwrap().join("templates/slack/canceled.json.hbs");
+    let before = std::fs::read_to_string(&file).unwrap();
+    // Fine as console text; not JSON, which the Slack destination needs.
+    let page = save_as(&console, &cookie, &csrf, "screen", "slack/canceled.json.hbs", "canceled: {{outcome}}").await;
+    assert!(page.contains("Not saved"), "{page}");
+    assert!(page.contains("destination &quot;team&quot;") || page.contains("destination \"team\""), "{page}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before, "the file is untouched");
+    raaft_relay::check::check(&console.app.config_path()).expect("the configuration still checks");
+    console.post("canceled.json", |_| {}).await;
+    let got = console.slack.wait_for(1, Duration::from_secs(10)).await;
+    assert!(got[0].json()["blocks"].is_array(), "sent with the running template");
+}
+
+#[tokio::test]
+async fn a_save_whose_reload_fails_puts_the_previous_file_back() {
+    // The relay serves TLS on its main listener; the console is on the
+    // operators' own plain listener. Saving does not look at the
+    // certificate: a key broken on disk makes the reload after the write
+    // fail, the one thing the check before it cannot see.
+    let hook = Receiver::start(Answer::new(200, "ok")).await;
+    let config = ConfigDir::new(&format!(
+        "[admin]\ntokens = [\"{ADMIN}\"]\nlisten = \"127.0.0.1:0\"\nedit_templates = true\n\
+         [destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\ntemplate = \"webhook/event.json.hbs\"\n\
+         [[routes]]\nname = \"everything\"\nto = [\"hook\"]\n",
+        hook.url("/hook")
+    ));
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(config.dir.path().join("cert.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(config.dir.path().join("key.pem"), certified.key_pair.serialize_pem()).unwrap();
+    let text = std::fs::read_to_string(config.path()).unwrap().replace(
+        "listen = \"127.0.0.1:0\"\n[raaft]",
+        "listen = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n[raaft]",
+    );
+    std::fs::write(config.path(), text).unwrap();
+    let app = spawn_app(config, &TestStore::Sqlite).await;
+    let url = format!("{}/console/", app.admin_address.clone().unwrap());
+    let slack = Receiver::slack().await;
+    let console = Console { app, url, slack, hook };
+    let (cookie, csrf) = sign_in(&console).await;
+    let dir = console.app.config_path().parent().unwrap().to_path_buf();
+    let file = dir.join("templates/webhook/event.json.hbs");
+    let before = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(dir.join("key.pem"), "not a key").unwrap();
+    let page = save_as(&console, &cookie, &csrf, "hook", "webhook/event.json.hbs", "{\"edited\": true}").await;
+    assert!(page.contains("Not saved"), "{page}");
+    let shown = page.split("save-result").nth(1).unwrap_or_default();
+    assert!(shown.contains("key.pem"), "the reload's problem is shown: {shown}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before, "the previous file is back");
+}
+
+/// Whether the console answers `cookie` with a page (200) rather than the
+/// sign-in (303).
+async fn signed_in(console: &Console, cookie: &str) -> bool {
+    let r = client().get(&console.url).header("cookie", cookie).send().await.unwrap();
+    match r.status().as_u16() {
+        200 => true,
+        303 => false,
+        other => panic!("the console answered {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_shorter_session_setting_ends_sessions_already_issued() {
+    let console = Console::start("session = \"12h\"").await;
+    let (cookie, _) = sign_in(&console).await;
+    let signed = std::time::Instant::now();
+    assert!(signed_in(&console, &cookie).await);
+    let config = console.app.config_path();
+    let text = std::fs::read_to_string(&config).unwrap().replace("session = \"12h\"", "session = \"1s\"");
+    std::fs::write(&config, text).unwrap();
+    // Once reloaded, and once the cookie is older than a second, it is over.
+    let deadline = Duration::from_secs(10);
+    while signed_in(&console, &cookie).await {
+        assert!(signed.elapsed() < deadline, "a 12h cookie still works {deadline:?} after session became 1s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_leaked_cookie_confirms_no_guess_of_the_token_offline() {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let console = Console::start("").await;
+    let (cookie, _) = sign_in(&console).await;
+    let value = cookie.strip_prefix("raaft_console=").unwrap();
+    assert!(!value.contains(ADMIN));
+    let (message, signature) = value.rsplit_once('.').unwrap();
+    // A guesser holding the cookie tries keys made from candidate tokens,
+    // as a cookie keyed by the token would allow: none confirms the token.
+    for guess in ["wrong-guess", ADMIN] {
+        for key in [
+            Sha256::new().chain_update(b"raaft-relay console session v1\0").chain_update(guess).finalize().to_vec(),
+            guess.as_bytes().to_vec(),
+        ] {
+            let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+            mac.update(message.as_bytes());
+            let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            assert_ne!(hex, signature, "the cookie confirms the guess {guess:?}");
+        }
+    }
+    // And a cookie made that way is no session.
+    let mut mac = Hmac::<Sha256>::new_from_slice(ADMIN.as_bytes()).unwrap();
+    mac.update(message.as_bytes());
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!signed_in(&console, &format!("raaft_console={message}.{hex}")).await);
+}
+
+async fn wait_until_async<F, Fut>(deadline: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !cond().await {
+        assert!(started.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(postgres_tests), ignore = "set RAAFT_RELAY_TEST_POSTGRES to a PostgreSQL URL to run it")]
+async fn replicas_of_one_store_share_sessions_and_sign_outs() {
+    let store = TestStore::postgres();
+    let config = || {
+        ConfigDir::new(&format!(
+            "[admin]\ntokens = [\"{ADMIN}\"]\n[destinations.c]\nkind = \"console\"\ntemplate = \"console/event.hbs\"\n"
+        ))
+    };
+    let (first, second) = (config(), config());
+    let url = store.fresh_url(first.dir.path()).await;
+    first.set_store(&url);
+    second.set_store(&url);
+    let (a, b) = (spawn_on(first).await, spawn_on(second).await);
+    let console_of = |app: &TestApp| format!("{}/console/", app.address);
+    let r = client().post(format!("{}login", console_of(&a))).form(&[("token", ADMIN)]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = |app: &TestApp| client().get(console_of(app)).header("cookie", &cookie).send();
+    assert_eq!(page(&b).await.unwrap().status(), 200, "a session made on one replica is good on another");
+    let html = page(&b).await.unwrap().text().await.unwrap();
+    let r = client()
+        .post(format!("{}logout", console_of(&b)))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf_of(&html).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(page(&a).await.unwrap().status(), 303, "signed out on one replica, signed out on all");
+}
+
+// Sign-outs and the sessions' secret are kept in the store.
+on_both_stores! {
+    async fn signing_out_ends_every_copy_of_the_cookie(store) {
+        let console = Console::start_on("", &store).await;
+        let (cookie, csrf) = sign_in(&console).await;
+        let copy = cookie.clone();
+        assert!(signed_in(&console, &copy).await);
+        let r = client()
+            .post(format!("{}logout", console.url))
+            .header("cookie", &cookie)
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+        assert!(!signed_in(&console, &copy).await, "a copy of the cookie outlived the sign-out");
+        let (other, _) = sign_in(&console).await;
+        assert!(signed_in(&console, &other).await, "signing out ends one session, not the others");
+    }
+
+    async fn removing_an_admin_token_ends_the_sessions_and_signs_with_a_new_secret(store) {
+        let console = Console::start_on("", &store).await;
+        let config = console.app.config_path();
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(&format!("tokens = [\"{ADMIN}\"]"), &format!("tokens = [\"{ADMIN}\", \"second-admin-token-77\"]"));
+        std::fs::write(&config, text).unwrap();
+        let second = |token: &'static str| client().post(format!("{}login", console.url)).form(&[("token", token)]).send();
+        let r = loop {
+            let r = second("second-admin-token-77").await.unwrap();
+            if r.status() == 303 {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let with_second = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let (with_first, _) = sign_in(&console).await;
+        let secret = console.app.store.secret("console-session").await.unwrap();
+        assert!(signed_in(&console, &with_second).await && signed_in(&console, &with_first).await);
+        let text = std::fs::read_to_string(&config).unwrap().replace(", \"second-admin-token-77\"", "");
+        std::fs::write(&config, text).unwrap();
+        wait_until_async(Duration::from_secs(10), "the removed token's session to end", || {
+            let cookie = with_second.clone();
+            let console = &console;
+            async move { !signed_in(console, &cookie).await }
+        })
+        .await;
+        wait_until_async(Duration::from_secs(10), "a new secret", || async {
+            console.app.store.secret("console-session").await.unwrap() != secret
+        })
+        .await;
+        assert!(!signed_in(&console, &with_first).await, "signed with the old secret");
+        let (fresh, _) = sign_in(&console).await;
+        assert!(signed_in(&console, &fresh).await);
+    }
+
 }

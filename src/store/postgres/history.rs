@@ -12,30 +12,65 @@ pub(super) async fn forget(pool: &PgPool, customer: &str) -> Result<Forgotten, s
     let customer = customer.as_bytes();
     let ids: Vec<String> =
         sqlx::query_scalar("SELECT id FROM events WHERE customer = $1").bind(customer).fetch_all(&mut *tx).await?;
+    let mut forgotten = forget_events_in(&mut tx, &ids).await?;
+    forgotten.flows =
+        sqlx::query("DELETE FROM flows WHERE customer = $1").bind(customer).execute(&mut *tx).await?.rows_affected();
+    sqlx::query("DELETE FROM customer_histories WHERE customer = $1").bind(customer).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(forgotten)
+}
+
+/// Erases the events `ids`, their deliveries and attempts.
+pub(super) async fn forget_events(pool: &PgPool, ids: &[String]) -> Result<Forgotten, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let forgotten = forget_events_in(&mut tx, ids).await?;
+    tx.commit().await?;
+    Ok(forgotten)
+}
+
+async fn forget_events_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    ids: &[String],
+) -> Result<Forgotten, sqlx::Error> {
     let attempts =
         sqlx::query("DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ANY($1))")
-            .bind(&ids)
-            .execute(&mut *tx)
+            .bind(ids)
+            .execute(&mut **tx)
             .await?
             .rows_affected();
     let deliveries = sqlx::query("DELETE FROM deliveries WHERE event_id = ANY($1)")
-        .bind(&ids)
-        .execute(&mut *tx)
+        .bind(ids)
+        .execute(&mut **tx)
         .await?
         .rows_affected();
     sqlx::query(
         "DELETE FROM dedup d USING events e WHERE e.id = ANY($1) AND d.dedup_key = e.dedup_key AND d.event_id = e.id",
     )
-    .bind(&ids)
-    .execute(&mut *tx)
+    .bind(ids)
+    .execute(&mut **tx)
     .await?;
     let events =
-        sqlx::query("DELETE FROM events WHERE id = ANY($1)").bind(&ids).execute(&mut *tx).await?.rows_affected();
-    let flows =
-        sqlx::query("DELETE FROM flows WHERE customer = $1").bind(customer).execute(&mut *tx).await?.rows_affected();
-    sqlx::query("DELETE FROM customer_histories WHERE customer = $1").bind(customer).execute(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(Forgotten { flows, events, deliveries, attempts, digests: 0 })
+        sqlx::query("DELETE FROM events WHERE id = ANY($1)").bind(ids).execute(&mut **tx).await?.rows_affected();
+    Ok(Forgotten { flows: 0, events, deliveries, attempts, digests: 0 })
+}
+
+/// The events that name `email` (see [`Store::events_with_email`]):
+/// events whose body holds the address (case folded), checked field by
+/// field.
+pub(super) async fn events_with_email(pool: &PgPool, email: &str) -> Result<EmailMatches, sqlx::Error> {
+    let rows: Vec<(String, Option<Vec<u8>>, Vec<u8>)> =
+        sqlx::query_as("SELECT id, customer, body FROM events WHERE strpos(lower(convert_from(body, 'UTF8')), $1) > 0")
+            .bind(email.to_lowercase())
+            .fetch_all(pool)
+            .await?;
+    let (mut customers, mut events) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    for (id, customer, _) in rows.into_iter().filter(|(_, _, body)| names_email(body, email)) {
+        match customer {
+            Some(customer) => customers.insert(String::from_utf8_lossy(&customer).into_owned()),
+            None => events.insert(id),
+        };
+    }
+    Ok(EmailMatches { customers: customers.into_iter().collect(), events: events.into_iter().collect() })
 }
 
 /// A lookup of a customer's history, for [`answer_lookups`].

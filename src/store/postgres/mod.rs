@@ -33,9 +33,10 @@ macro_rules! now {
 mod digests;
 mod history;
 mod inspect;
+mod secrets;
 
 use digests::{claim_digest, digest_window};
-use history::{answer_lookups, forget, Lookup};
+use history::{answer_lookups, events_with_email, forget, forget_events, Lookup};
 
 /// The store in one PostgreSQL database.
 pub struct PostgresStore {
@@ -500,6 +501,10 @@ async fn delete_older(tx: &mut PgConnection, status: Status, age_ms: i64) -> Res
 /// Deletes what [`Store::prune`] says, in one transaction.
 async fn prune(pool: &PgPool, retention: &Retention) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    sqlx::query(concat!("DELETE FROM revoked_sessions WHERE issued_at < ", now!(), " - $1"))
+        .bind(millis(retention.sessions))
+        .execute(&mut *tx)
+        .await?;
     let deliveries = millis(retention.deliveries);
     let n = delete_older(&mut tx, Status::Delivered, deliveries).await?;
     sqlx::query(concat!(
@@ -747,6 +752,34 @@ impl Store for PostgresStore {
 
     async fn forget(&self, customer: &str) -> Result<Forgotten, StoreError> {
         forget(&self.pool, customer).await.map_err(unavailable)
+    }
+
+    async fn events_with_email(&self, email: &str) -> Result<EmailMatches, StoreError> {
+        events_with_email(&self.pool, email.trim()).await.map_err(unavailable)
+    }
+
+    async fn forget_events(&self, ids: &[String]) -> Result<Forgotten, StoreError> {
+        forget_events(&self.pool, ids).await.map_err(unavailable)
+    }
+
+    async fn scrub(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        secrets::secret(&self.pool, name, &fresh_secret()).await.map_err(unavailable)
+    }
+
+    async fn renew_secret(&self, name: &str) -> Result<(), StoreError> {
+        secrets::renew_secret(&self.pool, name, &fresh_secret()).await.map_err(unavailable)
+    }
+
+    async fn revoke_session(&self, id: &str, issued: DateTime<Utc>) -> Result<(), StoreError> {
+        secrets::revoke_session(&self.pool, id, issued.timestamp_millis()).await.map_err(unavailable)
+    }
+
+    async fn session_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        secrets::session_revoked(&self.pool, id).await.map_err(unavailable)
     }
 
     async fn events_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Vec<StoredEvent>, StoreError> {

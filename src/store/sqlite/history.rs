@@ -39,8 +39,16 @@ pub(super) fn forget(tx: &Transaction<'_>, customer: &str) -> rusqlite::Result<F
         .prepare("SELECT id FROM events WHERE customer = ?1")?
         .query_map(params![customer], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
+    let mut forgotten = forget_events(tx, &ids)?;
+    forgotten.flows = tx.execute("DELETE FROM flows WHERE customer = ?1", params![customer])? as u64;
+    tx.execute("DELETE FROM customer_histories WHERE customer = ?1", params![customer])?;
+    Ok(forgotten)
+}
+
+/// Erases the events `ids`, their deliveries and attempts.
+pub(super) fn forget_events(tx: &Transaction<'_>, ids: &[String]) -> rusqlite::Result<Forgotten> {
     let (mut attempts, mut deliveries, mut events) = (0, 0, 0);
-    for id in &ids {
+    for id in ids {
         attempts += tx.execute(
             "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?1)",
             params![id],
@@ -52,15 +60,33 @@ pub(super) fn forget(tx: &Transaction<'_>, customer: &str) -> rusqlite::Result<F
         )?;
         events += tx.execute("DELETE FROM events WHERE id = ?1", params![id])?;
     }
-    let flows = tx.execute("DELETE FROM flows WHERE customer = ?1", params![customer])?;
-    tx.execute("DELETE FROM customer_histories WHERE customer = ?1", params![customer])?;
     Ok(Forgotten {
-        flows: flows as u64,
+        flows: 0,
         events: events as u64,
         deliveries: deliveries as u64,
         attempts: attempts as u64,
         digests: 0,
     })
+}
+
+/// The events that name `email` (see [`Store::events_with_email`]):
+/// events whose body holds the address (ASCII case folded), checked field
+/// by field.
+pub(super) fn events_with_email(conn: &Connection, email: &str) -> rusqlite::Result<EmailMatches> {
+    let (mut customers, mut events) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    let mut statement =
+        conn.prepare("SELECT id, customer, body FROM events WHERE instr(lower(CAST(body AS TEXT)), ?1) > 0")?;
+    let mut rows = statement.query(params![email.to_ascii_lowercase()])?;
+    while let Some(row) = rows.next()? {
+        if !names_email(&bytes(row, 2)?.unwrap_or_default(), email) {
+            continue;
+        }
+        match optional_text(row, 1)? {
+            Some(customer) => customers.insert(customer),
+            None => events.insert(text(row, 0)?),
+        };
+    }
+    Ok(EmailMatches { customers: customers.into_iter().collect(), events: events.into_iter().collect() })
 }
 
 /// A customer's counts and newest flows (see [`Store::history`]).

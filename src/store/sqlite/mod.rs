@@ -33,16 +33,18 @@ macro_rules! now {
 mod digests;
 mod history;
 mod inspect;
+mod secrets;
 
 use digests::{claim_digest, digest_window, digests_quoting, rewrite_digest};
-use history::{answer_lookups, forget, lookups_stopped, remember, Lookup};
+use history::{answer_lookups, events_with_email, forget, forget_events, lookups_stopped, remember, Lookup};
 
 /// The schema, in order: the first release's, then each change.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("../../../migrations/sqlite/20261128000001_init.sql"),
     include_str!("../../../migrations/sqlite/20261201000001_exactly_once.sql"),
     include_str!("../../../migrations/sqlite/20261203000001_history.sql"),
     include_str!("../../../migrations/sqlite/20261204000001_console.sql"),
+    include_str!("../../../migrations/sqlite/20261207000001_secrets.sql"),
 ];
 
 /// How long a connection waits for another process's write lock (a
@@ -86,10 +88,12 @@ impl SqliteStore {
         // readers (WAL). The savepoint of each write in a batch keeps what
         // it would undo in memory (temp_store): spilled to a temporary
         // file, it doubled the bytes written per event and put customers'
-        // data in /var/tmp.
+        // data in /var/tmp. What is deleted is overwritten with zeros
+        // (secure_delete), so an erased customer's text does not linger in
+        // free space.
         conn.execute_batch(concat!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-            "PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY;"
+            "PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; PRAGMA secure_delete = ON;"
         ))
         .map_err(|e| failed("set up", &e))?;
         migrate(&mut conn).map_err(|e| failed("migrate", &e))?;
@@ -202,6 +206,52 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Moves every page of the log into the database and empties the log
+/// (`wal_checkpoint(TRUNCATE)`), so content deleted (and zeroed) in the
+/// database is not left in the log's older pages. Runs on the writer's
+/// connection between batches, so no write of this process waits on it;
+/// it waits a little for readers of older snapshots to finish.
+fn checkpoint_and_truncate(conn: &Connection) -> Result<(), StoreError> {
+    let failed = |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("cannot empty the store's log: {e}"));
+    conn.busy_timeout(Duration::from_secs(2)).map_err(|e| failed(&e))?;
+    let mut result = Err(failed(&"readers kept it busy"));
+    for _ in 0..3 {
+        match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0)) {
+            Ok(0) => {
+                result = Ok(());
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                result = Err(failed(&e));
+                break;
+            }
+        }
+    }
+    conn.execute_batch(BUSY_TIMEOUT).map_err(|e| failed(&e))?;
+    result
+}
+
+/// The write that empties the log once every write before it is
+/// committed ([`checkpoint_and_truncate`]).
+struct Scrub {
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl Write for Scrub {
+    fn apply(&mut self, _: &Transaction<'_>, _: &Batch) -> rusqlite::Result<()> {
+        Ok(())
+    }
+
+    fn after_commit(&mut self, conn: &Connection) -> Option<StoreError> {
+        checkpoint_and_truncate(conn).err()
+    }
+
+    fn answer(self: Box<Self>, failure: Option<StoreError>) {
+        let _ = self.reply.send(failure.map_or(Ok(()), Err));
+    }
+}
+
 /// Takes the lock that says a `serve` uses the file, or says who holds it.
 fn lock(path: &Path) -> Result<File, StoreError> {
     let file = File::open(path)
@@ -233,6 +283,7 @@ fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
         M::up_with_hook(MIGRATIONS[1], rekey_first_release),
         M::up(MIGRATIONS[2]),
         M::up(MIGRATIONS[3]),
+        M::up(MIGRATIONS[4]),
     ])
     .to_latest(conn)
 }
@@ -270,6 +321,10 @@ struct Batch {
 /// answered once the batch is committed (or has failed).
 trait Write: Send {
     fn apply(&mut self, tx: &Transaction<'_>, batch: &Batch) -> rusqlite::Result<()>;
+    /// Runs once the batch is committed, outside any transaction.
+    fn after_commit(&mut self, _conn: &Connection) -> Option<StoreError> {
+        None
+    }
     fn answer(self: Box<Self>, failure: Option<StoreError>);
 }
 
@@ -311,7 +366,8 @@ fn write_batches(mut conn: Connection, mut queue: mpsc::Receiver<Box<dyn Write>>
                 batch.iter().map(|_| Some(StoreError::Unavailable(e.to_string()))).collect()
             }
         };
-        for (write, failure) in batch.into_iter().zip(failures) {
+        for (mut write, failure) in batch.into_iter().zip(failures) {
+            let failure = failure.or_else(|| write.after_commit(&conn));
             write.answer(failure);
         }
     }
@@ -607,6 +663,7 @@ fn delete_older(tx: &Transaction<'_>, status: Status, age_ms: i64) -> rusqlite::
 
 /// Deletes what [`Store::prune`] says.
 fn prune(tx: &Transaction<'_>, retention: &Retention) -> rusqlite::Result<u64> {
+    secrets::prune_sessions(tx, millis(retention.sessions))?;
     let deliveries = millis(retention.deliveries);
     let n = delete_older(tx, Status::Delivered, deliveries)?;
     tx.execute(
@@ -874,6 +931,46 @@ impl Store for SqliteStore {
     async fn forget(&self, customer: &str) -> Result<Forgotten, StoreError> {
         let customer = customer.to_owned();
         self.write(move |tx, _| forget(tx, &customer)).await
+    }
+
+    async fn events_with_email(&self, email: &str) -> Result<EmailMatches, StoreError> {
+        let email = email.trim().to_owned();
+        self.read(move |conn| events_with_email(conn, &email)).await
+    }
+
+    async fn forget_events(&self, ids: &[String]) -> Result<Forgotten, StoreError> {
+        let ids = ids.to_vec();
+        self.write(move |tx, _| forget_events(tx, &ids)).await
+    }
+
+    async fn scrub(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes.send(Box::new(Scrub { reply })).await.map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
+    }
+
+    async fn secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        let wanted = name.to_owned();
+        if let Some(secret) = self.read(move |conn| secrets::read_secret(conn, &wanted)).await? {
+            return Ok(secret);
+        }
+        let (name, fresh) = (name.to_owned(), fresh_secret());
+        self.write(move |tx, _| secrets::secret(tx, &name, &fresh)).await
+    }
+
+    async fn renew_secret(&self, name: &str) -> Result<(), StoreError> {
+        let (name, fresh) = (name.to_owned(), fresh_secret());
+        self.write(move |tx, _| secrets::renew_secret(tx, &name, &fresh)).await
+    }
+
+    async fn revoke_session(&self, id: &str, issued: DateTime<Utc>) -> Result<(), StoreError> {
+        let (id, issued) = (id.to_owned(), issued.timestamp_millis());
+        self.write(move |tx, _| secrets::revoke_session(tx, &id, issued)).await
+    }
+
+    async fn session_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| secrets::session_revoked(conn, &id)).await
     }
 
     async fn events_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Vec<StoredEvent>, StoreError> {
