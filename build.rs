@@ -7,12 +7,18 @@
 //! It also tells the tests whether a PostgreSQL server was given
 //! (`RAAFT_RELAY_TEST_POSTGRES`): without one, the PostgreSQL tests are
 //! reported as ignored, with the reason, instead of passing unrun. The
-//! same goes for the console's browser tests without ChromeDriver.
+//! same goes for the console's browser tests without ChromeDriver, and the
+//! reverse-proxy tests without nginx and Caddy.
+//!
+//! And it records the commit the binary is built from, for `--version`
+//! (`RAAFT_RELAY_COMMIT` when set, as a build without the repository
+//! gives it; else `git rev-parse`).
 
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rustc-env=RAAFT_RELAY_COMMIT={}", commit());
     println!("cargo::rustc-check-cfg=cfg(postgres_tests)");
     println!("cargo:rerun-if-env-changed=RAAFT_RELAY_TEST_POSTGRES");
     if std::env::var("RAAFT_RELAY_TEST_POSTGRES").is_ok_and(|url| !url.trim().is_empty()) {
@@ -22,12 +28,20 @@ fn main() {
     // chromium-driver, or CHROMEDRIVER); installing it changes /usr/bin.
     println!("cargo::rustc-check-cfg=cfg(browser_tests)");
     println!("cargo:rerun-if-env-changed=CHROMEDRIVER");
-    if std::path::Path::new("/usr/bin").is_dir() {
-        println!("cargo:rerun-if-changed=/usr/bin");
+    for dir in ["/usr/bin", "/usr/sbin"] {
+        if std::path::Path::new(dir).is_dir() {
+            println!("cargo:rerun-if-changed={dir}");
+        }
     }
     let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
     if Command::new(&driver).arg("--version").output().is_ok_and(|o| o.status.success()) {
         println!("cargo:rustc-cfg=browser_tests");
+    }
+    // The reverse-proxy tests run Debian's nginx and Caddy.
+    println!("cargo::rustc-check-cfg=cfg(proxy_tests)");
+    let runs = |program: &str, arg: &str| Command::new(program).arg(arg).output().is_ok_and(|o| o.status.success());
+    if runs("nginx", "-v") && runs("caddy", "version") {
+        println!("cargo:rustc-cfg=proxy_tests");
     }
     let target = std::env::var("TARGET").unwrap_or_default();
     let host = std::env::var("HOST").unwrap_or_default();
@@ -37,6 +51,28 @@ fn main() {
     if glibc_version().is_some_and(|v| v >= (2, 36)) {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
+}
+
+/// The commit being built, or "unknown" outside a repository.
+fn commit() -> String {
+    println!("cargo:rerun-if-env-changed=RAAFT_RELAY_COMMIT");
+    if let Ok(commit) = std::env::var("RAAFT_RELAY_COMMIT") {
+        return commit;
+    }
+    for watched in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
+        if std::path::Path::new(watched).exists() {
+            println!("cargo:rerun-if-changed={watched}");
+        }
+    }
+    Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The running glibc's version, from `getconf GNU_LIBC_VERSION`

@@ -15,6 +15,10 @@ pub struct CheckReport {
     pub renders: usize,
     /// Things that work but look unintended.
     pub warnings: Vec<String>,
+    /// Where the store is (without a password).
+    pub store: String,
+    /// Where the console answers, when it is on.
+    pub console: Option<String>,
 }
 
 /// Checks the config at `path`.
@@ -153,5 +157,7 @@ pub fn check_loaded(loaded: &LoadedConfig) -> Result<CheckReport, Problems> {
         routes: loaded.config.routes.len(),
         renders,
         warnings,
+        store: loaded.config.store.location.to_string(),
+        console: loaded.config.console_url(None),
     })
 }

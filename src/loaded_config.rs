@@ -53,6 +53,17 @@ impl LoadedConfig {
         }
     }
 
+    /// What the store commands load ([`Config::load_for_store`]): every
+    /// destination and digest that builds; the problems of the rest are
+    /// returned beside it, for a command that needs one of them to name.
+    pub fn load_for_store(path: &Path) -> Result<(LoadedConfig, Problems), Problems> {
+        let (config, mut set_aside) = Config::load_for_store(path)?;
+        let templates = TemplateFiles::new(&config.templates_dir);
+        let (loaded, problems) = Self::build_what_builds(config, &templates);
+        set_aside.extend(problems);
+        Ok((loaded, set_aside))
+    }
+
     /// Compiles the destinations of an already loaded config.
     pub fn from_config(config: Config) -> Result<LoadedConfig, Problems> {
         let templates = TemplateFiles::new(&config.templates_dir);
@@ -60,11 +71,21 @@ impl LoadedConfig {
     }
 
     fn build(config: Config, templates: TemplateFiles, mut problems: Problems) -> Result<LoadedConfig, Problems> {
+        let (loaded, more) = Self::build_what_builds(config, &templates);
+        problems.extend(more);
+        problems.sort();
+        problems.into_result(loaded)
+    }
+
+    /// Every destination and digest that builds, and the problems of the
+    /// others.
+    fn build_what_builds(config: Config, templates: &TemplateFiles) -> (LoadedConfig, Problems) {
+        let mut problems = Problems::default();
         crate::tls::install_crypto_provider();
         let http = crate::channels::http_client();
         let mut destinations = BTreeMap::new();
         for (name, cfg) in &config.destinations {
-            match Destination::build(cfg, &config.path, &templates, &config.retry, &http) {
+            match Destination::build(cfg, &config.path, templates, &config.retry, &http) {
                 Ok(d) => {
                     destinations.insert(name.clone(), d);
                 }
@@ -73,7 +94,7 @@ impl LoadedConfig {
         }
         let mut digests = BTreeMap::new();
         for (name, cfg) in &config.digests {
-            match Digest::build(cfg, &config.path, &templates, |d| destinations.get(d)) {
+            match Digest::build(cfg, &config.path, templates, |d| destinations.get(d)) {
                 Ok(d) => {
                     digests.insert(name.clone(), d);
                 }
@@ -81,8 +102,7 @@ impl LoadedConfig {
             }
         }
         let router = Router::new(config.routes.clone());
-        problems.sort();
-        problems.into_result(LoadedConfig { config, router, destinations, digests })
+        (LoadedConfig { config, router, destinations, digests }, problems)
     }
 
     pub fn destination(&self, name: &str) -> Option<&Destination> {

@@ -1,13 +1,12 @@
 //! `history CUSTOMER` and `forget CUSTOMER`.
 
-use super::{open_store, shown};
+use super::{shown, StoreCommand};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 pub(super) async fn history(config: &Path, customer: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let loaded = super::load(config)?;
-    let store = open_store(config).await?;
+    let StoreCommand { loaded, store, .. } = StoreCommand::open(config).await?;
     let (key, flows) = crate::store::customer_history(store.as_ref(), customer).await?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -44,8 +43,7 @@ pub(super) async fn history(config: &Path, customer: &str, json: bool) -> anyhow
 }
 
 pub(super) async fn forget(config: &Path, customer: &str) -> anyhow::Result<ExitCode> {
-    let loaded = std::sync::Arc::new(super::load(config)?);
-    let store = open_store(config).await?;
+    let StoreCommand { loaded, store, .. } = StoreCommand::open(config).await?;
     let erasure = crate::forget::forget(&loaded, store.as_ref(), customer).await?;
     let mut out = std::io::stdout().lock();
     if erasure.customers.is_empty() {

@@ -1,7 +1,7 @@
 //! `deliveries list|show|replay|purge`: the store a running relay uses,
 //! from beside it.
 
-use super::{one_line, open_store, shown, DeliveriesCommand};
+use super::{one_line, shown, DeliveriesCommand, StoreCommand};
 use crate::store::{ListFilter, Status};
 use anyhow::bail;
 use std::io::Write;
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub(super) async fn run(config: &Path, command: &DeliveriesCommand) -> anyhow::Result<ExitCode> {
-    let store = open_store(config).await?;
+    let StoreCommand { store, .. } = StoreCommand::open(config).await?;
     let mut out = std::io::stdout().lock();
     match command {
         DeliveriesCommand::List { status, destination, since, limit } => {

@@ -8,8 +8,12 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub(super) async fn run(config: &Path, command: &DigestCommand) -> anyhow::Result<ExitCode> {
-    let loaded = std::sync::Arc::new(super::load(config)?);
-    let store = super::open_store(config).await?;
+    let super::StoreCommand { loaded, store, .. } = {
+        let opened = super::StoreCommand::open(config).await?;
+        let (DigestCommand::Preview { name, .. } | DigestCommand::Send { name }) = command;
+        opened.digest_loads(name)?;
+        opened
+    };
     let mut out = std::io::stdout().lock();
     match command {
         DigestCommand::Preview { name, at } => {

@@ -20,10 +20,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `raaft-relay --version`: the release and the commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("RAAFT_RELAY_COMMIT"), ")");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "raaft-relay",
-    version,
+    version = VERSION,
     about = "Turns Raaft cancellation-flow webhooks into Slack, Discord and e-mail notifications"
 )]
 pub struct Cli {
@@ -76,6 +79,25 @@ pub enum Command {
     /// Preview or send a digest.
     #[command(subcommand)]
     Digest(DigestCommand),
+    /// Bring the store to this release's schema (stop `serve` first; on
+    /// PostgreSQL, every replica).
+    Migrate,
+    /// Move the store elsewhere.
+    #[command(subcommand)]
+    Store(StoreCommandLine),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommandLine {
+    /// Copy the config's SQLite store into a PostgreSQL database (stop
+    /// `serve` first): pending, delivered and dead deliveries with their
+    /// attempts, events, histories and digest windows, under the same ids.
+    /// Safe to run again: nothing is copied twice.
+    Copy {
+        /// The PostgreSQL database, e.g. postgres://relay:PASSWORD@db:5432/relay.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +164,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::History { customer, json } => customers::history(&cli.config, customer, *json).await,
         Command::Forget { customer } => customers::forget(&cli.config, customer).await,
         Command::Digest(command) => digests::run(&cli.config, command).await,
+        Command::Migrate => migrate(&cli.config).await,
+        Command::Store(StoreCommandLine::Copy { to }) => copy_store(&cli.config, to).await,
     };
     match result {
         Ok(code) => code,
@@ -161,7 +185,10 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let destinations = loaded.destinations().count();
     let routes = loaded.config.routes.len();
     let tls = loaded.config.server.tls.is_some();
+    let store = loaded.config.store.location.to_string();
+    let config = loaded.config.clone();
     let app = crate::Application::build(loaded).await?;
+    let console = config.console_url(Some((app.port(), app.admin_port()))).unwrap_or_else(|| "off".into());
     // Registered before the port is announced, like SIGHUP: a SIGTERM sent
     // right after must drain, not kill.
     let shutdown = shutdown_signal();
@@ -172,6 +199,8 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         destinations,
         routes,
         config = %path.display(),
+        %store,
+        %console,
         "raaft-relay listening"
     );
     app.run_until_stopped(shutdown).await?;
@@ -206,6 +235,57 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+async fn migrate(path: &Path) -> anyhow::Result<ExitCode> {
+    let (config, _) =
+        crate::config::Config::load_for_store(path).map_err(|p| anyhow::anyhow!("invalid configuration:\n{p}"))?;
+    let location = &config.store.location;
+    let migrated =
+        crate::store::migrate(location).await.with_context(|| format!("cannot migrate the store at \"{location}\""))?;
+    match migrated.from {
+        0 => println!("created the store at \"{location}\" (version {})", migrated.to),
+        from if from == migrated.to => println!("the store at \"{location}\" is at version {from} already"),
+        from => println!("migrated the store at \"{location}\" from version {from} to {}", migrated.to),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn copy_store(path: &Path, to: &str) -> anyhow::Result<ExitCode> {
+    let (config, _) =
+        crate::config::Config::load_for_store(path).map_err(|p| anyhow::anyhow!("invalid configuration:\n{p}"))?;
+    let crate::config::StoreLocation::Sqlite(from) = &config.store.location else {
+        bail!("the config's store is \"{}\", not an SQLite file: there is nothing to copy", config.store.location);
+    };
+    let target =
+        crate::config::StoreLocation::parse(to, Path::new(".")).map_err(anyhow::Error::msg).and_then(|t| match t {
+            crate::config::StoreLocation::Postgres(_) => Ok(t),
+            _ => bail!("--to is a PostgreSQL url (postgres://...), not \"{to}\""),
+        })?;
+    let copied = crate::store::copy::copy(from, to)
+        .await
+        .with_context(|| format!("cannot copy \"{}\" to \"{target}\"", from.display()))?;
+    let mut statuses: Vec<String> = copied.deliveries.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    statuses.sort();
+    let deliveries: u64 = copied.deliveries.values().sum();
+    println!(
+        "copied \"{}\" to \"{target}\": {} event(s), {deliveries} deliveries ({}), {} attempt(s), {} flow(s) of {} customer(s), {} digest window(s)",
+        from.display(),
+        copied.events,
+        if statuses.is_empty() { "none".to_owned() } else { statuses.join(", ") },
+        copied.attempts,
+        copied.flows,
+        copied.customers,
+        copied.digest_windows
+    );
+    if copied.duplicates > 0 {
+        println!(
+            "{} event(s) left out: the database holds their idempotency key under another event already",
+            copied.duplicates
+        );
+    }
+    println!("now point [store] url at it and start serve");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_check(path: &Path) -> anyhow::Result<ExitCode> {
     match check(path) {
         Ok(report) => {
@@ -219,6 +299,8 @@ fn run_check(path: &Path) -> anyhow::Result<ExitCode> {
                 report.routes,
                 report.renders
             );
+            println!("store: {}", report.store);
+            println!("console: {}", report.console.as_deref().unwrap_or("off (no [admin] tokens)"));
             Ok(ExitCode::SUCCESS)
         }
         Err(problems) => {
@@ -320,11 +402,37 @@ async fn send_test(config: &Path, name: &str, event_path: Option<&Path>) -> anyh
     }
 }
 
-pub(crate) async fn open_store(path: &Path) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    let config = crate::config::Config::load(path).map_err(|p| anyhow::anyhow!("invalid configuration:\n{p}"))?;
-    crate::store::open(&config.store.location, config.dedup_window, Access::Tool)
-        .await
-        .with_context(|| format!("cannot open the store at \"{}\"", config.store.location))
+/// What a store command (`deliveries`, `history`, `forget`, `digest`)
+/// works with: the config as far as it loads without the destinations'
+/// secrets, and the store, opened without touching its schema.
+pub(crate) struct StoreCommand {
+    pub loaded: std::sync::Arc<LoadedConfig>,
+    /// What could not be loaded, for a command that needs it to name.
+    pub set_aside: crate::problems::Problems,
+    pub store: std::sync::Arc<dyn Store>,
+}
+
+impl StoreCommand {
+    pub async fn open(path: &Path) -> anyhow::Result<StoreCommand> {
+        let (loaded, set_aside) = LoadedConfig::load_for_store(path)
+            .map_err(|problems| anyhow::anyhow!("invalid configuration:\n{problems}"))?;
+        let config = &loaded.config;
+        let store = crate::store::open(&config.store.location, config.dedup_window, Access::Tool)
+            .await
+            .with_context(|| format!("cannot open the store at \"{}\"", config.store.location))?;
+        Ok(StoreCommand { loaded: std::sync::Arc::new(loaded), set_aside, store })
+    }
+
+    /// Fails, naming what is wrong with it, when the digest `name` is
+    /// configured but could not be loaded.
+    pub fn digest_loads(&self, name: &str) -> anyhow::Result<()> {
+        if self.loaded.digest(name).is_some() || !self.loaded.config.digests.contains_key(name) {
+            return Ok(());
+        }
+        let mut problems = self.set_aside.clone();
+        problems.sort();
+        bail!("digest \"{name}\" cannot be loaded:\n{problems}")
+    }
 }
 
 /// Stored text on one line of a listing: control characters and bytes

@@ -5,6 +5,7 @@
 
 mod digests;
 mod interpolate;
+mod public_url;
 mod raw;
 mod spans;
 mod start_only;
@@ -13,6 +14,7 @@ mod types;
 mod validate;
 
 pub use interpolate::{interpolate, InterpolateError};
+pub use public_url::PublicUrl;
 pub use spans::KeyLines;
 pub use start_only::{keep_start_only, START_ONLY};
 pub use store::StoreLocation;
@@ -38,7 +40,7 @@ impl Config {
 
     /// Parses config `text` as if it had been read from `path`.
     pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Problems> {
-        match Self::parse_partial(path, text, env) {
+        match Self::parse_partial(path, text, env, Scope::Everything) {
             (Some(config), problems) => problems.into_result(config),
             (None, problems) => Err(problems),
         }
@@ -49,12 +51,45 @@ impl Config {
     /// later stages can report theirs too.
     pub fn load_partial(path: &Path) -> (Option<Config>, Problems) {
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse_partial(path, &text, &|name| std::env::var(name).ok()),
+            Ok(text) => Self::parse_partial(path, &text, &|name| std::env::var(name).ok(), Scope::Everything),
             Err(e) => (None, Problems::one(Problem::new(path, format!("cannot read config file: {e}")))),
         }
     }
 
-    fn parse_partial(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> (Option<Config>, Problems) {
+    /// What the store commands (`deliveries`, `history`, `forget`,
+    /// `digest`) read of the file at `path`: `[store]` must be right; a
+    /// variable or secret file the rest names may be missing (the
+    /// destinations' secrets are for sending, which these commands never
+    /// do: such a destination gets a stand-in address) and a problem
+    /// elsewhere is left for `check` and `serve` to report. Returns the
+    /// config and the problems set aside.
+    pub fn load_for_store(path: &Path) -> Result<(Config, Problems), Problems> {
+        Self::load_for_store_with_env(path, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::load_for_store`], with variables looked up through `env`.
+    pub fn load_for_store_with_env(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Config, Problems), Problems> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Problems::one(Problem::new(path, format!("cannot read config file: {e}"))))?;
+        let (config, problems) = Self::parse_partial(path, &text, env, Scope::Store);
+        let (needed, set_aside): (Vec<Problem>, Vec<Problem>) = problems
+            .into_iter()
+            .partition(|p| p.key.as_deref().is_none_or(|k| k == "store" || k.starts_with("store.")));
+        match config {
+            Some(config) if needed.is_empty() => Ok((config, set_aside.into_iter().collect())),
+            _ => Err(needed.into_iter().chain(set_aside).collect()),
+        }
+    }
+
+    fn parse_partial(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        scope: Scope,
+    ) -> (Option<Config>, Problems) {
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
         let mut value: toml::Value = match text.parse::<toml::Table>() {
@@ -68,7 +103,18 @@ impl Config {
         let lines = KeyLines::parse(text);
         let mut problems = Problems::default();
 
-        interpolate_value(&mut value, "", &base_dir, env, path, &lines, &mut problems);
+        let mut unset = Vec::new();
+        interpolate_value(
+            &mut value,
+            "",
+            &base_dir,
+            env,
+            &mut |key, problem| match scope {
+                Scope::Store if key != "store" && !key.starts_with("store.") => unset.push(key.to_owned()),
+                _ => problems.push(problem.at_line(lines.line_of(key)).with_key(key)),
+            },
+            path,
+        );
 
         let mut unknown = Vec::new();
         let mut track = serde_path_to_error::Track::new();
@@ -89,36 +135,51 @@ impl Config {
             }
         };
 
-        let mut config = validate::build(path, &base_dir, raw, &lines, &mut problems);
+        let mut config = validate::build(path, &base_dir, raw, &lines, env, &mut problems);
         config.files_read = interpolate::file_references(text, &base_dir);
+        for destination in config.destinations.values_mut() {
+            if unset.contains(&format!("destinations.{}.url", destination.name)) {
+                destination.url = Some(destination.kind.stand_in_url().to_owned());
+            }
+        }
         (Some(config), problems)
     }
 }
 
+/// What a command needs of the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every value (`serve`, `check`, `render`, `send-test`).
+    Everything,
+    /// `[store]`, and the rest as far as it can be read.
+    Store,
+}
+
+/// Interpolates every string in `value`; a string that cannot be is left
+/// as written and `failed` hears of it, with its key.
 fn interpolate_value(
     value: &mut toml::Value,
     key: &str,
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    failed: &mut dyn FnMut(&str, Problem),
     file: &Path,
-    lines: &KeyLines,
-    problems: &mut Problems,
 ) {
     match value {
         toml::Value::String(s) => match interpolate(s, base_dir, env) {
             Ok(new) => *s = new,
-            Err(e) => problems.push(Problem::new(file, e.to_string()).at_line(lines.line_of(key)).with_key(key)),
+            Err(e) => failed(key, Problem::new(file, e.to_string())),
         },
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 let key = format!("{key}[{i}]");
-                interpolate_value(item, &key, base_dir, env, file, lines, problems);
+                interpolate_value(item, &key, base_dir, env, failed, file);
             }
         }
         toml::Value::Table(table) => {
             for (k, item) in table.iter_mut() {
                 let key = if key.is_empty() { k.clone() } else { format!("{key}.{k}") };
-                interpolate_value(item, &key, base_dir, env, file, lines, problems);
+                interpolate_value(item, &key, base_dir, env, failed, file);
             }
         }
         _ => {}
@@ -188,6 +249,25 @@ mod tests {
         assert!(store.is_absolute() && store.ends_with("data/relay.db"), "{}", store.display());
         assert!(config.admin_tokens.is_empty());
         assert_eq!(config.routes[0].to, vec!["out"]);
+    }
+
+    #[test]
+    fn without_a_store_url_the_store_goes_to_the_state_folder_systemd_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        let path = dir.path().join("relay.toml");
+        let text = format!("templates_dir = \"templates\"\n{MINIMAL}");
+        let env = |name: &str| match name {
+            "RAAFT_TOKEN" => Some("tok".to_owned()),
+            "STATE_DIRECTORY" => Some("/var/lib/raaft-relay:/var/lib/other".to_owned()),
+            _ => None,
+        };
+        let config = Config::parse(&path, &text, &env).unwrap();
+        assert_eq!(config.store.location, StoreLocation::Sqlite("/var/lib/raaft-relay/relay.db".into()));
+        // A url in the file wins.
+        let text = format!("{text}[store]\nurl = \"sqlite:///srv/relay.db\"\n");
+        let config = Config::parse(&path, &text, &env).unwrap();
+        assert_eq!(config.store.location, StoreLocation::Sqlite("/srv/relay.db".into()));
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub(super) struct RawServer {
     pub(super) trusted_proxies: Vec<String>,
     pub(super) tls_cert: Option<String>,
     pub(super) tls_key: Option<String>,
+    pub(super) public_url: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

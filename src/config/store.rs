@@ -54,8 +54,16 @@ impl fmt::Display for StoreLocation {
         match self {
             StoreLocation::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
             StoreLocation::Postgres(url) => {
+                // Everything that helps find the server (user, host,
+                // port), but the password.
                 let shown = url::Url::parse(url)
-                    .map(|u| format!("{}://{}{}", u.scheme(), u.host_str().unwrap_or(""), u.path()))
+                    .map(|mut u| {
+                        if u.password().is_some() {
+                            let _ = u.set_password(Some("***"));
+                        }
+                        u.set_query(None);
+                        u.to_string()
+                    })
                     .unwrap_or_else(|_| "postgres://(invalid url)".into());
                 f.write_str(&shown)
             }
@@ -116,6 +124,8 @@ mod tests {
     fn postgres_urls_are_shown_without_their_password() {
         let pg = StoreLocation::parse("postgres://relay:s3cret@db:5432/relay", Path::new("/")).unwrap();
         assert_eq!(pg, StoreLocation::Postgres("postgres://relay:s3cret@db:5432/relay".into()));
-        assert_eq!(pg.to_string(), "postgres://db/relay");
+        assert_eq!(pg.to_string(), "postgres://relay:***@db:5432/relay");
+        let local = StoreLocation::parse("postgres://postgres@127.0.0.1:5433/test?sslmode=disable", Path::new("/"));
+        assert_eq!(local.unwrap().to_string(), "postgres://postgres@127.0.0.1:5433/test");
     }
 }

@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// TLS termination: the PEM certificate chain and private key.
     pub tls: Option<TlsFiles>,
+    /// How the relay is reached through a reverse proxy.
+    pub public_url: Option<super::PublicUrl>,
 }
 
 /// Where the TLS certificate chain and key are (PEM files).
@@ -183,6 +185,16 @@ impl DestinationKind {
         }
     }
 
+    /// An address of this kind that reaches nobody: what a store command
+    /// loads a destination with when its url's variable is not set (it
+    /// renders, it never sends).
+    pub fn stand_in_url(self) -> &'static str {
+        match self {
+            Self::Email => "smtp://unset.invalid",
+            _ => "https://unset.invalid/",
+        }
+    }
+
     /// Keys a destination of this kind may carry besides `kind`.
     pub(super) fn allowed_keys(self) -> &'static [&'static str] {
         match self {
@@ -263,4 +275,28 @@ pub struct Config {
     pub digests: BTreeMap<String, DigestConfig>,
     /// Files read through `${file:PATH}`.
     pub files_read: Vec<PathBuf>,
+}
+
+impl Config {
+    /// Where the console answers, for the start log and `check`: under
+    /// `[server] public_url` when it is set, else on the listener that
+    /// serves it (`ports`: the main and admin listeners' bound ports, when
+    /// known). `None` without admin tokens (no console).
+    pub fn console_url(&self, ports: Option<(u16, Option<u16>)>) -> Option<String> {
+        if self.admin_tokens.is_empty() {
+            return None;
+        }
+        if let Some(public) = &self.server.public_url {
+            return Some(format!("{public}/console/"));
+        }
+        let (listen, port, tls) = match &self.admin_listen {
+            Some(listen) => (listen, ports.and_then(|(_, admin)| admin), false),
+            None => (&self.server.listen, ports.map(|(main, _)| main), self.server.tls.is_some()),
+        };
+        let address = match (listen.rsplit_once(':'), port) {
+            (Some((host, _)), Some(port)) => format!("{host}:{port}"),
+            _ => listen.clone(),
+        };
+        Some(format!("{}://{address}/console/", if tls { "https" } else { "http" }))
+    }
 }

@@ -17,7 +17,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration \"{s}\": {e} (write e.g. \"500ms\", \"10s\", \"5m\")"))
 }
 
-pub(super) fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLines, problems: &mut Problems) -> Config {
+/// Where the store goes when `[store] url` is not set: the state folder
+/// systemd gives the service (`StateDirectory=`, the first when it names
+/// several), else `data/relay.db` beside the config's folder.
+fn default_store_url(env: &dyn Fn(&str) -> Option<String>) -> String {
+    match env("STATE_DIRECTORY").as_deref().and_then(|dirs| dirs.split(':').next()).filter(|d| !d.is_empty()) {
+        Some(dir) => format!("sqlite://{}", Path::new(dir).join("relay.db").display()),
+        None => "sqlite://../data/relay.db".to_owned(),
+    }
+}
+
+pub(super) fn build(
+    path: &Path,
+    base_dir: &Path,
+    raw: RawConfig,
+    lines: &KeyLines,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Problems,
+) -> Config {
     let problem = |key: &str, message: String| Problem::new(path, message).at_line(lines.line_of(key)).with_key(key);
 
     let templates_dir = base_dir.join(raw.templates_dir.as_deref().unwrap_or("../templates"));
@@ -110,6 +127,11 @@ pub(super) fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLin
                 None
             }
         },
+        public_url: raw
+            .server
+            .public_url
+            .as_deref()
+            .and_then(|text| PublicUrl::parse(text).map_err(|e| problems.push(problem("server.public_url", e))).ok()),
     };
     if server.max_body_bytes == 0 {
         problems.push(problem("server.max_body_bytes", "must be greater than 0".into()));
@@ -126,7 +148,8 @@ pub(super) fn build(path: &Path, base_dir: &Path, raw: RawConfig, lines: &KeyLin
     let dedup_window =
         duration("raaft.dedup_window", &raw.raaft.dedup_window, Duration::from_secs(24 * 3600), problems);
     let retention = duration("store.retention", &raw.store.retention, Duration::from_secs(14 * 24 * 3600), problems);
-    let store_url = raw.store.url.as_deref().unwrap_or("sqlite://../data/relay.db");
+    let store_url = raw.store.url.clone().unwrap_or_else(|| default_store_url(env));
+    let store_url = store_url.as_str();
     let location = StoreLocation::parse(store_url, base_dir).unwrap_or_else(|e| {
         problems.push(problem("store.url", e));
         StoreLocation::Sqlite(PathBuf::new())

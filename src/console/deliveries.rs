@@ -3,7 +3,7 @@
 //! its attempts, replay and discard.
 
 use super::layout::{self, took, when};
-use super::{field, link, ok_page, redirect, store_down, Ctx, Form};
+use super::{field, link, ok_page, store_down, Ctx, Form};
 use crate::state::AppState;
 use crate::store::inspect::OUTCOMES;
 use crate::store::{ListFilter, Status};
@@ -115,7 +115,7 @@ impl Filters {
         let destinations: Vec<&str> = destinations.iter().map(|s| s.as_str()).collect();
         let routes: Vec<&str> = routes.iter().map(|s| s.as_str()).collect();
         html! {
-            form.filters method="get" action="/console/deliveries" {
+            form.filters method="get" action="deliveries" {
                 (select("status", "Status", &self.status, &["pending", "delivered", "dead"]))
                 (select("destination", "Destination", &self.destination, &destinations))
                 (select("route", "Route", &self.route, &routes))
@@ -123,7 +123,7 @@ impl Filters {
                 label { "Customer" input type="search" name="customer" value=(self.customer) placeholder="id or e-mail"; }
                 (select("since", "Created within", &self.since, &["1h", "24h", "7d", "30d"]))
                 button type="submit" { "Filter" }
-                a href="/console/deliveries" { "Clear" }
+                a href="deliveries" { "Clear" }
             }
         }
     }
@@ -139,7 +139,7 @@ async fn list(ctx: Ctx, q: Form) -> Response {
     filter.before = field(&q, "before").map(str::to_owned);
     let mut rows = match store.list(&filter).await {
         Ok(rows) => rows,
-        Err(e) => return store_down(e),
+        Err(e) => return store_down(&ctx.base, e),
     };
     let more = rows.len() > PAGE;
     rows.truncate(PAGE);
@@ -147,12 +147,12 @@ async fn list(ctx: Ctx, q: Form) -> Response {
     let next = rows.last().filter(|_| more).map(|last| {
         let mut p = params.clone();
         p.push(("before", &last.id));
-        link("/console/deliveries", &p)
+        link("deliveries", &p)
     });
     let body = html! {
         (filters.form(&ctx))
         @if filters.status == "dead" {
-            div.actions { a href=(link("/console/deliveries/replay-dead", &params)) { "Replay all matching dead deliveries…" } }
+            div.actions { a href=(link("deliveries/replay-dead", &params)) { "Replay all matching dead deliveries…" } }
         } @else {
             p.hint { "Choose status “dead” to replay every matching dead delivery at once." }
         }
@@ -161,7 +161,7 @@ async fn list(ctx: Ctx, q: Form) -> Response {
             tbody {
                 @for d in &rows {
                     tr {
-                        td { a.mono href={ "/console/deliveries/" (d.id) } { (d.id) } }
+                        td { a.mono href={ "deliveries/" (d.id) } { (d.id) } }
                         td.wide { (when(d.created_at)) }
                         td { (d.destination) }
                         td.wide { (d.routes.join(", ")) }
@@ -176,19 +176,16 @@ async fn list(ctx: Ctx, q: Form) -> Response {
             }
         } }
         div.pager {
-            @if filter.before.is_some() { a href=(link("/console/deliveries", &params)) { "← Newest" } } @else { span {} }
+            @if filter.before.is_some() { a href=(link("deliveries", &params)) { "← Newest" } } @else { span {} }
             @if let Some(next) = next { a rel="next" href=(next) { "Older →" } }
         }
     };
-    ok_page(layout::page("Deliveries", "/console/deliveries", &ctx.session, super::flash(&q).as_deref(), body))
+    ok_page(layout::page("Deliveries", "deliveries", &ctx, super::flash(&q).as_deref(), body))
 }
 
 fn bad_filter(ctx: &Ctx, filters: &Filters, why: &str) -> Response {
     let body = html! { (filters.form(ctx)) p.error { (why) } };
-    super::html_with(
-        StatusCode::BAD_REQUEST,
-        layout::page("Deliveries", "/console/deliveries", &ctx.session, None, body),
-    )
+    super::html_with(StatusCode::BAD_REQUEST, layout::page("Deliveries", "deliveries", ctx, None, body))
 }
 
 /// The dead deliveries a "replay all matching" would requeue (up to the
@@ -198,7 +195,7 @@ async fn matching_dead(ctx: &Ctx, filters: &Filters) -> Result<Vec<String>, Resp
     let mut filter =
         filters.to_filter(store.as_ref(), REPLAY_CAP + 1).await.map_err(|e| bad_filter(ctx, filters, &e))?;
     filter.status = Some(Status::Dead);
-    store.list(&filter).await.map(|rows| rows.into_iter().map(|d| d.id).collect()).map_err(store_down)
+    store.list(&filter).await.map(|rows| rows.into_iter().map(|d| d.id).collect()).map_err(|e| store_down(&ctx.base, e))
 }
 
 async fn confirm_replay(ctx: Ctx, q: Form) -> Response {
@@ -212,24 +209,24 @@ async fn confirm_replay(ctx: Ctx, q: Form) -> Response {
     let body = html! {
         @if n == 0 {
             p { "No dead delivery matches these filters." }
-            a href=(link("/console/deliveries", &filters.params())) { "Back to the list" }
+            a href=(link("deliveries", &filters.params())) { "Back to the list" }
         } @else {
             p #replay-count {
                 "Replay " strong { (n) } " dead " (if n == 1 { "delivery" } else { "deliveries" }) "?"
                 @if ids.len() > REPLAY_CAP { " (the first " (REPLAY_CAP) " of more: run it again for the rest)" }
                 " Each is sent again with the current templates and a fresh attempt budget."
             }
-            form method="post" action="/console/deliveries/replay-dead" {
+            form method="post" action="deliveries/replay-dead" {
                 input type="hidden" name="csrf" value=(ctx.session.csrf);
                 @for (k, v) in filters.params() { input type="hidden" name=(k) value=(v); }
                 div.actions {
                     button type="submit" { "Replay " (n) }
-                    a href=(link("/console/deliveries", &filters.params())) { "Cancel" }
+                    a href=(link("deliveries", &filters.params())) { "Cancel" }
                 }
             }
         }
     };
-    ok_page(layout::page("Replay dead deliveries", "/console/deliveries", &ctx.session, None, body))
+    ok_page(layout::page("Replay dead deliveries", "deliveries", &ctx, None, body))
 }
 
 async fn replay_matching(ctx: Ctx, form: Form) -> Response {
@@ -247,9 +244,9 @@ async fn replay_matching(ctx: Ctx, form: Form) -> Response {
             let mut params = filters.params();
             params.retain(|(k, _)| *k != "status");
             params.extend([("done", "replayed-all"), ("n", n.as_str())]);
-            redirect(&link("/console/deliveries", &params))
+            ctx.redirect(&link("deliveries", &params))
         }
-        Err(e) => store_down(e),
+        Err(e) => store_down(&ctx.base, e),
     }
 }
 
@@ -257,8 +254,8 @@ async fn detail(ctx: Ctx, id: String, q: Form) -> Response {
     let store = ctx.state.store().clone();
     let detail = match store.show(&id).await {
         Ok(Some(d)) => d,
-        Ok(None) => return super::not_found("delivery", &id),
-        Err(e) => return store_down(e),
+        Ok(None) => return super::not_found(&ctx.base, "delivery", &id),
+        Err(e) => return store_down(&ctx.base, e),
     };
     let s = &detail.summary;
     let loaded = ctx.state.loaded.load_full();
@@ -269,7 +266,7 @@ async fn detail(ctx: Ctx, id: String, q: Form) -> Response {
             dt { "Status" } dd #status { (layout::status(s.status)) }
             dt { "Destination" } dd { (s.destination) }
             dt { "Routes" } dd { (s.routes.join(", ")) }
-            dt { "Event" } dd { a.mono href={ "/console/events/" (s.event_id) } { (s.event_id) } }
+            dt { "Event" } dd { a.mono href={ "events/" (s.event_id) } { (s.event_id) } }
             dt { "Outcome" } dd { (s.outcome.as_deref().unwrap_or("–")) }
             dt { "Customer" } dd { (s.customer.as_deref().unwrap_or("–")) }
             dt { "Created" } dd { (when(s.created_at)) }
@@ -278,12 +275,12 @@ async fn detail(ctx: Ctx, id: String, q: Form) -> Response {
             @if let Some(e) = &s.last_error { dt { "Last error" } dd.error { (e) } }
         }
         div.actions {
-            form method="post" action={ "/console/deliveries/" (s.id) "/replay" } {
+            form method="post" action={ "deliveries/" (s.id) "/replay" } {
                 input type="hidden" name="csrf" value=(ctx.session.csrf);
                 button #replay type="submit" { "Replay" }
             }
             @if s.status == Status::Pending {
-                form method="post" action={ "/console/deliveries/" (s.id) "/discard" } {
+                form method="post" action={ "deliveries/" (s.id) "/discard" } {
                     input type="hidden" name="csrf" value=(ctx.session.csrf);
                     button.danger #discard type="submit" { "Discard" }
                 }
@@ -314,7 +311,7 @@ async fn detail(ctx: Ctx, id: String, q: Form) -> Response {
         (layout::json(&detail.facts))
     };
     let title = format!("Delivery {}", s.id);
-    ok_page(layout::page(&title, "/console/deliveries", &ctx.session, super::flash(&q).as_deref(), body))
+    ok_page(layout::page(&title, "deliveries", &ctx, super::flash(&q).as_deref(), body))
 }
 
 async fn act(ctx: Ctx, id: String, action: String) -> Response {
@@ -330,14 +327,14 @@ async fn act(ctx: Ctx, id: String, action: String) -> Response {
                     "replayed"
                 }
             }
-            Err(e) => return store_down(e),
+            Err(e) => return store_down(&ctx.base, e),
         },
         "discard" => match store.discard(std::slice::from_ref(&id), "discarded from the console").await {
             Ok(d) if d.is_empty() => "not-pending",
             Ok(_) => "discarded",
-            Err(e) => return store_down(e),
+            Err(e) => return store_down(&ctx.base, e),
         },
-        _ => return super::not_found("action", &action),
+        _ => return super::not_found(&ctx.base, "action", &action),
     };
-    redirect(&link(&format!("/console/deliveries/{id}"), &[("done", done)]))
+    ctx.redirect(&link(&format!("deliveries/{id}"), &[("done", done)]))
 }

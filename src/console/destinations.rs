@@ -30,7 +30,7 @@ async fn page(ctx: Ctx, tested: Option<Tested>) -> Response {
     let names: Vec<String> = loaded.destinations().map(|d| d.name.clone()).collect();
     let (health, stats) = match tokio::try_join!(store.destination_health(&names), store.destination_stats()) {
         Ok(read) => read,
-        Err(e) => return store_down(e),
+        Err(e) => return store_down(&ctx.base, e),
     };
     let pacer = &ctx.state.services.pacer;
     let body = html! {
@@ -50,7 +50,7 @@ async fn page(ctx: Ctx, tested: Option<Tested>) -> Response {
                     @let h = health.iter().find(|h| h.destination == dest.name).cloned().unwrap_or_default();
                     @let s = stats.iter().find(|s| s.destination == dest.name).cloned().unwrap_or_default();
                     tr data-destination=(dest.name) {
-                        td { a href={ "/console/deliveries?destination=" (dest.name) } { (dest.name) } }
+                        td { a href={ "deliveries?destination=" (dest.name) } { (dest.name) } }
                         td { (dest.kind.as_str()) }
                         td { (rate(h.delivered_1h, h.attempts_1h)) span.muted { " of " (h.attempts_1h) } }
                         td { (rate(h.delivered_24h, h.attempts_24h)) span.muted { " of " (h.attempts_24h) } }
@@ -64,7 +64,7 @@ async fn page(ctx: Ctx, tested: Option<Tested>) -> Response {
                         td { (s.pending) @if s.pending > 0 { span.muted { " (oldest " (took(s.oldest_pending_age)) ")" } } }
                         td { (s.dead) }
                         td {
-                            form method="post" action={ "/console/destinations/" (dest.name) "/test" } {
+                            form method="post" action={ "destinations/" (dest.name) "/test" } {
                                 input type="hidden" name="csrf" value=(ctx.session.csrf);
                                 button.plain type="submit" { "Send test" }
                             }
@@ -76,7 +76,7 @@ async fn page(ctx: Ctx, tested: Option<Tested>) -> Response {
         p.hint { "Success rates count attempts (a retried delivery counts each try). “Send test” sends the sample cancellation "
             code { "canceled.json" } " to the destination now, outside the queue, as " code { "raaft-relay send-test" } " does." }
     };
-    ok_page(layout::page("Destinations", "/console/destinations", &ctx.session, None, body))
+    ok_page(layout::page("Destinations", "destinations", &ctx, None, body))
 }
 
 async fn send_test(ctx: Ctx, name: String) -> Response {
@@ -84,7 +84,7 @@ async fn send_test(ctx: Ctx, name: String) -> Response {
     let event: serde_json::Value =
         serde_json::from_str(crate::samples::DEFAULT_TEST_EVENT).expect("the sample is JSON");
     let tested = match crate::delivery::send_test(&loaded, &name, event).await {
-        None => return super::not_found("destination", &name),
+        None => return super::not_found(&ctx.base, "destination", &name),
         Some(Err(e)) => (name, false, format!("cannot render: {e}")),
         Some(Ok(report)) => {
             let status = report.status.map(|s| format!(" ({s})")).unwrap_or_default();

@@ -30,7 +30,7 @@ async fn list(ctx: Ctx) -> Response {
     for digest in loaded.digests() {
         match store.last_digest_window(&digest.config.name).await {
             Ok(last) => rows.push((digest, last)),
-            Err(e) => return store_down(e),
+            Err(e) => return store_down(&ctx.base, e),
         }
     }
     let body = html! {
@@ -42,7 +42,7 @@ async fn list(ctx: Ctx) -> Response {
                     @for (digest, last) in &rows {
                         @let c = &digest.config;
                         tr {
-                            td { a href={ "/console/digests/" (c.name) } { (c.name) } }
+                            td { a href={ "digests/" (c.name) } { (c.name) } }
                             td { code { (c.schedule.source()) } " " (c.schedule.timezone().name()) }
                             td { (c.to.join(", ")) }
                             td { (c.schedule.next_after(now).map(when).unwrap_or_else(|| "never".into())) }
@@ -56,25 +56,25 @@ async fn list(ctx: Ctx) -> Response {
             } }
         }
     };
-    ok_page(layout::page("Digests", "/console/digests", &ctx.session, None, body))
+    ok_page(layout::page("Digests", "digests", &ctx, None, body))
 }
 
 async fn preview(ctx: Ctx, name: String) -> Response {
     let loaded = ctx.state.loaded.load_full();
     let Some(digest) = loaded.digest(&name) else {
-        return super::not_found("digest", &name);
+        return super::not_found(&ctx.base, "digest", &name);
     };
     let store = ctx.state.store().clone();
     let now = chrono::Utc::now();
     let start = match store.last_digest_window(&name).await {
         Ok(Some(last)) => last.end,
         Ok(None) => digest.config.schedule.last_at_or_before(now).unwrap_or(now),
-        Err(e) => return store_down(e),
+        Err(e) => return store_down(&ctx.base, e),
     };
     let window = Window { start: start.min(now), end: now };
     let context = match digest.context(store.as_ref(), window).await {
         Ok(c) => c,
-        Err(e) => return store_down(e),
+        Err(e) => return store_down(&ctx.base, e),
     };
     let payloads = crate::digest::payloads_off_workers(&loaded, &name, &context).await;
     let body = html! {
@@ -94,5 +94,5 @@ async fn preview(ctx: Ctx, name: String) -> Response {
         h2 { "Figures" }
         (layout::json(&context))
     };
-    ok_page(layout::page(&format!("Digest {name}"), "/console/digests", &ctx.session, None, body))
+    ok_page(layout::page(&format!("Digest {name}"), "digests", &ctx, None, body))
 }

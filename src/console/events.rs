@@ -77,7 +77,7 @@ async fn list(ctx: Ctx, q: Form) -> Response {
         "" => None,
         typed => match customer_key(store.as_ref(), typed).await {
             Ok(k) => Some(k),
-            Err(e) => return store_down(e),
+            Err(e) => return store_down(&ctx.base, e),
         },
     };
     let text = |s: &str| (!s.is_empty()).then(|| s.to_owned());
@@ -90,7 +90,7 @@ async fn list(ctx: Ctx, q: Form) -> Response {
     };
     let mut rows = match store.list_events(&filter).await {
         Ok(rows) => rows,
-        Err(e) => return store_down(e),
+        Err(e) => return store_down(&ctx.base, e),
     };
     let more = rows.len() > PAGE;
     rows.truncate(PAGE);
@@ -98,22 +98,22 @@ async fn list(ctx: Ctx, q: Form) -> Response {
     let next = rows.last().filter(|_| more).map(|last| {
         let mut p = params.to_vec();
         p.push(("before", &last.id));
-        link("/console/events", &p)
+        link("events", &p)
     });
     let body = html! {
-        form.filters method="get" action="/console/events" {
+        form.filters method="get" action="events" {
             (layout::select("outcome", "Outcome", &outcome, &OUTCOMES))
             label { "Customer" input type="search" name="customer" value=(customer) placeholder="id or e-mail"; }
             (layout::select("source", "Source", &source, &["raaft", "digest"]))
             button type="submit" { "Filter" }
-            a href="/console/events" { "Clear" }
+            a href="events" { "Clear" }
         }
         div.table-wrap { table #events {
             thead { tr { th { "Event" } th { "Received" } th { "Outcome" } th { "Customer" } th { "Deliveries" } th.wide { "Source" } } }
             tbody {
                 @for e in &rows {
                     tr {
-                        td { a.mono href={ "/console/events/" (e.id) } { (e.id) } }
+                        td { a.mono href={ "events/" (e.id) } { (e.id) } }
                         td { (when(e.received_at)) }
                         td { (e.outcome.as_deref().unwrap_or("–")) }
                         td { (e.customer.as_deref().unwrap_or("–")) }
@@ -125,29 +125,29 @@ async fn list(ctx: Ctx, q: Form) -> Response {
             }
         } }
         div.pager {
-            @if filter.before.is_some() { a href=(link("/console/events", &params)) { "← Newest" } } @else { span {} }
+            @if filter.before.is_some() { a href=(link("events", &params)) { "← Newest" } } @else { span {} }
             @if let Some(next) = next { a rel="next" href=(next) { "Older →" } }
         }
     };
-    ok_page(layout::page("Events", "/console/events", &ctx.session, None, body))
+    ok_page(layout::page("Events", "events", &ctx, None, body))
 }
 
 async fn detail(ctx: Ctx, id: String) -> Response {
     let store = ctx.state.store().clone();
     let detail = match store.event(&id).await {
         Ok(Some(d)) => d,
-        Ok(None) => return super::not_found("event", &id),
-        Err(e) => return store_down(e),
+        Ok(None) => return super::not_found(&ctx.base, "event", &id),
+        Err(e) => return store_down(&ctx.base, e),
     };
     let deliveries = ListFilter { event_id: Some(detail.summary.id.clone()), limit: 100, ..Default::default() };
     let deliveries = match store.list(&deliveries).await {
         Ok(d) => d,
-        Err(e) => return store_down(e),
+        Err(e) => return store_down(&ctx.base, e),
     };
     let history = match &detail.summary.customer {
         Some(key) => match store.history(key, 20).await {
             Ok(h) => Some(h),
-            Err(e) => return store_down(e),
+            Err(e) => return store_down(&ctx.base, e),
         },
         None => None,
     };
@@ -171,7 +171,7 @@ async fn detail(ctx: Ctx, id: String) -> Response {
             thead { tr { th { "Delivery" } th { "Destination" } th { "Routes" } th { "Status" } th { "Attempts" } } }
             tbody {
                 @for d in &deliveries {
-                    tr { td { a.mono href={ "/console/deliveries/" (d.id) } { (d.id) } } td { (d.destination) }
+                    tr { td { a.mono href={ "deliveries/" (d.id) } { (d.id) } } td { (d.destination) }
                          td { (d.routes.join(", ")) } td { (layout::status(d.status)) } td { (d.attempts) } }
                 }
                 @if deliveries.is_empty() { tr { td colspan="5" .muted { "None: no route matched." } } }
@@ -185,7 +185,7 @@ async fn detail(ctx: Ctx, id: String) -> Response {
                 tbody {
                     @for f in &h.recent {
                         tr {
-                            td { a href={ "/console/events/" (f.event) } { (when(f.at)) } }
+                            td { a href={ "events/" (f.event) } { (when(f.at)) } }
                             td { (f.outcome.as_deref().unwrap_or("–")) } td { (f.plan.as_deref().unwrap_or("–")) }
                             td { @match (f.monthly, &f.currency) { (Some(m), Some(c)) => { (format!("{m:.2} ")) (c) }, (Some(m), None) => { (format!("{m:.2}")) }, _ => { "–" } } }
                             td { (f.motivator.as_deref().unwrap_or("–")) } td { (f.offer.as_deref().unwrap_or("–")) }
@@ -197,5 +197,5 @@ async fn detail(ctx: Ctx, id: String) -> Response {
         h2 { "Event, with what the relay computed at receipt" }
         (layout::json(&detail.event))
     };
-    ok_page(layout::page(&format!("Event {}", s.id), "/console/events", &ctx.session, None, body))
+    ok_page(layout::page(&format!("Event {}", s.id), "events", &ctx, None, body))
 }

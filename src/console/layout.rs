@@ -1,43 +1,48 @@
 //! The console's page shell (head, navigation, sign-out) and the pages
 //! that stand alone: sign-in and messages.
 
-use super::session::Session;
+use super::Ctx;
 use maud::{html, Markup, DOCTYPE};
 
-/// The navigation's entries: (path, label).
+/// The navigation's entries: (path, label). Every link of the console is
+/// relative to its folder (the page's `<base>`), so that it works under
+/// the path a reverse proxy mounts it at.
 const NAV: [(&str, &str); 6] = [
-    ("/console/", "Overview"),
-    ("/console/deliveries", "Deliveries"),
-    ("/console/events", "Events"),
-    ("/console/destinations", "Destinations"),
-    ("/console/templates", "Templates"),
-    ("/console/digests", "Digests"),
+    ("./", "Overview"),
+    ("deliveries", "Deliveries"),
+    ("events", "Events"),
+    ("destinations", "Destinations"),
+    ("templates", "Templates"),
+    ("digests", "Digests"),
 ];
 
-fn head(title: &str) -> Markup {
+/// The page's head; `base`: the console's folder as the browser
+/// addresses it.
+fn head(base: &str, title: &str) -> Markup {
     html! {
         head {
             meta charset="utf-8";
+            base href=(base);
             meta name="viewport" content="width=device-width, initial-scale=1";
             // htmx under a policy without inline code: no injected style, no eval.
             meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false}"#;
             title { (title) " · raaft-relay" }
-            link rel="stylesheet" href="/console/assets/console.css";
-            script src="/console/assets/htmx.min.js" defer {}
+            link rel="stylesheet" href="assets/console.css";
+            script src="assets/htmx.min.js" defer {}
         }
     }
 }
 
 /// A signed-in page: navigation with `current` marked, a flash message,
 /// the title and `body`.
-pub fn page(title: &str, current: &str, session: &Session, flash: Option<&str>, body: Markup) -> Markup {
+pub fn page(title: &str, current: &str, ctx: &Ctx, flash: Option<&str>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title))
+            (head(&ctx.base, title))
             body {
                 header.top {
-                    a.brand href="/console/" { "raaft-relay" }
+                    a.brand href="./" { "raaft-relay" }
                     nav {
                         @for (path, label) in NAV {
                             @if path == current {
@@ -47,8 +52,8 @@ pub fn page(title: &str, current: &str, session: &Session, flash: Option<&str>, 
                             }
                         }
                     }
-                    form.signout method="post" action="/console/logout" {
-                        input type="hidden" name="csrf" value=(session.csrf);
+                    form.signout method="post" action="logout" {
+                        input type="hidden" name="csrf" value=(ctx.session.csrf);
                         button type="submit" { "Sign out" }
                     }
                 }
@@ -65,15 +70,15 @@ pub fn page(title: &str, current: &str, session: &Session, flash: Option<&str>, 
 }
 
 /// The sign-in page, with why the last try failed.
-pub fn login(error: Option<&str>) -> Markup {
+pub fn login(base: &str, error: Option<&str>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head("Sign in"))
+            (head(base, "Sign in"))
             body.login {
                 main {
                     h1 { "raaft-relay console" }
-                    form method="post" action="/console/login" {
+                    form method="post" action="login" {
                         label for="token" { "Admin token" }
                         input #token type="password" name="token" autocomplete="current-password" required autofocus;
                         @if let Some(error) = error {
@@ -89,16 +94,16 @@ pub fn login(error: Option<&str>) -> Markup {
 }
 
 /// A page with one message (a refusal, an error).
-pub fn message(title: &str, text: &str) -> Markup {
+pub fn message(base: &str, title: &str, text: &str) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title))
+            (head(base, title))
             body.login {
                 main {
                     h1 { (title) }
                     p.error { (text) }
-                    p { a href="/console/" { "Back to the console" } }
+                    p { a href="./" { "Back to the console" } }
                 }
             }
         }

@@ -16,6 +16,7 @@ mod destinations;
 mod digests;
 mod events;
 mod layout;
+mod outside;
 mod overview;
 mod playground;
 mod preview;
@@ -24,6 +25,7 @@ pub mod session;
 use crate::http::server::ClientAddr;
 use crate::state::AppState;
 use maud::Markup;
+use outside::{outside, Outside};
 use session::Session;
 use std::collections::HashMap;
 use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -34,16 +36,27 @@ use warp::{Filter, Rejection, Reply};
 /// from the relay only, nothing inline, no framing by others.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-src 'self'; frame-ancestors 'none'; \
-     base-uri 'none'";
+     base-uri 'self'";
 
 /// A form's fields.
 pub(crate) type Form = HashMap<String, String>;
 
-/// What a page handler works with: the relay's state and the session.
+/// What a page handler works with: the relay's state, the session and
+/// where the console is as the browser addresses it (`/console/`, or
+/// under `[server] public_url`'s path): every page's links are relative to
+/// it (`<base href>`).
 #[derive(Clone)]
 pub(crate) struct Ctx {
     pub state: AppState,
     pub session: Session,
+    pub base: String,
+}
+
+impl Ctx {
+    /// A redirect to `rel`, a console page.
+    pub fn redirect(&self, rel: &str) -> Response {
+        redirect(&format!("{}{}", self.base, rel.trim_start_matches("./")))
+    }
 }
 
 /// Why a console request was refused before its handler ran.
@@ -80,35 +93,44 @@ pub fn routes(state: AppState, secure: bool) -> impl Filter<Extract = (Response,
     let root = warp::path::end()
         .and(warp::get())
         .and(warp::path::full())
-        .map(|full: warp::path::FullPath| {
-            // `/console` → `/console/`, so relative links resolve.
+        .and(outside(state.clone(), secure))
+        .map(|full: warp::path::FullPath, outside: Outside| {
+            // `/console` → `/console/`, where the overview is.
             if full.as_str().ends_with('/') {
                 Err(())
             } else {
-                Ok(redirect("/console/"))
+                Ok(redirect(&outside.url("./")))
             }
         })
         .and_then(|r: Result<Response, ()>| async move { r.map_err(|_| warp::reject::not_found()) });
     let assets = warp::path!("assets" / String).and(warp::get()).and_then(asset);
-    let login_page = warp::path!("login").and(warp::get()).map(|| ok_page(layout::login(None)));
+    let login_page = warp::path!("login")
+        .and(warp::get())
+        .and(outside(state.clone(), secure))
+        .map(|outside: Outside| ok_page(layout::login(&outside.base, None)));
     let login = warp::path!("login")
         .and(warp::post())
-        .and(origin_ok())
+        .and(origin_ok(state.clone(), secure))
         .and(not_blocked(state.clone()))
         .and(form(state.clone()))
         .and(crate::http::admin::credentials())
         .and(with(state.clone()))
-        .then(move |form: Form, _: Option<String>, peer: Option<ClientAddr>, forwarded: Option<String>, state| async move {
-            sign_in(&state, &form, peer, forwarded, secure).await
-        });
-    let logout = warp::path!("logout").and(warp::post()).and(changing(state.clone())).then(
-        move |ctx: Ctx, _: Form| async move {
+        .then(
+            move |outside: Outside,
+                  form: Form,
+                  _: Option<String>,
+                  peer: Option<ClientAddr>,
+                  forwarded: Option<String>,
+                  state| async move { sign_in(&state, &outside, &form, peer, forwarded).await },
+        );
+    let logout = warp::path!("logout").and(warp::post()).and(changing_seen(state.clone(), secure)).then(
+        move |outside: Outside, ctx: Ctx, _: Form| async move {
             // Every copy of the cookie ends, not only the browser's.
             if let Err(e) = ctx.state.store().revoke_session(&ctx.session.id, ctx.session.issued).await {
-                return store_down(e);
+                return store_down(&ctx.base, e);
             }
-            let mut r = redirect("/console/login");
-            set_header(&mut r, header::SET_COOKIE, &session::clear_cookie(secure));
+            let mut r = ctx.redirect("login");
+            set_header(&mut r, header::SET_COOKIE, &session::clear_cookie(outside.cookie_path(), outside.secure));
             r
         },
     );
@@ -125,6 +147,10 @@ pub fn routes(state: AppState, secure: bool) -> impl Filter<Extract = (Response,
         .unify()
         .or(digests::routes(state.clone()))
         .unify();
+    let refused = {
+        let state = state.clone();
+        move |rejection: Rejection| refused(outside::base(&state.loaded.load().config), rejection)
+    };
     on.and(assets.or(login_page).unify().or(login).unify().or(logout).unify().or(pages).unify())
         .recover(refused)
         .unify()
@@ -182,19 +208,26 @@ fn not_blocked(state: AppState) -> impl Filter<Extract = (), Error = Rejection> 
 }
 
 /// Passes a request whose `Origin` and `Sec-Fetch-Site` (when sent) say it
-/// comes from the console's own pages.
-fn origin_ok() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+/// comes from the console's own pages, with how the browser sees it
+/// ([`Outside`]). A refusal is logged: behind a proxy that rewrites `Host`
+/// it is the sign that `[server] public_url` is missing.
+fn origin_ok(state: AppState, tls: bool) -> impl Filter<Extract = (Outside,), Error = Rejection> + Clone {
     warp::header::optional::<String>("origin")
         .and(warp::header::optional::<String>("sec-fetch-site"))
-        .and(warp::header::optional::<String>("host"))
-        .and_then(|origin: Option<String>, site: Option<String>, host: Option<String>| async move {
-            if session::same_origin(origin.as_deref(), site.as_deref(), host.as_deref()) {
-                Ok(())
+        .and(outside(state, tls))
+        .and_then(|origin: Option<String>, site: Option<String>, outside: Outside| async move {
+            if outside.accepts(origin.as_deref(), site.as_deref()) {
+                Ok(outside)
             } else {
+                tracing::warn!(
+                    origin = origin.as_deref().unwrap_or("-"),
+                    sec_fetch_site = site.as_deref().unwrap_or("-"),
+                    "console: cross-site request refused (behind a reverse proxy, set [server] public_url to the \
+                     address people use)"
+                );
                 Err(warp::reject::custom(Refusal::Forbidden("cross-site request refused")))
             }
         })
-        .untuple_one()
 }
 
 /// Passes a signed-in request with its [`Ctx`]: a cookie signed with the
@@ -218,7 +251,8 @@ pub(crate) fn signed_in(state: AppState) -> impl Filter<Extract = (Ctx,), Error 
             if state.store().session_revoked(&session.id).await.map_err(down)? {
                 return Err(warp::reject::custom(Refusal::SignIn));
             }
-            Ok(Ctx { state, session })
+            let base = outside::base(&state.loaded.load().config);
+            Ok(Ctx { state, session, base })
         }
     })
 }
@@ -226,13 +260,19 @@ pub(crate) fn signed_in(state: AppState) -> impl Filter<Extract = (Ctx,), Error 
 /// Passes a signed-in, same-origin request whose form carries the
 /// session's CSRF token, with the form.
 pub(crate) fn changing(state: AppState) -> impl Filter<Extract = (Ctx, Form), Error = Rejection> + Clone {
-    origin_ok()
+    changing_seen(state, false).map(|_: Outside, ctx: Ctx, form: Form| (ctx, form)).untuple_one()
+}
+
+/// [`changing`], with how the browser sees the request (`tls`: the
+/// listener serves TLS).
+fn changing_seen(state: AppState, tls: bool) -> impl Filter<Extract = (Outside, Ctx, Form), Error = Rejection> + Clone {
+    origin_ok(state.clone(), tls)
         .and(signed_in(state.clone()))
         .and(form(state))
-        .and_then(|ctx: Ctx, form: Form| async move {
+        .and_then(|outside: Outside, ctx: Ctx, form: Form| async move {
             let presented = form.get("csrf").map(String::as_str).unwrap_or("");
             if session::csrf_ok(&ctx.session, presented) {
-                Ok((ctx, form))
+                Ok((outside, ctx, form))
             } else {
                 Err(warp::reject::custom(Refusal::Forbidden(
                     "missing or wrong CSRF token: reload the page and try again",
@@ -242,32 +282,36 @@ pub(crate) fn changing(state: AppState) -> impl Filter<Extract = (Ctx, Form), Er
         .untuple_one()
 }
 
-async fn refused(rejection: Rejection) -> Result<Response, Rejection> {
+/// The answer to a request refused before its handler (`base`: where the
+/// console is).
+async fn refused(base: String, rejection: Rejection) -> Result<Response, Rejection> {
     if let Some(crate::http::ApiError::TooManyFailures(wait)) = rejection.find::<crate::http::ApiError>() {
-        return Ok(too_many_wrong_tokens(*wait));
+        return Ok(too_many_wrong_tokens(&base, *wait));
     }
     match rejection.find::<Refusal>() {
-        Some(Refusal::SignIn) => Ok(redirect("/console/login")),
-        Some(Refusal::Forbidden(why)) => Ok(html_with(StatusCode::FORBIDDEN, layout::message("Request refused", why))),
+        Some(Refusal::SignIn) => Ok(redirect(&format!("{base}login"))),
+        Some(Refusal::Forbidden(why)) => {
+            Ok(html_with(StatusCode::FORBIDDEN, layout::message(&base, "Request refused", why)))
+        }
         Some(Refusal::StoreDown(why)) => {
-            Ok(html_with(StatusCode::SERVICE_UNAVAILABLE, layout::message("The store did not answer", why)))
+            Ok(html_with(StatusCode::SERVICE_UNAVAILABLE, layout::message(&base, "The store did not answer", why)))
         }
         None => Err(rejection),
     }
 }
 
 /// The sign-in page, answered 429 to a client past its admin allowance.
-fn too_many_wrong_tokens(wait: std::time::Duration) -> Response {
+fn too_many_wrong_tokens(base: &str, wait: std::time::Duration) -> Response {
     let why = format!("too many wrong tokens: try again in {} s", wait.as_secs().max(1));
-    html_with(StatusCode::TOO_MANY_REQUESTS, layout::login(Some(&why)))
+    html_with(StatusCode::TOO_MANY_REQUESTS, layout::login(base, Some(&why)))
 }
 
 async fn sign_in(
     state: &AppState,
+    outside: &Outside,
     form: &Form,
     peer: Option<ClientAddr>,
     forwarded: Option<String>,
-    secure: bool,
 ) -> Response {
     let token = form.get("token").map(|t| t.trim()).unwrap_or("");
     let bearer = format!("Bearer {token}");
@@ -275,12 +319,13 @@ async fn sign_in(
         Ok(()) => {
             let secret = match state.store().secret(session::SECRET).await {
                 Ok(secret) => secret,
-                Err(e) => return store_down(e),
+                Err(e) => return store_down(&outside.base, e),
             };
             let lasts = state.loaded.load().config.admin_session;
             let (value, _) = session::start(&secret, token, chrono::Utc::now(), lasts);
-            let mut r = redirect("/console/");
-            set_header(&mut r, header::SET_COOKIE, &session::set_cookie(&value, lasts, secure));
+            let mut r = redirect(&outside.url("./"));
+            let cookie = session::set_cookie(&value, lasts, outside.cookie_path(), outside.secure);
+            set_header(&mut r, header::SET_COOKIE, &cookie);
             r
         }
         Err(rejection) => {
@@ -289,8 +334,8 @@ async fn sign_in(
                 _ => None,
             });
             match limited {
-                Some(wait) => too_many_wrong_tokens(wait),
-                None => html_with(StatusCode::UNAUTHORIZED, layout::login(Some("wrong admin token"))),
+                Some(wait) => too_many_wrong_tokens(&outside.base, wait),
+                None => html_with(StatusCode::UNAUTHORIZED, layout::login(&outside.base, Some("wrong admin token"))),
             }
         }
     }
@@ -369,12 +414,13 @@ pub(crate) fn link(to: &str, params: &[(&str, &str)]) -> String {
     }
 }
 
-/// A 404 page: no `what` named `name`.
-pub(crate) fn not_found(what: &str, name: &str) -> Response {
-    html_with(StatusCode::NOT_FOUND, layout::message(&format!("No such {what}"), &format!("no {what} \"{name}\"")))
+/// A 404 page: no `what` named `name` (`base`: where the console is).
+pub(crate) fn not_found(base: &str, what: &str, name: &str) -> Response {
+    let (title, text) = (format!("No such {what}"), format!("no {what} \"{name}\""));
+    html_with(StatusCode::NOT_FOUND, layout::message(base, &title, &text))
 }
 
 /// A page telling that the store could not answer.
-pub(crate) fn store_down(e: crate::store::StoreError) -> Response {
-    html_with(StatusCode::SERVICE_UNAVAILABLE, layout::message("The store did not answer", &e.to_string()))
+pub(crate) fn store_down(base: &str, e: crate::store::StoreError) -> Response {
+    html_with(StatusCode::SERVICE_UNAVAILABLE, layout::message(base, "The store did not answer", &e.to_string()))
 }

@@ -23,7 +23,7 @@ async fn page(ctx: Ctx) -> Response {
     let periods = [Duration::from_secs(3600), Duration::from_secs(24 * 3600)];
     let (activity, stats) = match tokio::try_join!(store.activity(&periods), store.destination_stats()) {
         Ok(read) => read,
-        Err(e) => return store_down(e),
+        Err(e) => return store_down(&ctx.base, e),
     };
     let (hour, day) = (&activity[0], &activity[1]);
     let backlog: u64 = stats.iter().map(|s| s.pending).sum();
@@ -37,7 +37,7 @@ async fn page(ctx: Ctx) -> Response {
         div.cards {
             div.card { div.label { "Backlog" } div.figure #backlog { (backlog) } div.label { "oldest waiting " (took(oldest)) } }
             div.card { div.label { "Dead deliveries" } div.figure #dead { (dead) }
-                @if dead > 0 { a href="/console/deliveries?status=dead" { "See them" } } }
+                @if dead > 0 { a href="deliveries?status=dead" { "See them" } } }
             div.card { div.label { "Events, last hour" } div.figure { (hour.events_total()) } div.label { "last day " (day.events_total()) } }
             div.card { div.label { "Last reload" }
                 @match &reload {
@@ -56,7 +56,7 @@ async fn page(ctx: Ctx) -> Response {
             thead { tr { th { "Outcome" } th { "Last hour" } th { "Last day" } } }
             tbody {
                 @for outcome in OUTCOMES {
-                    tr { td { a href={ "/console/events?outcome=" (outcome) } { (outcome) } } td { (count(hour, outcome)) } td { (count(day, outcome)) } }
+                    tr { td { a href={ "events?outcome=" (outcome) } { (outcome) } } td { (count(hour, outcome)) } td { (count(day, outcome)) } }
                 }
                 @if count(day, "other") > 0 {
                     tr { td { "other" } td { (count(hour, "other")) } td { (count(day, "other")) } }
@@ -70,7 +70,7 @@ async fn page(ctx: Ctx) -> Response {
             tbody {
                 @for status in [Status::Delivered, Status::Pending, Status::Dead] {
                     tr {
-                        td { a href={ "/console/deliveries?status=" (status.as_str()) } { (layout::status(status)) } }
+                        td { a href={ "deliveries?status=" (status.as_str()) } { (layout::status(status)) } }
                         td { (hour.deliveries_with(status)) } td { (day.deliveries_with(status)) }
                     }
                 }
@@ -81,12 +81,12 @@ async fn page(ctx: Ctx) -> Response {
             thead { tr { th { "Destination" } th { "Pending" } th { "Oldest" } th { "Dead" } } }
             tbody {
                 @for s in &stats {
-                    tr { td { a href={ "/console/deliveries?destination=" (s.destination) } { (s.destination) } }
+                    tr { td { a href={ "deliveries?destination=" (s.destination) } { (s.destination) } }
                          td { (s.pending) } td { (took(s.oldest_pending_age)) } td { (s.dead) } }
                 }
                 @if stats.is_empty() { tr { td colspan="4" .muted { "Nothing waits." } } }
             }
         } }
     };
-    ok_page(layout::page("Overview", "/console/", &ctx.session, None, body))
+    ok_page(layout::page("Overview", "./", &ctx, None, body))
 }

@@ -116,7 +116,7 @@ async fn show(ctx: Ctx, q: Form, outcome: Option<Markup>) -> Response {
     let pick = Pick::of(&loaded, &q);
     let Some(dest) = loaded.destination(&pick.destination) else {
         let body = html! { p.muted { "No destination is configured." } };
-        return ok_page(layout::page("Templates", "/console/templates", &ctx.session, None, body));
+        return ok_page(layout::page("Templates", "templates", &ctx, None, body));
     };
     let source = match q.get("source") {
         Some(typed) => typed.clone(),
@@ -133,7 +133,7 @@ async fn show(ctx: Ctx, q: Form, outcome: Option<Markup>) -> Response {
         .await
     {
         Ok(events) => events,
-        Err(e) => return store_down(e),
+        Err(e) => return store_down(&ctx.base, e),
     };
     let mut q = q.clone();
     q.insert("source".into(), source.clone());
@@ -141,7 +141,7 @@ async fn show(ctx: Ctx, q: Form, outcome: Option<Markup>) -> Response {
     let files = template_files(&loaded.config.templates_dir);
     let editable = loaded.config.edit_templates;
     let body = html! {
-        form.filters method="get" action="/console/templates" {
+        form.filters method="get" action="templates" {
             label { "Destination"
                 select name="destination" {
                     @for d in loaded.destinations() { option value=(d.name) selected[d.name == dest.name] { (d.name) " (" (d.kind.as_str()) ")" } }
@@ -154,14 +154,14 @@ async fn show(ctx: Ctx, q: Form, outcome: Option<Markup>) -> Response {
             }
             button.plain type="submit" { "Open" }
         }
-        form #playground method="post" action="/console/templates" {
+        form #playground method="post" action="templates" {
             input type="hidden" name="csrf" value=(ctx.session.csrf);
             input type="hidden" name="destination" value=(dest.name);
             input type="hidden" name="template" value=(pick.template);
             div.playground {
                 div {
                     label { "Event "
-                        select #event name="event" hx-post="/console/templates/render" hx-trigger="change"
+                        select #event name="event" hx-post="templates/render" hx-trigger="change"
                             hx-target="#result" hx-include="closest form" {
                             optgroup label="Samples" {
                                 @for (name, _) in crate::samples::SAMPLE_EVENTS {
@@ -182,12 +182,12 @@ async fn show(ctx: Ctx, q: Form, outcome: Option<Markup>) -> Response {
                         }
                     }
                     textarea #source name="source" spellcheck="false" aria-label="Template"
-                        hx-post="/console/templates/render" hx-trigger="input delay:250ms" hx-target="#result"
+                        hx-post="templates/render" hx-trigger="input delay:250ms" hx-target="#result"
                         hx-include="closest form" { (source) }
                     div.actions {
                         button.plain type="submit" { "Render" }
                         @if editable {
-                            button #save type="submit" formaction="/console/templates/save" { "Save to " (pick.template) }
+                            button #save type="submit" formaction="templates/save" { "Save to " (pick.template) }
                         } @else {
                             span.hint { "Edits are not saved (" code { "[admin] edit_templates = true" } " allows saving)." }
                         }
@@ -198,7 +198,7 @@ async fn show(ctx: Ctx, q: Form, outcome: Option<Markup>) -> Response {
             }
         }
     };
-    ok_page(layout::page("Templates", "/console/templates", &ctx.session, None, body))
+    ok_page(layout::page("Templates", "templates", &ctx, None, body))
 }
 
 /// The template `rel` compiled from the form's text (or the file's).
@@ -261,12 +261,16 @@ async fn save(ctx: Ctx, form: Form) -> Response {
     if !loaded.config.edit_templates {
         return super::html_with(
             StatusCode::FORBIDDEN,
-            layout::message("Saving is off", "set [admin] edit_templates = true to save templates from the console"),
+            layout::message(
+                &ctx.base,
+                "Saving is off",
+                "set [admin] edit_templates = true to save templates from the console",
+            ),
         );
     }
     let pick = Pick::of(&loaded, &form);
     if loaded.destination(&pick.destination).is_none() {
-        return super::not_found("destination", &pick.destination);
+        return super::not_found(&ctx.base, "destination", &pick.destination);
     }
     let refused = |problems: Vec<String>| {
         html! {

@@ -120,39 +120,23 @@ pub fn csrf_ok(session: &Session, presented: &str) -> bool {
     bool::from(session.csrf.as_bytes().ct_eq(presented.as_bytes()))
 }
 
-/// The `Set-Cookie` value that keeps `value` for `lasts` (`Secure` when
-/// the console is served over TLS).
-pub fn set_cookie(value: &str, lasts: std::time::Duration, secure: bool) -> String {
+/// The `Set-Cookie` value that keeps `value` for `lasts` on `path` (the
+/// console's folder; `Secure` when the browser reached the relay over
+/// https).
+pub fn set_cookie(value: &str, lasts: std::time::Duration, path: &str, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
-    format!("{COOKIE}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{secure}", lasts.as_secs())
+    format!("{COOKIE}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={}{secure}", lasts.as_secs())
 }
 
 /// The `Set-Cookie` value that signs out.
-pub fn clear_cookie(secure: bool) -> String {
+pub fn clear_cookie(path: &str, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
-    format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
+    format!("{COOKIE}=; Path={path}; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
 }
 
 /// The session cookie's value in a `Cookie` header.
 pub fn from_cookie_header(header: &str) -> Option<&str> {
     header.split(';').filter_map(|c| c.trim().split_once('=')).find(|(name, _)| *name == COOKIE).map(|(_, v)| v)
-}
-
-/// Whether a state-changing request comes from the console's own pages:
-/// a browser's `Sec-Fetch-Site` and `Origin`, when sent, must name this
-/// origin (`host` is the request's `Host`).
-pub fn same_origin(origin: Option<&str>, fetch_site: Option<&str>, host: Option<&str>) -> bool {
-    if fetch_site.is_some_and(|s| s != "same-origin" && s != "none") {
-        return false;
-    }
-    match (origin, host) {
-        (None, _) => true,
-        (Some(origin), Some(host)) => {
-            let origin = origin.trim_end_matches('/');
-            origin == format!("http://{host}") || origin == format!("https://{host}")
-        }
-        (Some(_), None) => false,
-    }
 }
 
 #[cfg(test)]
@@ -220,16 +204,14 @@ mod tests {
         let (_, session) = start(SECRET, "t", Utc::now(), Duration::from_secs(60));
         assert!(csrf_ok(&session, &session.csrf.clone()));
         assert!(!csrf_ok(&session, "nope"));
-        assert!(same_origin(Some("http://127.0.0.1:9090"), Some("same-origin"), Some("127.0.0.1:9090")));
-        assert!(!same_origin(Some("http://evil.test"), None, Some("127.0.0.1:9090")));
-        assert!(!same_origin(None, Some("cross-site"), Some("127.0.0.1:9090")));
-        assert!(same_origin(None, None, Some("127.0.0.1:9090")), "a client that is not a browser sends neither");
     }
 
     #[test]
     fn the_cookie_is_http_only_strict_and_scoped() {
-        let set = set_cookie("v", Duration::from_secs(43200), true);
+        let set = set_cookie("v", Duration::from_secs(43200), "/console", true);
         assert_eq!(set, "raaft_console=v; Path=/console; HttpOnly; SameSite=Strict; Max-Age=43200; Secure");
+        let under = clear_cookie("/raaft/console", false);
+        assert_eq!(under, "raaft_console=; Path=/raaft/console; HttpOnly; SameSite=Strict; Max-Age=0");
         assert_eq!(from_cookie_header("a=b; raaft_console=xyz; c=d"), Some("xyz"));
     }
 }

@@ -130,7 +130,7 @@ impl std::io::Write for BoundedWriter {
             return Err(std::io::Error::other(Exceeded::Output(self.limit).to_string()));
         }
         self.writes = self.writes.wrapping_add(1);
-        if self.writes % 64 == 0 {
+        if self.writes.is_multiple_of(64) {
             check().map_err(|why| std::io::Error::other(why.to_string()))?;
         }
         self.bytes.extend_from_slice(buf);

@@ -11,6 +11,7 @@
 //! whose attempt cannot be recorded is not handed out again while its
 //! worker keeps trying.
 
+pub mod copy;
 pub mod inspect;
 pub mod policy;
 pub mod postgres;
@@ -47,6 +48,43 @@ pub enum StoreError {
         .0.display()
     )]
     InUse(PathBuf),
+    /// A store command (or `serve` beside older replicas) found a schema
+    /// older than this release's: only `migrate` (or `serve`) changes it.
+    #[error(
+        "the store is at version {version}, this release needs version {latest}: run `raaft-relay migrate` \
+         (stop every replica first on PostgreSQL)"
+    )]
+    Outdated { version: usize, latest: usize },
+    /// The schema is newer than this release knows.
+    #[error(
+        "the store is at version {version}, newer than this release knows ({latest}): use the release that \
+         upgraded it, or a newer one"
+    )]
+    Newer { version: usize, latest: usize },
+    /// `serve` on PostgreSQL found an older schema while other clients of
+    /// the database, replicas of an older release by all signs, are
+    /// connected.
+    #[error(
+        "the store is at version {version}, this release needs version {latest}, and {connections} other \
+         connection(s) to the database look like raaft-relay replicas of an older release: stop every replica, \
+         then run `raaft-relay migrate` (or start this one again)"
+    )]
+    OlderReplicas { version: usize, latest: usize, connections: usize },
+    /// A store command found a database without the relay's tables.
+    #[error("the store has no raaft-relay tables yet: start `serve` on it, or run `raaft-relay migrate`")]
+    Empty,
+    /// A store command named an SQLite file that does not exist.
+    #[error("there is no store at \"{}\" yet (`serve` creates it): is `[store] url` the one `serve` uses?", .0.display())]
+    Missing(PathBuf),
+}
+
+/// What `raaft-relay migrate` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    /// The version the store was at (0: it was new).
+    pub from: usize,
+    /// The version it is at now, this release's.
+    pub to: usize,
 }
 
 /// Who opens the store.
@@ -55,11 +93,25 @@ pub enum Access {
     /// `serve`: the one process that delivers from an SQLite file (it takes
     /// the file's lock and the claims a previous run left).
     Serve,
-    /// The `deliveries` commands, beside a running `serve`.
+    /// The store commands (`deliveries`, `history`, `forget`, `digest`),
+    /// beside a running `serve`: they never change the schema.
     Tool,
 }
 
-/// Opens (creating and migrating it if needed) the store at `location`.
+/// Brings the store at `location` to this release's schema, creating it
+/// when new (`raaft-relay migrate`). On SQLite it takes the file's lock
+/// (no `serve` may be running); on PostgreSQL the operator stops every
+/// replica first.
+pub async fn migrate(location: &StoreLocation) -> Result<Migrated, StoreError> {
+    match location {
+        StoreLocation::Sqlite(path) => sqlite::migrate(path).await,
+        StoreLocation::Postgres(url) => postgres::migrate(url).await,
+    }
+}
+
+/// Opens the store at `location`. `serve` creates and migrates it as
+/// needed (on PostgreSQL, not beside replicas of an older release); the
+/// store commands refuse a store that is missing or at another version.
 /// `dedup_window` is how long an idempotency key makes a new event a
 /// duplicate.
 pub async fn open(
@@ -69,7 +121,7 @@ pub async fn open(
 ) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match location {
         StoreLocation::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path, dedup_window, access).await?),
-        StoreLocation::Postgres(url) => Arc::new(postgres::PostgresStore::open(url, dedup_window).await?),
+        StoreLocation::Postgres(url) => Arc::new(postgres::PostgresStore::open(url, dedup_window, access).await?),
     })
 }
 

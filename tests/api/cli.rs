@@ -18,6 +18,44 @@ fn check_passes_on_the_shipped_config_with_only_the_token_set() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("config/relay.toml: ok"), "{stdout}");
+    // Where the store is, and that the console is off, said before the
+    // first start.
+    let store = format!("store: sqlite://{}", repo_path("data/relay.db").display());
+    assert!(stdout.lines().any(|l| l == store), "{store} in:\n{stdout}");
+    assert!(stdout.lines().any(|l| l == "console: off (no [admin] tokens)"), "{stdout}");
+}
+
+#[tokio::test]
+async fn serve_and_check_say_where_the_store_is_and_where_the_console_answers() {
+    let cfg = ConfigDir::new(
+        "[destinations.out]\nkind = \"console\"\ntemplate = \"console/event.hbs\"\n\
+         [admin]\ntokens = [\"an-admin-token-of-some-length\"]\n",
+    );
+    let pg_like = "postgres://relay:s3cret@db.internal:5433/relay";
+    let checked = relay().args(["--config", cfg.path().to_str().unwrap(), "check"]).output().unwrap();
+    let (stdout, _) = text(&checked);
+    let store = format!("store: sqlite://{}", cfg.dir.path().join("data/relay.db").display());
+    assert!(stdout.lines().any(|l| l == store), "{stdout}");
+    assert!(stdout.lines().any(|l| l == "console: http://127.0.0.1:0/console/"), "{stdout}");
+
+    let relay = RelayProcess::start(&cfg.path()).await;
+    let started = relay.logs();
+    let line = started.lines().find(|l| l.contains("raaft-relay listening")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(line["console"], format!("http://127.0.0.1:{}/console/", relay.port));
+    assert_eq!(line["store"], format!("sqlite://{}", cfg.dir.path().join("data/relay.db").display()));
+    drop(relay);
+
+    // Behind a proxy, the address people use; a PostgreSQL store without
+    // its password.
+    let text_now = std::fs::read_to_string(cfg.path()).unwrap();
+    let text_now = text_now.replace("[server]\n", "[server]\npublic_url = \"https://relay.example.com/raaft/\"\n");
+    std::fs::write(cfg.path(), text_now.replace("sqlite://data/relay.db", pg_like)).unwrap();
+    let checked = relay_command().args(["--config", cfg.path().to_str().unwrap(), "check"]).output().unwrap();
+    let (stdout, stderr) = text(&checked);
+    assert!(checked.status.success(), "{stdout}{stderr}");
+    assert!(stdout.lines().any(|l| l == "console: https://relay.example.com/raaft/console/"), "{stdout}");
+    assert!(stdout.lines().any(|l| l == "store: postgres://relay:***@db.internal:5433/relay"), "{stdout}");
 }
 
 #[test]

@@ -21,5 +21,7 @@ mod reload;
 mod replies;
 mod slack;
 mod store;
+mod store_commands;
+mod store_copy;
 mod trust;
 mod upgrade;

@@ -19,7 +19,7 @@ fn first_release_event(n: u32) -> String {
 /// A release's store (`fixtures`: its folder under `tests/fixtures`),
 /// copied (SQLite) or loaded (PostgreSQL) where this test's relay keeps its
 /// own.
-async fn release_store(fixtures: &str, store: &TestStore, dir: &std::path::Path) -> StoreLocation {
+pub(crate) async fn release_store(fixtures: &str, store: &TestStore, dir: &std::path::Path) -> StoreLocation {
     let fixtures = repo_path(&format!("tests/fixtures/{fixtures}"));
     match store {
         TestStore::Sqlite => {

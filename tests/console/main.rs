@@ -11,6 +11,7 @@ mod browser;
 mod hostile_templates;
 mod in_browser;
 mod pages;
+mod proxies;
 mod reads;
 
 use helpers::*;

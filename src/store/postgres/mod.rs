@@ -19,9 +19,6 @@ use sqlx::{PgConnection, Row};
 use std::str::FromStr;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-/// The schema, embedded: migrations run when the store is opened.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 /// Now, by the database's clock, in milliseconds since the epoch (the
 /// transaction's start).
 macro_rules! now {
@@ -33,6 +30,7 @@ macro_rules! now {
 mod digests;
 mod history;
 mod inspect;
+mod schema;
 mod secrets;
 
 use digests::{claim_digest, digest_window};
@@ -68,24 +66,44 @@ fn writer_stopped<T>(_: T) -> StoreError {
     StoreError::Unavailable("the store writer stopped".into())
 }
 
+/// A pool of up to `size` connections to `url`, named after this release
+/// in `pg_stat_activity` (which is how a newer release knows an older
+/// replica is connected).
+pub(super) async fn connect(url: &str, size: u32) -> Result<PgPool, StoreError> {
+    // Every statement is planned with the table as it is now. A plan
+    // cached while the queue was small (a sequential scan of a few
+    // hundred deliveries) would otherwise stay in use as the queue grows:
+    // recording attempts once took 40 ms a batch over a backlog of
+    // 100 000 that way.
+    let options = PgConnectOptions::from_str(url)
+        .map_err(unavailable)?
+        .options([("plan_cache_mode", "force_custom_plan")])
+        .application_name(schema::APPLICATION_NAME);
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(unavailable)
+}
+
+/// `raaft-relay migrate` on PostgreSQL.
+pub(super) async fn migrate(url: &str) -> Result<Migrated, StoreError> {
+    let pool = connect(url, 1).await?;
+    let from = schema::migrate(&pool).await?;
+    pool.close().await;
+    Ok(Migrated { from, to: schema::latest() })
+}
+
 impl PostgresStore {
-    /// Connects to the database at `url` and brings its schema up to date.
-    pub async fn open(url: &str, dedup_window: Duration) -> Result<PostgresStore, StoreError> {
-        // Every statement is planned with the table as it is now. A plan
-        // cached while the queue was small (a sequential scan of a few
-        // hundred deliveries) would otherwise stay in use as the queue grows:
-        // recording attempts once took 40 ms a batch over a backlog of
-        // 100 000 that way.
-        let options =
-            PgConnectOptions::from_str(url).map_err(unavailable)?.options([("plan_cache_mode", "force_custom_plan")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await
-            .map_err(unavailable)?;
-        MIGRATOR.run(&pool).await.map_err(|e| unavailable(format!("migrations failed: {e}")))?;
-        rekey_first_release(&pool).await.map_err(|e| unavailable(format!("cannot upgrade idempotency keys: {e}")))?;
+    /// Connects to the database at `url`: `serve` brings its schema up to
+    /// date ([`schema::upgrade_for_serve`]), a store command only checks it.
+    pub async fn open(url: &str, dedup_window: Duration, access: Access) -> Result<PostgresStore, StoreError> {
+        let pool = connect(url, 16).await?;
+        match access {
+            Access::Serve => schema::upgrade_for_serve(&pool).await?,
+            Access::Tool => schema::require_latest(&pool).await?,
+        }
         let (writes, queue) = mpsc::channel(4 * policy::MAX_BATCH);
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..WRITERS {
@@ -95,36 +113,6 @@ impl PostgresStore {
         tokio::spawn(answer_lookups(pool.clone(), lookup_queue));
         Ok(PostgresStore { pool, writes, lookups })
     }
-}
-
-/// The first release's idempotency keys (set aside by the migration),
-/// recomputed from their events as this release computes them, so that a
-/// Raaft retry of an event received before the upgrade is still a
-/// duplicate. A key whose event is gone could not match again and is
-/// dropped. Replicas starting together take turns on the rows.
-async fn rekey_first_release(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let rows: Vec<(String, Option<Vec<u8>>)> = sqlx::query_as(
-        "SELECT l.dedup_key, e.body FROM dedup_legacy l LEFT JOIN events e ON e.id = l.event_id FOR UPDATE OF l",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let (old, new): (Vec<String>, Vec<String>) =
-        rows.into_iter().filter_map(|(old, body)| Some((old, Event::parse(&body?).ok()?.idempotency_key()))).unzip();
-    sqlx::query(
-        "INSERT INTO dedup (dedup_key, event_id, received_at) \
-         SELECT n.new, l.event_id, l.received_at FROM unnest($1::text[], $2::text[]) AS n(old, new) \
-         JOIN dedup_legacy l ON l.dedup_key = n.old ON CONFLICT (dedup_key) DO NOTHING",
-    )
-    .bind(&old)
-    .bind(&new)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM dedup_legacy").execute(&mut *tx).await?;
-    tx.commit().await
 }
 
 /// How many batches are written at once. While one batch waits for its

@@ -17,7 +17,6 @@ use crate::store::inspect::{Activity, DestinationHealth, EventDetail, EventFilte
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
-use rusqlite_migration::{HookResult, Migrations, M};
 use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -33,19 +32,17 @@ macro_rules! now {
 mod digests;
 mod history;
 mod inspect;
+mod schema;
 mod secrets;
 
 use digests::{claim_digest, digest_window, digests_quoting, rewrite_digest};
 use history::{answer_lookups, events_with_email, forget, forget_events, lookups_stopped, remember, Lookup};
 
-/// The schema, in order: the first release's, then each change.
-const MIGRATIONS: [&str; 5] = [
-    include_str!("../../../migrations/sqlite/20261128000001_init.sql"),
-    include_str!("../../../migrations/sqlite/20261201000001_exactly_once.sql"),
-    include_str!("../../../migrations/sqlite/20261203000001_history.sql"),
-    include_str!("../../../migrations/sqlite/20261204000001_console.sql"),
-    include_str!("../../../migrations/sqlite/20261207000001_secrets.sql"),
-];
+/// How the connection that writes is set up (see [`SqliteStore::open`]).
+const WRITER_SETUP: &str = concat!(
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    "PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; PRAGMA secure_delete = ON;"
+);
 
 /// How long a connection waits for another process's write lock (a
 /// `deliveries` command beside `serve`).
@@ -74,9 +71,12 @@ impl SqliteStore {
 
     fn open_blocking(path: &Path, dedup_window: Duration, access: Access) -> Result<SqliteStore, StoreError> {
         let shown = path.display();
-        create_private(path)?;
         let lock = match access {
-            Access::Serve => Some(lock(path)?),
+            Access::Serve => {
+                create_private(path)?;
+                Some(lock(path)?)
+            }
+            Access::Tool if !path.exists() => return Err(StoreError::Missing(path.to_path_buf())),
             Access::Tool => None,
         };
         let failed =
@@ -91,12 +91,11 @@ impl SqliteStore {
         // data in /var/tmp. What is deleted is overwritten with zeros
         // (secure_delete), so an erased customer's text does not linger in
         // free space.
-        conn.execute_batch(concat!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-            "PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; PRAGMA secure_delete = ON;"
-        ))
-        .map_err(|e| failed("set up", &e))?;
-        migrate(&mut conn).map_err(|e| failed("migrate", &e))?;
+        conn.execute_batch(WRITER_SETUP).map_err(|e| failed("set up", &e))?;
+        match access {
+            Access::Serve => drop(schema::migrate(&mut conn)?),
+            Access::Tool => schema::require_latest(&conn)?,
+        }
         if access == Access::Serve {
             // Only this process delivers from the file: a claim left by a
             // previous run (killed mid-attempt) is free at once. Its
@@ -176,6 +175,65 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
 
 fn writer_stopped() -> StoreError {
     StoreError::Unavailable("the store writer stopped".into())
+}
+
+/// `raaft-relay migrate` on an SQLite file: with the file's lock, as
+/// `serve` takes it, so not while a `serve` runs on it.
+pub(super) async fn migrate(path: &Path) -> Result<Migrated, StoreError> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        create_private(&path)?;
+        let _lock = lock(&path)?;
+        let mut conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .and_then(|c| c.execute_batch(WRITER_SETUP).map(|_| c))
+            .map_err(|e| StoreError::Unavailable(format!("cannot open \"{}\": {e}", path.display())))?;
+        let from = schema::migrate(&mut conn)?;
+        Ok(Migrated { from, to: schema::LATEST })
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(format!("cannot migrate the store: {e}")))?
+}
+
+/// The source of `raaft-relay store copy`: a private snapshot of the file
+/// (`VACUUM INTO`, beside it), brought to this release's schema, so the
+/// file itself is left as it was. Holds the file's lock: `serve` must be
+/// stopped. The snapshot is removed when the returned guard drops.
+pub(super) fn copy_source(path: &Path) -> Result<(Connection, CopySource), StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Missing(path.to_path_buf()));
+    }
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError::Unavailable(format!("cannot {what} \"{}\": {e}", path.display()))
+    };
+    let lock = lock(path)?;
+    let snapshot = path.with_file_name(format!(".{}.copy-{}", file_name(path), new_id()));
+    let guard = CopySource { snapshot: snapshot.clone(), _lock: lock };
+    let source = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| failed("open", &e))?;
+    source
+        .execute("VACUUM INTO ?1", params![snapshot.to_string_lossy()])
+        .map_err(|e| failed("take a snapshot of", &e))?;
+    std::fs::set_permissions(&snapshot, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| failed("protect the snapshot of", &e))?;
+    let mut conn = Connection::open(&snapshot).map_err(|e| failed("open the snapshot of", &e))?;
+    schema::migrate(&mut conn)?;
+    Ok((conn, guard))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// What [`copy_source`] holds: the source file's lock and the snapshot,
+/// removed on drop.
+pub(super) struct CopySource {
+    snapshot: std::path::PathBuf,
+    _lock: File,
+}
+
+impl Drop for CopySource {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.snapshot);
+    }
 }
 
 /// Creates the store's folder (owner only) and file (owner read and write)
@@ -263,49 +321,6 @@ fn lock(path: &Path) -> Result<File, StoreError> {
             Err(StoreError::Unavailable(format!("cannot lock \"{}\": {e}", path.display())))
         }
     }
-}
-
-/// Brings the schema to the latest version. A store made by the first
-/// release was migrated by another tool, which left its own bookkeeping
-/// table and no schema version: it is at version 1.
-fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
-    let first_release: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sqlx_migrations') \
-         AND (SELECT user_version FROM pragma_user_version) = 0",
-        [],
-        |row| row.get(0),
-    )?;
-    if first_release {
-        conn.pragma_update(None, "user_version", 1)?;
-    }
-    Migrations::new(vec![
-        M::up(MIGRATIONS[0]),
-        M::up_with_hook(MIGRATIONS[1], rekey_first_release),
-        M::up(MIGRATIONS[2]),
-        M::up(MIGRATIONS[3]),
-        M::up(MIGRATIONS[4]),
-    ])
-    .to_latest(conn)
-}
-
-/// The first release's idempotency keys, recomputed from their events as
-/// this release computes them, so that a Raaft retry of an event received
-/// before the upgrade is still a duplicate. A key whose event is gone
-/// could not match anything again and is dropped.
-fn rekey_first_release(tx: &Transaction<'_>) -> HookResult {
-    let rows: Vec<(String, Option<String>)> = tx
-        .prepare("SELECT d.dedup_key, e.body FROM dedup d LEFT JOIN events e ON e.id = d.event_id")?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut rekey = tx.prepare("UPDATE OR REPLACE dedup SET dedup_key = ?1 WHERE dedup_key = ?2")?;
-    let mut drop = tx.prepare("DELETE FROM dedup WHERE dedup_key = ?1")?;
-    for (old, body) in rows {
-        match body.and_then(|b| Event::parse(b.as_bytes()).ok()) {
-            Some(event) => rekey.execute(params![event.idempotency_key(), old])?,
-            None => drop.execute(params![old])?,
-        };
-    }
-    Ok(())
 }
 
 /// What a write knows of the batch it is applied in.
