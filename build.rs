@@ -8,7 +8,8 @@
 //! (`RAAFT_RELAY_TEST_POSTGRES`): without one, the PostgreSQL tests are
 //! reported as ignored, with the reason, instead of passing unrun. The
 //! same goes for the console's browser tests without ChromeDriver, and the
-//! reverse-proxy tests without nginx and Caddy.
+//! reverse-proxy tests without nginx and Caddy, and the container test
+//! without podman.
 //!
 //! And it records the commit the binary is built from, for `--version`
 //! (`RAAFT_RELAY_COMMIT` when set, as a build without the repository
@@ -42,6 +43,11 @@ fn main() {
     let runs = |program: &str, arg: &str| Command::new(program).arg(arg).output().is_ok_and(|o| o.status.success());
     if runs("nginx", "-v") && runs("caddy", "version") {
         println!("cargo:rustc-cfg=proxy_tests");
+    }
+    // The container test builds and runs the image with Debian's podman.
+    println!("cargo::rustc-check-cfg=cfg(container_tests)");
+    if runs("podman", "--version") && runs("runc", "--version") {
+        println!("cargo:rustc-cfg=container_tests");
     }
     let target = std::env::var("TARGET").unwrap_or_default();
     let host = std::env::var("HOST").unwrap_or_default();

@@ -85,6 +85,13 @@ pub enum Command {
     /// Move the store elsewhere.
     #[command(subcommand)]
     Store(StoreCommandLine),
+    /// Ask the running relay's /healthz (for a container's health check,
+    /// which has no shell or curl); exits 0 when it answers 200.
+    Probe {
+        /// The URL to ask (default: /healthz on `server.listen`).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +173,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Digest(command) => digests::run(&cli.config, command).await,
         Command::Migrate => migrate(&cli.config).await,
         Command::Store(StoreCommandLine::Copy { to }) => copy_store(&cli.config, to).await,
+        Command::Probe { url } => probe(&cli.config, url.as_deref()).await,
     };
     match result {
         Ok(code) => code,
@@ -247,6 +255,44 @@ async fn migrate(path: &Path) -> anyhow::Result<ExitCode> {
         from => println!("migrated the store at \"{location}\" from version {from} to {}", migrated.to),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn probe(path: &Path, url: Option<&str>) -> anyhow::Result<ExitCode> {
+    let url = match url {
+        Some(url) => url.to_owned(),
+        None => {
+            let (config, _) = crate::config::Config::load_for_store(path)
+                .map_err(|p| anyhow::anyhow!("invalid configuration:\n{p}"))?;
+            let scheme = if config.server.tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{}/healthz", local_address(&config.server.listen))
+        }
+    };
+    // The relay's own address: its certificate need not name it.
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .danger_accept_invalid_certs(true)
+        .build()?;
+    match client.get(&url).send().await {
+        Ok(r) if r.status() == reqwest::StatusCode::OK => Ok(ExitCode::SUCCESS),
+        Ok(r) => {
+            eprintln!("{url} answered {}", r.status());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("{url} did not answer: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Where to reach a listener bound to `listen` from the same machine
+/// (`0.0.0.0:8080` is reached at `127.0.0.1:8080`).
+fn local_address(listen: &str) -> String {
+    match listen.rsplit_once(':') {
+        Some(("0.0.0.0" | "", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => listen.to_owned(),
+    }
 }
 
 async fn copy_store(path: &Path, to: &str) -> anyhow::Result<ExitCode> {

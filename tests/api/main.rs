@@ -5,6 +5,7 @@
 mod helpers;
 
 mod cli;
+mod container;
 mod delivery;
 mod digests;
 mod discord;
