@@ -8,8 +8,9 @@
 //! (`RAAFT_RELAY_TEST_POSTGRES`): without one, the PostgreSQL tests are
 //! reported as ignored, with the reason, instead of passing unrun. The
 //! same goes for the console's browser tests without ChromeDriver, and the
-//! reverse-proxy tests without nginx and Caddy, and the container test
-//! without podman.
+//! reverse-proxy tests without nginx and Caddy, the container test
+//! without podman, and the package test without cargo-deb, debootstrap and
+//! systemd-analyze.
 //!
 //! And it records the commit the binary is built from, for `--version`
 //! (`RAAFT_RELAY_COMMIT` when set, as a build without the repository
@@ -48,6 +49,23 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(container_tests)");
     if runs("podman", "--version") && runs("runc", "--version") {
         println!("cargo:rustc-cfg=container_tests");
+    }
+    // The package test builds the .deb with cargo-deb (installed by cargo
+    // into its bin folder), installs it into a debootstrap root and verifies
+    // the unit with systemd-analyze.
+    println!("cargo::rustc-check-cfg=cfg(package_tests)");
+    if let Some(home) = std::env::var_os("CARGO_HOME")
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo").into_os_string()))
+    {
+        let bin = std::path::Path::new(&home).join("bin");
+        if bin.is_dir() {
+            println!("cargo:rerun-if-changed={}", bin.display());
+        }
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo_deb = Command::new(cargo).args(["deb", "--version"]).output().is_ok_and(|o| o.status.success());
+    if cargo_deb && runs("debootstrap", "--version") && runs("systemd-analyze", "--version") {
+        println!("cargo:rustc-cfg=package_tests");
     }
     let target = std::env::var("TARGET").unwrap_or_default();
     let host = std::env::var("HOST").unwrap_or_default();

@@ -30,9 +30,10 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("
     about = "Turns Raaft cancellation-flow webhooks into Slack, Discord and e-mail notifications"
 )]
 pub struct Cli {
-    /// The config file.
-    #[arg(long, global = true, default_value = "config/relay.toml", env = "RAAFT_RELAY_CONFIG")]
-    pub config: PathBuf,
+    /// The config file [default: config/relay.toml, or
+    /// /etc/raaft-relay/relay.toml where that is and the other is not].
+    #[arg(long, global = true, env = "RAAFT_RELAY_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -160,20 +161,33 @@ pub enum DeliveriesCommand {
     },
 }
 
+/// The config file when `--config` is not given: `config/relay.toml` (a
+/// clone), else the one the package and the image install.
+pub fn default_config() -> PathBuf {
+    let here = PathBuf::from("config/relay.toml");
+    let installed = PathBuf::from("/etc/raaft-relay/relay.toml");
+    if !here.exists() && installed.exists() {
+        installed
+    } else {
+        here
+    }
+}
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
+    let config = cli.config.clone().unwrap_or_else(default_config);
     let result = match &cli.command {
-        Command::Serve => serve(&cli.config).await,
-        Command::Check => run_check(&cli.config),
-        Command::Render { event, destination } => render(&cli.config, event, destination.as_deref()),
-        Command::SendTest { destination, event } => send_test(&cli.config, destination, event.as_deref()).await,
-        Command::Deliveries(command) => deliveries::run(&cli.config, command).await,
-        Command::History { customer, json } => customers::history(&cli.config, customer, *json).await,
-        Command::Forget { customer } => customers::forget(&cli.config, customer).await,
-        Command::Digest(command) => digests::run(&cli.config, command).await,
-        Command::Migrate => migrate(&cli.config).await,
-        Command::Store(StoreCommandLine::Copy { to }) => copy_store(&cli.config, to).await,
-        Command::Probe { url } => probe(&cli.config, url.as_deref()).await,
+        Command::Serve => serve(&config).await,
+        Command::Check => run_check(&config),
+        Command::Render { event, destination } => render(&config, event, destination.as_deref()),
+        Command::SendTest { destination, event } => send_test(&config, destination, event.as_deref()).await,
+        Command::Deliveries(command) => deliveries::run(&config, command).await,
+        Command::History { customer, json } => customers::history(&config, customer, *json).await,
+        Command::Forget { customer } => customers::forget(&config, customer).await,
+        Command::Digest(command) => digests::run(&config, command).await,
+        Command::Migrate => migrate(&config).await,
+        Command::Store(StoreCommandLine::Copy { to }) => copy_store(&config, to).await,
+        Command::Probe { url } => probe(&config, url.as_deref()).await,
     };
     match result {
         Ok(code) => code,

@@ -16,6 +16,7 @@ mod history;
 mod ingest;
 mod operate;
 mod operators;
+mod package;
 mod process;
 mod properties;
 mod reload;
