@@ -2,7 +2,9 @@
 //! library understands them (glibc 2.36 and later, building for the machine
 //! at hand). A position-independent Rust binary carries over a megabyte of
 //! relocation entries that the loader reads at every start, and they stay
-//! resident; packed, they take about 20 kilobytes. Elsewhere nothing changes.
+//! resident; packed, they take about 20 kilobytes. Elsewhere nothing changes,
+//! and the portable build (`RAAFT_RELAY_PORTABLE`, for glibc 2.28) goes
+//! without them.
 //!
 //! It also tells the tests whether a PostgreSQL server was given
 //! (`RAAFT_RELAY_TEST_POSTGRES`): without one, the PostgreSQL tests are
@@ -67,12 +69,22 @@ fn main() {
     if cargo_deb && runs("debootstrap", "--version") && runs("systemd-analyze", "--version") {
         println!("cargo:rustc-cfg=package_tests");
     }
+    // The portable binary's test checks the file that build made, when CI
+    // names it.
+    println!("cargo::rustc-check-cfg=cfg(portable_binary)");
+    println!("cargo:rerun-if-env-changed=RAAFT_RELAY_PORTABLE_BINARY");
+    if std::env::var_os("RAAFT_RELAY_PORTABLE_BINARY").is_some_and(|p| std::path::Path::new(&p).is_file()) {
+        println!("cargo:rustc-cfg=portable_binary");
+    }
     let target = std::env::var("TARGET").unwrap_or_default();
     let host = std::env::var("HOST").unwrap_or_default();
     if target != host || !target.ends_with("-linux-gnu") {
         return;
     }
-    if glibc_version().is_some_and(|v| v >= (2, 36)) {
+    // The portable build (packaging/build-portable.sh) runs on older C
+    // libraries, which do not understand packed relocations.
+    println!("cargo:rerun-if-env-changed=RAAFT_RELAY_PORTABLE");
+    if std::env::var_os("RAAFT_RELAY_PORTABLE").is_none() && glibc_version().is_some_and(|v| v >= (2, 36)) {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
 }

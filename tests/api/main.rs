@@ -17,6 +17,7 @@ mod ingest;
 mod operate;
 mod operators;
 mod package;
+mod portable;
 mod process;
 mod properties;
 mod reload;
