@@ -247,8 +247,9 @@ backlog() { # name store
 console_pages() {
     local base="http://127.0.0.1:$1/console" cookie delivery event
     cookie=$(curl -s -o /dev/null -D - -d "token=$ADMIN_TOKEN" "$base/login" | awk -F'[ ;]' 'tolower($1) == "set-cookie:" {print $2}')
-    delivery=$(curl -s -H "cookie: $cookie" "$base/deliveries" | grep -o 'href="/console/deliveries/[0-9a-z]*"' | head -1 | cut -d/ -f4 | tr -d '"')
-    event=$(curl -s -H "cookie: $cookie" "$base/events" | grep -o 'href="/console/events/[0-9a-z]*"' | head -1 | cut -d/ -f4 | tr -d '"')
+    # The console's links are relative to its folder (href="deliveries/ID").
+    delivery=$(curl -s -H "cookie: $cookie" "$base/deliveries" | { grep -o 'href="deliveries/[0-9a-z]*"' || true; } | head -1 | cut -d/ -f2 | tr -d '"')
+    event=$(curl -s -H "cookie: $cookie" "$base/events" | { grep -o 'href="events/[0-9a-z]*"' || true; } | head -1 | cut -d/ -f2 | tr -d '"')
     for page in "overview:/" "deliveries:/deliveries" "deliveries, dead only:/deliveries?status=dead" \
         "deliveries, one customer:/deliveries?customer=cus_42" "deliveries, page 2:/deliveries?before=$delivery" \
         "delivery detail:/deliveries/$delivery" "events:/events" "event detail:/events/$event" \
