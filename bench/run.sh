@@ -4,8 +4,11 @@
 # and rendering cost, and start-up time, printed as one table. Every ratio
 # is measured in the same run as its baseline.
 #
-#   bench/run.sh            full run (a few minutes)
-#   bench/run.sh --quick    a few seconds per figure (smoke test)
+#   bench/run.sh                  full run (a few minutes)
+#   bench/run.sh --quick          a few seconds per figure (smoke test)
+#   bench/run.sh --quick --dev    the smoke test on the unoptimised build
+#                                 that `cargo test` already made (CI: the
+#                                 figures are meaningless, the script runs)
 #
 # (f), the bare baseline forwarding each body to the receiver, shows what
 # delivering while ingesting costs before the relay does any work of its own.
@@ -19,7 +22,14 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 QUICK=0
-[[ "${1:-}" == "--quick" ]] && QUICK=1
+PROFILE=release
+for arg in "$@"; do
+    case "$arg" in
+        --quick) QUICK=1 ;;
+        --dev) PROFILE=dev ;;
+        *) echo "unknown option \"$arg\" (expected --quick or --dev)" >&2; exit 2 ;;
+    esac
+done
 if ((QUICK)); then
     DURATION=3s; BACKLOG=5000; E2E_SECONDS=3; CRITERION=(--warm-up-time 0.3 --measurement-time 1)
 else
@@ -39,9 +49,9 @@ need() {
 need wrk wrk
 need webhook webhook
 
-echo "building release binaries" >&2
-cargo build --release --quiet --bin raaft-relay --examples
-BIN="$ROOT/target/release"
+echo "building $PROFILE binaries" >&2
+cargo build --profile "$PROFILE" --quiet --bin raaft-relay --examples
+if [[ $PROFILE == dev ]]; then BIN="$ROOT/target/debug"; else BIN="$ROOT/target/release"; fi
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -292,7 +302,9 @@ STARTUP_MS=$(printf '%s\n' "${STARTS[@]}" | sort -n | awk '{a[NR]=$1} END {print
 
 # Routing and rendering per event (criterion).
 echo "measuring routing and rendering" >&2
-cargo bench --quiet --bench routing_render -- "${CRITERION[@]}" >"$WORK/criterion.out" 2>&1
+BENCH_PROFILE=()
+[[ $PROFILE == dev ]] && BENCH_PROFILE=(--profile dev)
+cargo bench --quiet "${BENCH_PROFILE[@]}" --bench routing_render -- "${CRITERION[@]}" >"$WORK/criterion.out" 2>&1
 micro() {
     awk -v name="$1" '
         $1 == name { found = 1 }
