@@ -7,7 +7,7 @@
 
 use crate::helpers::*;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 /// podman as this machine runs it (see docs/development.md).
@@ -22,12 +22,6 @@ fn podman(conf: &Path) -> Command {
         "cgroupfs",
     ]);
     cmd
-}
-
-fn ok(out: Output, what: &str) -> String {
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{what} failed:\n{text}");
-    text
 }
 
 /// Copies `file` into `root` at the same absolute path.
@@ -48,13 +42,13 @@ async fn the_image_runs_serves_probes_and_keeps_its_store_on_its_volume() {
     // The runtime base: the loader and the libraries the binary links.
     let binary = Path::new(env!("CARGO_BIN_EXE_raaft-relay"));
     let base = dir.path().join("base");
-    let ldd = ok(Command::new("ldd").arg(binary).output().unwrap(), "ldd");
+    let ldd = succeeded(Command::new("ldd").arg(binary).output().unwrap(), "ldd");
     for lib in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
         place(&base.join("root"), &std::fs::canonicalize(lib).unwrap());
         place(&base.join("root"), Path::new(lib));
     }
     std::fs::write(base.join("Containerfile"), "FROM scratch\nCOPY root/ /\n").unwrap();
-    ok(
+    succeeded(
         podman(&conf)
             .args(["build", "-t", &format!("{tag}-base"), "-f"])
             .arg(base.join("Containerfile"))
@@ -67,7 +61,7 @@ async fn the_image_runs_serves_probes_and_keeps_its_store_on_its_volume() {
     // The binary as the build stage would leave it, without debug info.
     let built = dir.path().join("built");
     std::fs::create_dir_all(built.join("state")).unwrap();
-    ok(
+    succeeded(
         Command::new("strip")
             .arg("--strip-debug")
             .arg(binary)
@@ -77,7 +71,7 @@ async fn the_image_runs_serves_probes_and_keeps_its_store_on_its_volume() {
             .unwrap(),
         "strip",
     );
-    let image = ok(
+    let image = succeeded(
         podman(&conf)
             .args(["build", "--format", "docker", "--target", "runtime", "-t", &tag])
             .arg(format!("--build-arg=RUNTIME_IMAGE=localhost/{tag}-base"))
@@ -100,7 +94,7 @@ async fn the_image_runs_serves_probes_and_keeps_its_store_on_its_volume() {
         volume: volume.clone(),
         images: vec![tag.clone(), format!("{tag}-base")],
     };
-    ok(
+    succeeded(
         podman(&conf)
             .args(["run", "-d", "--network", "host", "--name", &name, "-v", &format!("{volume}:/var/lib/raaft-relay")])
             .args(["-e", &format!("RAAFT_TOKEN={TOKEN}"), "-e", &format!("RAAFT_RELAY_LISTEN=127.0.0.1:{port}")])
@@ -128,9 +122,10 @@ async fn the_image_runs_serves_probes_and_keeps_its_store_on_its_volume() {
     };
     healthy().await;
     // Unprivileged, with its health check inside the image.
-    let user = ok(podman(&conf).args(["inspect", "--format", "{{.Config.User}}", &tag]).output().unwrap(), "inspect");
+    let user =
+        succeeded(podman(&conf).args(["inspect", "--format", "{{.Config.User}}", &tag]).output().unwrap(), "inspect");
     assert_eq!(user.trim(), "65532:65532");
-    ok(podman(&conf).args(["healthcheck", "run", &name]).output().unwrap(), "the health check");
+    succeeded(podman(&conf).args(["healthcheck", "run", &name]).output().unwrap(), "the health check");
 
     let event = sample("canceled.json");
     let post = |body: String| {
@@ -151,7 +146,7 @@ async fn the_image_runs_serves_probes_and_keeps_its_store_on_its_volume() {
     assert_eq!(post(event.clone()).await["deliveries"], 1);
     let start = std::time::Instant::now();
     loop {
-        let logs = ok(podman(&conf).args(["logs", &name]).output().unwrap(), "podman logs");
+        let logs = succeeded(podman(&conf).args(["logs", &name]).output().unwrap(), "podman logs");
         if logs.contains("Raaft canceled: Ana Lima") {
             break;
         }
@@ -161,11 +156,13 @@ async fn the_image_runs_serves_probes_and_keeps_its_store_on_its_volume() {
 
     // SIGTERM drains and exits 0; started again, the store on the volume
     // still knows the event.
-    ok(podman(&conf).args(["stop", "--time", "20", &name]).output().unwrap(), "podman stop");
-    let exit =
-        ok(podman(&conf).args(["inspect", "--format", "{{.State.ExitCode}}", &name]).output().unwrap(), "inspect");
+    succeeded(podman(&conf).args(["stop", "--time", "20", &name]).output().unwrap(), "podman stop");
+    let exit = succeeded(
+        podman(&conf).args(["inspect", "--format", "{{.State.ExitCode}}", &name]).output().unwrap(),
+        "inspect",
+    );
     assert_eq!(exit.trim(), "0");
-    ok(podman(&conf).args(["start", &name]).output().unwrap(), "podman start");
+    succeeded(podman(&conf).args(["start", &name]).output().unwrap(), "podman start");
     healthy().await;
     assert_eq!(post(event).await["deliveries"], 0, "a duplicate: the store survived the restart");
 }

@@ -12,6 +12,7 @@ use raaft_relay::{Application, LoadedConfig};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +21,27 @@ use warp::http::HeaderMap;
 use warp::Filter;
 
 pub const TOKEN: &str = "test-token-7f3a";
+
+/// What a command printed: its standard output, then its standard error.
+pub fn said(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// What a command printed, once it is known to have succeeded (`what`
+/// names it in the failure).
+pub fn succeeded(out: Output, what: &str) -> String {
+    let text = said(&out);
+    assert!(out.status.success(), "{what} failed:\n{text}");
+    text
+}
+
+/// The `[store] url` that points a config at `location`.
+pub fn store_url(location: &StoreLocation) -> String {
+    match location {
+        StoreLocation::Sqlite(path) => format!("sqlite://{}", path.display()),
+        StoreLocation::Postgres(url) => url.clone(),
+    }
+}
 
 /// Waits until `cond` holds, polling, and panics with `what` after the
 /// deadline.

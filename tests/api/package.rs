@@ -8,12 +8,6 @@ use crate::helpers::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn ok(out: Output, what: &str) -> String {
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{what} failed:\n{text}");
-    text
-}
-
 /// A clean Debian root, made once (debootstrap's minbase, kept as a
 /// tarball in the user's cache, so that a fresh clone does not download
 /// it again) and unpacked into `into`.
@@ -26,7 +20,7 @@ fn clean_root(into: &Path) {
     if !tarball.exists() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
-        ok(
+        succeeded(
             Command::new("debootstrap")
                 .args(["--variant=minbase", "bookworm"])
                 .arg(&root)
@@ -37,11 +31,11 @@ fn clean_root(into: &Path) {
         );
         std::fs::create_dir_all(tarball.parent().unwrap()).unwrap();
         let partial = tarball.with_extension("partial");
-        ok(Command::new("tar").arg("-cf").arg(&partial).arg("-C").arg(&root).arg(".").output().unwrap(), "tar");
+        succeeded(Command::new("tar").arg("-cf").arg(&partial).arg("-C").arg(&root).arg(".").output().unwrap(), "tar");
         std::fs::rename(partial, &tarball).unwrap();
     }
     std::fs::create_dir_all(into).unwrap();
-    ok(Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(into).output().unwrap(), "untar");
+    succeeded(Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(into).output().unwrap(), "untar");
 }
 
 fn in_root(root: &Path, args: &[&str]) -> Output {
@@ -57,7 +51,7 @@ fn in_root(root: &Path, args: &[&str]) -> Output {
 /// The package, built from the binary of this build.
 fn build_package(out: &Path) -> PathBuf {
     let profile = if cfg!(debug_assertions) { "dev" } else { "release" };
-    ok(
+    succeeded(
         Command::new("cargo")
             .args(["deb", "--no-build", "--fast", "--profile", profile, "--output"])
             .arg(out)
@@ -78,7 +72,7 @@ fn build_package(out: &Path) -> PathBuf {
 fn the_package_installs_into_a_clean_root_and_checks_as_its_user() {
     let dir = tempfile::tempdir().unwrap();
     let deb = build_package(&dir.path().join("out"));
-    let contents = ok(Command::new("dpkg-deb").arg("--contents").arg(&deb).output().unwrap(), "dpkg-deb");
+    let contents = succeeded(Command::new("dpkg-deb").arg("--contents").arg(&deb).output().unwrap(), "dpkg-deb");
     for path in [
         "./usr/bin/raaft-relay",
         "./etc/raaft-relay/relay.toml",
@@ -90,17 +84,17 @@ fn the_package_installs_into_a_clean_root_and_checks_as_its_user() {
         assert!(contents.contains(path), "{path} is not in the package:\n{contents}");
     }
     let conffiles =
-        ok(Command::new("dpkg-deb").arg("--info").arg(&deb).arg("conffiles").output().unwrap(), "conffiles");
+        succeeded(Command::new("dpkg-deb").arg("--info").arg(&deb).arg("conffiles").output().unwrap(), "conffiles");
     assert!(conffiles.lines().any(|l| l == "/etc/raaft-relay/relay.toml"), "{conffiles}");
     assert!(conffiles.lines().any(|l| l == "/etc/raaft-relay/templates/slack/canceled.json.hbs"), "{conffiles}");
 
     let root = dir.path().join("root");
     clean_root(&root);
     std::fs::copy(&deb, root.join("tmp/raaft-relay.deb")).unwrap();
-    ok(in_root(&root, &["dpkg", "-i", "/tmp/raaft-relay.deb"]), "dpkg -i");
-    let user = ok(in_root(&root, &["getent", "passwd", "raaft-relay"]), "the user");
+    succeeded(in_root(&root, &["dpkg", "-i", "/tmp/raaft-relay.deb"]), "dpkg -i");
+    let user = succeeded(in_root(&root, &["getent", "passwd", "raaft-relay"]), "the user");
     assert!(user.contains("/usr/sbin/nologin"), "{user}");
-    let mode = ok(in_root(&root, &["stat", "-c", "%a %U:%G", "/etc/raaft-relay/relay.toml"]), "stat");
+    let mode = succeeded(in_root(&root, &["stat", "-c", "%a %U:%G", "/etc/raaft-relay/relay.toml"]), "stat");
     assert_eq!(mode.trim(), "640 root:raaft-relay");
 
     // The administrator sets the token, and checks as the service would run.
@@ -117,7 +111,7 @@ fn the_package_installs_into_a_clean_root_and_checks_as_its_user() {
             "check",
         ],
     );
-    let said = ok(check, "check as raaft-relay");
+    let said = succeeded(check, "check as raaft-relay");
     assert!(said.contains("/etc/raaft-relay/relay.toml: ok"), "{said}");
     assert!(said.lines().any(|l| l == "store: sqlite:///var/lib/raaft-relay/relay.db"), "{said}");
 }
@@ -150,7 +144,7 @@ fn the_unit_passes_systemd_analyze_verify_and_is_hardened() {
     std::fs::create_dir_all(root.join("usr/lib/systemd")).unwrap();
     std::fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
     std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
-    ok(
+    succeeded(
         Command::new("cp")
             .arg("-a")
             .arg("/usr/lib/systemd/system")
@@ -169,6 +163,6 @@ fn the_unit_passes_systemd_analyze_verify_and_is_hardened() {
         .arg(&path)
         .output()
         .expect("systemd-analyze (Debian: apt-get install systemd)");
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && !said.contains("raaft-relay.service:"), "{said}");
+    let printed = said(&out);
+    assert!(out.status.success() && !printed.contains("raaft-relay.service:"), "{printed}");
 }

@@ -33,8 +33,8 @@ fn symbol_versions_are_read_from_objdump() {
     ignore = "build it with packaging/build-portable.sh and set RAAFT_RELAY_PORTABLE_BINARY"
 )]
 fn the_released_binary_runs_on_glibc_2_28() {
-    let binary = option_env!("RAAFT_RELAY_PORTABLE_BINARY").expect("RAAFT_RELAY_PORTABLE_BINARY at build time");
-    let out = Command::new("objdump").args(["-T", binary]).output().expect("objdump (Debian: binutils)");
+    let binary = std::env::var("RAAFT_RELAY_PORTABLE_BINARY").expect("RAAFT_RELAY_PORTABLE_BINARY names the binary");
+    let out = Command::new("objdump").args(["-T", &binary]).output().expect("objdump (Debian: binutils)");
     assert!(out.status.success());
     let symbols = String::from_utf8_lossy(&out.stdout);
     let newest = glibc_versions(&symbols).into_iter().max().expect("versioned glibc symbols");
@@ -49,10 +49,10 @@ fn the_released_binary_runs_on_glibc_2_28() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let versions = Command::new("objdump").args(["-p", binary]).output().unwrap();
+    let versions = Command::new("objdump").args(["-p", &binary]).output().unwrap();
     let needs = String::from_utf8_lossy(&versions.stdout);
     assert!(!needs.contains("GLIBC_ABI_DT_RELR"), "packed relocations need glibc 2.36:\n{needs}");
     // And it runs here.
-    let version = Command::new(binary).arg("--version").output().unwrap();
+    let version = Command::new(&binary).arg("--version").output().unwrap();
     assert!(version.status.success() && String::from_utf8_lossy(&version.stdout).starts_with("raaft-relay "));
 }

@@ -17,17 +17,6 @@ fn relay_cli(config: &Path, args: &[&str]) -> Output {
     relay_command().args(["--config", config.to_str().unwrap()]).args(args).output().unwrap()
 }
 
-fn said(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn store_url(location: &StoreLocation) -> String {
-    match location {
-        StoreLocation::Sqlite(path) => format!("sqlite://{}", path.display()),
-        StoreLocation::Postgres(url) => url.clone(),
-    }
-}
-
 /// The schema version the store is at, read directly.
 async fn schema_version(location: &StoreLocation) -> i64 {
     let sql = match location {

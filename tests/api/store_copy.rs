@@ -13,22 +13,11 @@ fn copy(cfg: &ConfigDir, to: &str) -> Output {
     relay_command().args(["--config", cfg.path().to_str().unwrap(), "store", "copy", "--to", to]).output().unwrap()
 }
 
-fn said(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
 /// Points `cfg` at another store.
 fn repoint(cfg: &ConfigDir, from: &str, to: &str) {
     let text = std::fs::read_to_string(cfg.path()).unwrap();
     assert!(text.contains(from));
     std::fs::write(cfg.path(), text.replace(from, to)).unwrap();
-}
-
-fn sqlite_url(location: &StoreLocation) -> String {
-    match location {
-        StoreLocation::Sqlite(path) => format!("sqlite://{}", path.display()),
-        StoreLocation::Postgres(_) => unreachable!("an SQLite store"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,7 +38,7 @@ async fn a_store_of_the_previous_release_moves_to_postgres_with_nothing_lost_or_
         .replace("second-token\"]", "second-token\"]\ndedup_window = \"36500d\"");
     std::fs::write(cfg.path(), text).unwrap();
     let sqlite = release_store("console-release", &TestStore::Sqlite, cfg.dir.path()).await;
-    repoint(&cfg, "sqlite://data/relay.db", &sqlite_url(&sqlite));
+    repoint(&cfg, "sqlite://data/relay.db", &store_url(&sqlite));
     let before = count(&sqlite).await;
     assert_eq!((before.pending, before.delivered, before.dead, before.events), (3, 3, 3, 3));
     let target = TestStore::postgres().fresh_location(cfg.dir.path()).await;
@@ -79,7 +68,7 @@ async fn a_store_of_the_previous_release_moves_to_postgres_with_nothing_lost_or_
     // The relay on PostgreSQL delivers what was pending, once, and
     // nothing else; Raaft's retry of a copied event is a duplicate; the
     // customer's history came along.
-    repoint(&cfg, &sqlite_url(&sqlite), url);
+    repoint(&cfg, &store_url(&sqlite), url);
     let relay = RelayProcess::start(&cfg.path()).await;
     hook.wait_for(3, Duration::from_secs(20)).await;
     let after =

@@ -89,10 +89,7 @@ async fn keeps_its_queue(fixtures: &str, store: TestStore, remembered: u64) {
     let location = release_store(fixtures, &store, cfg.dir.path()).await;
     let before = count(&location).await;
     assert_eq!((before.pending, before.delivered, before.dead, before.events), (3, 3, 3, 3));
-    cfg.set_store(&match &location {
-        StoreLocation::Sqlite(path) => format!("sqlite://{}", path.display()),
-        StoreLocation::Postgres(url) => url.clone(),
-    });
+    cfg.set_store(&store_url(&location));
 
     let relay = RelayProcess::start(&cfg.path()).await;
     // The pending deliveries are delivered, once each; nothing delivered
