@@ -3,14 +3,19 @@
 # Ubuntu 20.04, RHEL 8), into target/dist/raaft-relay: cargo-zigbuild links
 # it with zig's toolchain against glibc 2.28's symbols, without packed
 # relocations (which need glibc 2.36). The local toolchain is enough: zig
-# comes from PyPI (ziglang) and cargo-zigbuild from crates.io.
+# and cargo-zigbuild come from PyPI (ziglang, and cargo-zigbuild's own
+# prebuilt wheel of the release it publishes on crates.io).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GLIBC=2.28
 TARGET=x86_64-unknown-linux-gnu
 
-command -v cargo-zigbuild >/dev/null 2>&1 || cargo install cargo-zigbuild@0.24.1 --locked --quiet
+if ! command -v cargo-zigbuild >/dev/null 2>&1; then
+    pip install --quiet 'cargo-zigbuild==0.24.1' 'ziglang==0.17.1'
+    # pyenv's shims learn of a new command on a rehash.
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+fi
 command -v zig >/dev/null 2>&1 || python3 -c 'import ziglang' 2>/dev/null || pip install --quiet 'ziglang==0.17.1'
 
 # Its own target folder: the zig-linked objects are not the local build's.
