@@ -133,7 +133,8 @@ start_relay() { # config -> pid in RELAY_PID
 
 ROWS=()
 row() { ROWS+=("$(printf '%-44s %14s   %s' "$1" "$2" "${3:-}")"); }
-check() { # value op target -> "ok" or "MISSED"
+check() { # value op target -> "ok" or "MISSED" ("not judged" on the unoptimised build)
+    if [[ $PROFILE == dev ]]; then echo "not judged (unoptimised build)"; return; fi
     awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN { ok = (op == ">=") ? (v >= t) : (v <= t); print ok ? "ok" : "MISSED" }'
 }
 

@@ -2,8 +2,10 @@
 # Runs each fuzz target (event parser, rule evaluator, render and wrap,
 # template compile and render) for SECONDS seconds (default 60), seeded
 # with the sample events in config/events (the template target with the
-# shipped templates, each followed by the shipped partials). Needs cargo-fuzz (installed when missing); builds on the
-# stable toolchain with RUSTC_BOOTSTRAP=1 for the sanitizer flags.
+# shipped templates, each followed by the shipped partials), as many side
+# by side as there are processors. Needs cargo-fuzz (installed when
+# missing); builds on the stable toolchain with RUSTC_BOOTSTRAP=1 for the
+# sanitizer flags.
 #
 #   fuzz/run.sh [--dev] [SECONDS] [TARGET...]
 #
@@ -46,13 +48,38 @@ seed() {
     done
 }
 
-for target in "${TARGETS[@]}"; do
-    corpus="fuzz/corpus/$target"
-    mkdir -p "$corpus"
-    seed "$target" "$corpus"
-    echo "fuzzing $target for ${SECONDS_EACH}s" >&2
+# Runs target $1 on corpus $2; its output goes to $3.
+fuzz() {
     # A crash or an input that runs past -timeout stops the run, with the
     # input saved under fuzz/artifacts/.
-    cargo fuzz run --fuzz-dir fuzz "${BUILD[@]}" "$target" "$corpus" -- \
-        -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -timeout=20 -print_final_stats=1
+    cargo fuzz run --fuzz-dir fuzz "${BUILD[@]}" "$1" "$2" -- \
+        -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -timeout=20 -print_final_stats=1 >"$3" 2>&1
+}
+
+# libFuzzer keeps one processor busy: the targets run side by side, as many
+# at a time as there are processors, each one's output printed when it ends.
+JOBS=$(nproc 2>/dev/null || echo 1)
+LOGS=$(mktemp -d)
+trap 'rm -rf "$LOGS"' EXIT
+FAILED=()
+for ((i = 0; i < ${#TARGETS[@]}; i += JOBS)); do
+    PIDS=()
+    BATCH=("${TARGETS[@]:i:JOBS}")
+    for target in "${BATCH[@]}"; do
+        corpus="fuzz/corpus/$target"
+        mkdir -p "$corpus"
+        seed "$target" "$corpus"
+        echo "fuzzing $target for ${SECONDS_EACH}s" >&2
+        fuzz "$target" "$corpus" "$LOGS/$target" &
+        PIDS+=($!)
+    done
+    for j in "${!BATCH[@]}"; do
+        if ! wait "${PIDS[j]}"; then FAILED+=("${BATCH[j]}"); fi
+        echo "--- ${BATCH[j]}" >&2
+        cat "$LOGS/${BATCH[j]}" >&2
+    done
 done
+if [[ ${#FAILED[@]} -gt 0 ]]; then
+    echo "fuzzing found a problem in: ${FAILED[*]} (the input is under fuzz/artifacts/)" >&2
+    exit 1
+fi
