@@ -303,9 +303,7 @@ STARTUP_MS=$(printf '%s\n' "${STARTS[@]}" | sort -n | awk '{a[NR]=$1} END {print
 
 # Routing and rendering per event (criterion).
 echo "measuring routing and rendering" >&2
-BENCH_PROFILE=()
-[[ $PROFILE == dev ]] && BENCH_PROFILE=(--profile dev)
-cargo bench --quiet "${BENCH_PROFILE[@]}" --bench routing_render -- "${CRITERION[@]}" >"$WORK/criterion.out" 2>&1
+cargo bench --quiet --profile "$PROFILE" --bench routing_render -- "${CRITERION[@]}" >"$WORK/criterion.out" 2>&1
 micro() {
     awk -v name="$1" '
         $1 == name { found = 1 }

@@ -10,13 +10,15 @@ cd "$(dirname "$0")/.."
 
 GLIBC=2.28
 TARGET=x86_64-unknown-linux-gnu
+ZIGBUILD=cargo-zigbuild==0.24.1
+ZIG=ziglang==0.17.1
 
 if ! command -v cargo-zigbuild >/dev/null 2>&1; then
-    pip install --quiet 'cargo-zigbuild==0.24.1' 'ziglang==0.17.1'
+    pip install --quiet "$ZIGBUILD" "$ZIG"
     # pyenv's shims learn of a new command on a rehash.
     if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
-command -v zig >/dev/null 2>&1 || python3 -c 'import ziglang' 2>/dev/null || pip install --quiet 'ziglang==0.17.1'
+command -v zig >/dev/null 2>&1 || python3 -c 'import ziglang' 2>/dev/null || pip install --quiet "$ZIG"
 
 # Its own target folder: the zig-linked objects are not the local build's.
 # RAAFT_RELAY_PORTABLE_TARGET_DIR keeps it elsewhere (CI keeps it between

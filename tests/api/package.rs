@@ -111,9 +111,9 @@ fn the_package_installs_into_a_clean_root_and_checks_as_its_user() {
             "check",
         ],
     );
-    let said = succeeded(check, "check as raaft-relay");
-    assert!(said.contains("/etc/raaft-relay/relay.toml: ok"), "{said}");
-    assert!(said.lines().any(|l| l == "store: sqlite:///var/lib/raaft-relay/relay.db"), "{said}");
+    let printed = succeeded(check, "check as raaft-relay");
+    assert!(printed.contains("/etc/raaft-relay/relay.toml: ok"), "{printed}");
+    assert!(printed.lines().any(|l| l == "store: sqlite:///var/lib/raaft-relay/relay.db"), "{printed}");
 }
 
 #[test]
