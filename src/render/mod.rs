@@ -365,8 +365,11 @@ mod tests {
         assert!(err.reason.contains("render stopped: it ran longer than 100ms"), "{err}");
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "stopped after {:?}", started.elapsed());
 
+        // The output limit, with time enough that only it can stop the
+        // render on a busy machine.
         let writes = "{{#each @root.path}}".repeat(6) + "0123456789" + &"{{/each}}".repeat(6);
-        let err = inline(&writes, Escape::None).render(&event).unwrap_err();
+        let budget = Budget { time: std::time::Duration::from_secs(120), output: RENDER_OUTPUT };
+        let err = inline(&writes, Escape::None).render_within(&EventContext::new(event.clone()), budget).unwrap_err();
         assert_eq!(err.reason, format!("render stopped: it wrote more than {RENDER_OUTPUT} bytes"));
         // Within the budget, loops render as Handlebars renders them.
         let t =
