@@ -128,7 +128,9 @@ pub fn check_loaded(loaded: &LoadedConfig) -> Result<CheckReport, Problems> {
         }
     }
     for digest in loaded.digests() {
-        for (dest, payload) in digest.payloads(loaded, &crate::digest::sample_context(&digest.config.name)) {
+        for (dest, payload) in
+            digest.payloads(|n| loaded.destination(n), &crate::digest::sample_context(&digest.config.name))
+        {
             match payload {
                 Ok(_) => renders += 1,
                 Err(e) => {

@@ -206,7 +206,7 @@ pub async fn attempt(services: &Services, loaded: Arc<LoadedConfig>, mut job: Jo
                 let payload = match job.payload.take() {
                     Some(stored) => crate::channels::Payload::from_stored(&stored),
                     None => {
-                        let event = job.take_event();
+                        let event = crate::render::EventContext::new(job.take_event());
                         render_off_workers(&loaded, &job.destination, event).await
                     }
                 };

@@ -5,9 +5,11 @@
 //! e-mail address: then every id that address appears under is erased.
 //! Once done, the store's files hold none of it ([`Store::scrub`]).
 
+use crate::channels::Payload;
 use crate::loaded_config::LoadedConfig;
 use crate::store::{Forgotten, Store, StoreError};
 use serde::Serialize;
+use serde_json::Value;
 use std::sync::Arc;
 
 /// What was erased under one customer id.
@@ -47,7 +49,7 @@ pub async fn forget(loaded: &Arc<LoadedConfig>, store: &dyn Store, typed: &str) 
     let mut erased = Vec::new();
     for key in keys {
         let mut forgotten = store.forget(&key).await?;
-        forgotten.digests = crate::digest::forget_customer(loaded, store, &key).await?;
+        forgotten.digests = forget_in_digests(loaded, store, &key).await?;
         if forgotten != Forgotten::default() {
             erased.push(ForgottenCustomer { customer: key, forgotten });
         }
@@ -85,4 +87,49 @@ fn sum<'a>(all: impl IntoIterator<Item = &'a Forgotten>) -> Forgotten {
         total.digests += f.digests;
     }
     total
+}
+
+/// Takes `customer`'s quotes out of every digest still stored (its figures,
+/// the payloads of its deliveries, rendered again without them, and what
+/// its attempts recorded), for `forget`. Returns how many digests changed.
+async fn forget_in_digests(loaded: &Arc<LoadedConfig>, store: &dyn Store, customer: &str) -> Result<u64, StoreError> {
+    let mut changed = 0;
+    for stored in store.digests_quoting(customer).await? {
+        let mut figures = stored.figures;
+        if let Some(quotes) = figures.get_mut("feedback").and_then(Value::as_array_mut) {
+            let before = quotes.len();
+            quotes.retain(|q| !crate::store::quote_of(q, customer));
+            let removed = (before - quotes.len()) as u64;
+            figures["more"] = serde_json::json!(figures["more"].as_u64().unwrap_or(0) + removed);
+        }
+        // Without templates to write it again with (the digest is no
+        // longer configured), what was rendered goes, and a replay says
+        // why it cannot send.
+        let (for_render, digest, context) = (loaded.clone(), stored.digest.clone(), figures.clone());
+        let rendered = crate::render::off_workers(move || {
+            for_render
+                .digest(&digest)
+                .map(|d| d.stored_payloads(|n| for_render.destination(n), &context))
+                .unwrap_or_default()
+        })
+        .await;
+        let why = match &rendered {
+            Ok(_) => "it is no longer configured".to_owned(),
+            Err(e) => format!("it could not be rendered again: {e}"),
+        };
+        let payloads = rendered.unwrap_or_default();
+        let otherwise = Payload::stored_failure(&format!(
+            "digest \"{}\" was written again to forget a customer, and {why}",
+            stored.digest
+        ));
+        let rewrite = crate::store::DigestRewrite {
+            event_id: stored.event_id,
+            figures: figures.to_string(),
+            payloads,
+            otherwise,
+        };
+        store.rewrite_digest(rewrite).await?;
+        changed += 1;
+    }
+    Ok(changed)
 }

@@ -3,7 +3,8 @@
 //! hash of it (the same customer gives the same hash on every replica and
 //! across restarts, and the hash cannot be turned back into the address
 //! without the store's key), and addresses in text the relay did not write
-//! (a receiver's answer that echoes a payload) are blanked.
+//! (a receiver's answer that echoes a payload) are blanked. URLs are cut
+//! to scheme, host and port: their paths and userinfo are secrets.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -21,6 +22,22 @@ pub fn customer(key: &str, log_key: &[u8]) -> String {
     mac.update(key.trim().to_lowercase().as_bytes());
     let hash: String = mac.finalize().into_bytes().iter().take(6).map(|b| format!("{b:02x}")).collect();
     format!("email:{hash}")
+}
+
+/// A URL reduced to scheme, host and port: webhook paths (Slack's
+/// `/services/...`, Discord's `/api/webhooks/{id}/{token}`) and userinfo
+/// are secrets.
+pub fn url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("");
+            match u.port() {
+                Some(port) => format!("{}://{host}:{port}", u.scheme()),
+                None => format!("{}://{host}", u.scheme()),
+            }
+        }
+        Err(_) => "(invalid url)".to_owned(),
+    }
 }
 
 /// `text` with every e-mail address in it replaced by `[e-mail]`.
@@ -52,6 +69,14 @@ pub fn emails(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redaction_keeps_only_scheme_host_and_port() {
+        assert_eq!(url("https://hooks.slack.com/services/T0/B0/secret"), "https://hooks.slack.com");
+        assert_eq!(url("https://discord.com/api/webhooks/123/tok"), "https://discord.com");
+        assert_eq!(url("smtp://user:pw@smtp.example.com:587?tls=required"), "smtp://smtp.example.com:587");
+        assert_eq!(url("not a url"), "(invalid url)");
+    }
 
     #[test]
     fn ids_are_logged_as_they_are_and_addresses_as_a_keyed_hash() {

@@ -14,7 +14,7 @@
 use crate::auth::AuthGuard;
 use crate::check::check_loaded;
 use crate::loaded_config::LoadedConfig;
-use crate::state::AppState;
+use crate::state::{AppState, ReloadRecord};
 use arc_swap::ArcSwap;
 use notify::event::ModifyKind;
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -30,15 +30,6 @@ use tracing::{error, info, warn};
 pub const QUIET: Duration = Duration::from_millis(200);
 /// A burst of changes reloads at most this long after its first change.
 pub const CEILING: Duration = Duration::from_millis(800);
-
-/// A reload tried: when, why, and the problems that kept the running set.
-#[derive(Debug, Clone)]
-pub struct ReloadRecord {
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub trigger: String,
-    /// Empty when the new set runs.
-    pub problems: Vec<String>,
-}
 
 /// Loads and checks the config at the running set's path and swaps it in,
 /// on a blocking thread (reading files, compiling templates and rendering

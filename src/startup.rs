@@ -7,10 +7,10 @@
 use crate::alerts::Alerts;
 use crate::auth::AuthGuard;
 use crate::delivery::{Dispatcher, Services, DEFAULT_MAX_IN_FLIGHT};
-use crate::http::{admin_listener_routes, public_routes};
 use crate::loaded_config::LoadedConfig;
 use crate::metrics::Metrics;
 use crate::pacing::Pacer;
+use crate::routes::{admin_listener_routes, public_routes};
 use crate::state::AppState;
 use crate::store::{Access, Store, StoreError};
 use arc_swap::ArcSwap;
@@ -138,7 +138,12 @@ impl Application {
         let dispatcher = tokio::spawn(dispatcher.run(stop_rx.clone()));
         let maintenance = tokio::spawn(maintain(self.state.clone(), stop_rx.clone()));
         let gauges = tokio::spawn(refresh_gauges(self.state.clone(), stop_rx.clone()));
-        let digests = tokio::spawn(crate::digest::scheduler::run(self.state.clone(), stop_rx.clone()));
+        let digests = tokio::spawn(crate::digest_scheduler::run(
+            self.state.loaded.clone(),
+            self.state.store().clone(),
+            self.state.wake.clone(),
+            stop_rx.clone(),
+        ));
         let reloads = tokio::spawn(crate::reload::watch(self.state.clone(), self.hangup, self.files, stop_rx));
         let stop = self.stop;
         tokio::spawn(async move {

@@ -31,7 +31,7 @@ pub struct AppState {
     /// Held while a reload loads and swaps: one at a time.
     pub reloading: Arc<std::sync::Mutex<()>>,
     /// The last reload tried, and how it went (the console shows it).
-    pub last_reload: Arc<std::sync::Mutex<Option<crate::reload::ReloadRecord>>>,
+    pub last_reload: Arc<std::sync::Mutex<Option<ReloadRecord>>>,
     /// Request bodies under way, per client.
     pub bodies: Arc<crate::body_gate::BodyGate>,
     /// The store's key for naming customers known by an e-mail address in
@@ -58,4 +58,13 @@ impl AppState {
         }
         bool::from(ok)
     }
+}
+
+/// A reload tried ([`crate::reload`]): when, why, and the problems that kept the running set.
+#[derive(Debug, Clone)]
+pub struct ReloadRecord {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub trigger: String,
+    /// Empty when the new set runs.
+    pub problems: Vec<String>,
 }

@@ -30,7 +30,7 @@ type BuildError = (&'static str, String);
 impl Email {
     /// `ca` (PEM) is trusted besides the system's authorities.
     pub fn new(url: &str, cfg: &DestinationConfig, timeout: Duration, ca: Option<&[u8]>) -> Result<Self, BuildError> {
-        let redacted = super::redact_url(url);
+        let redacted = crate::redact::url(url);
         let parsed = url::Url::parse(url).map_err(|e| ("url", format!("invalid url \"{redacted}\": {e}")))?;
         let tls_required = parsed.query_pairs().any(|(k, v)| k == "tls" && v == "required");
         match parsed.scheme() {

@@ -197,40 +197,12 @@ pub fn excerpt(body: &[u8]) -> Option<Vec<u8>> {
     (!body.is_empty()).then(|| body[..body.len().min(RESPONSE_EXCERPT)].to_vec())
 }
 
-/// A URL reduced to scheme, host and port: webhook paths (Slack's
-/// `/services/...`, Discord's `/api/webhooks/{id}/{token}`) and userinfo
-/// are secrets.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(u) => {
-            let host = u.host_str().unwrap_or("");
-            match u.port() {
-                Some(port) => format!("{}://{host}:{port}", u.scheme()),
-                None => format!("{}://{host}", u.scheme()),
-            }
-        }
-        Err(_) => "(invalid url)".to_owned(),
-    }
-}
-
 /// Parses a destination URL, which must be http or https.
 pub fn parse_http_url(url: &str) -> Result<url::Url, (&'static str, String)> {
-    let parsed = url::Url::parse(url).map_err(|e| ("url", format!("invalid url \"{}\": {e}", redact_url(url))))?;
+    let parsed =
+        url::Url::parse(url).map_err(|e| ("url", format!("invalid url \"{}\": {e}", crate::redact::url(url))))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(("url", format!("url must be http or https, not \"{}\"", parsed.scheme())));
     }
     Ok(parsed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redaction_keeps_only_scheme_host_and_port() {
-        assert_eq!(redact_url("https://hooks.slack.com/services/T0/B0/secret"), "https://hooks.slack.com");
-        assert_eq!(redact_url("https://discord.com/api/webhooks/123/tok"), "https://discord.com");
-        assert_eq!(redact_url("smtp://user:pw@smtp.example.com:587?tls=required"), "smtp://smtp.example.com:587");
-        assert_eq!(redact_url("not a url"), "(invalid url)");
-    }
 }

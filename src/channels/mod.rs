@@ -18,8 +18,6 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub use http::redact_url;
-
 /// The HTTP client destinations share unless they have a `ca_file`.
 pub fn http_client() -> reqwest::Client {
     http::client(None).expect("the HTTP client builds with static settings")

@@ -23,7 +23,7 @@ pub(super) async fn run(config: &Path, command: &DigestCommand) -> anyhow::Resul
                     .with_timezone(&chrono::Utc),
                 None => store.now().await?,
             };
-            let preview = crate::digest::preview(&loaded, store.as_ref(), name, at).await?;
+            let preview = crate::digest_scheduler::preview(&loaded, store.as_ref(), name, at).await?;
             writeln!(
                 out,
                 "digest \"{name}\": window {} to {} ({} events; nothing is sent)",
@@ -45,7 +45,7 @@ pub(super) async fn run(config: &Path, command: &DigestCommand) -> anyhow::Resul
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         DigestCommand::Send { name } => {
-            let (window, claim) = crate::digest::send_now(&loaded, store.as_ref(), name).await?;
+            let (window, claim) = crate::digest_scheduler::send_now(&loaded, store.as_ref(), name).await?;
             let span = format!("{} to {}", window.start.to_rfc3339(), window.end.to_rfc3339());
             match claim {
                 DigestClaim::Queued { deliveries, .. } => {

@@ -4,8 +4,8 @@
 use super::raw::RawDigest;
 use super::types::{DestinationConfig, DigestConfig, WhenEmpty};
 use super::validate::condition;
-use crate::digest::Schedule;
 use crate::rules::Condition;
+use crate::schedule::Schedule;
 use std::collections::BTreeMap;
 
 /// Validates one digest; each problem goes to `problem(field, message)`.

@@ -38,7 +38,7 @@ impl StoreLocation {
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             url.parse::<sqlx::postgres::PgConnectOptions>()
-                .map_err(|e| format!("invalid PostgreSQL url \"{}\": {e}", crate::channels::redact_url(url)))?;
+                .map_err(|e| format!("invalid PostgreSQL url \"{}\": {e}", crate::redact::url(url)))?;
             return Ok(StoreLocation::Postgres(url.to_owned()));
         }
         Err(format!(

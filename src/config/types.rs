@@ -111,7 +111,7 @@ pub enum WhenEmpty {
 #[derive(Debug, Clone)]
 pub struct DigestConfig {
     pub name: String,
-    pub schedule: crate::digest::Schedule,
+    pub schedule: crate::schedule::Schedule,
     /// Which events it counts (default every event).
     pub when: Condition,
     pub to: Vec<String>,

@@ -4,7 +4,7 @@
 
 use super::layout::{self, when};
 use super::{ok_page, store_down, Ctx};
-use crate::digest::Window;
+use crate::schedule::Window;
 use crate::state::AppState;
 use maud::html;
 use warp::reply::Response;
@@ -76,7 +76,7 @@ async fn preview(ctx: Ctx, name: String) -> Response {
         Ok(c) => c,
         Err(e) => return store_down(&ctx.base, e),
     };
-    let payloads = crate::digest::payloads_off_workers(&loaded, &name, &context).await;
+    let payloads = crate::digest_scheduler::payloads_off_workers(&loaded, &name, &context).await;
     let body = html! {
         p { "The window in progress: " (when(window.start)) " → now. Next run: "
             (digest.config.schedule.next_after(now).map(when).unwrap_or_else(|| "never".into())) ". Nothing is sent from this page." }

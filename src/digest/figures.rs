@@ -3,8 +3,8 @@
 //! window before, and the feedback worth reading. Pure: the events come
 //! in, the template context comes out.
 
-use super::schedule::Window;
 use crate::history::mrr::{amount_value, round_cents, Mrr};
+use crate::schedule::Window;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 

@@ -1,26 +1,23 @@
-//! Digests: a summary of the events of a window, sent on a schedule
-//! ([`schedule`]) with figures worked out by [`figures`]. A window is
-//! claimed through the store, unique per digest and window, and sent as
-//! ordinary deliveries whose payloads are rendered once: retries, dead
-//! letters, replay and the attempt log apply, and a replay sends the same
-//! digest. [`scheduler`] runs them.
+//! A digest as the running set holds it: a summary of the events of a
+//! window ([`crate::schedule`]), with figures worked out by [`figures`]
+//! and templates compiled for each destination it goes to. What is
+//! claimed for a window ([`NewDigest`]) is ordinary deliveries whose
+//! payloads are rendered once: retries, dead letters, replay and the
+//! attempt log apply, and a replay sends the same digest.
+//! [`crate::digest_scheduler`] claims and sends them.
 
 pub mod figures;
-pub mod schedule;
-pub mod scheduler;
 
-pub use schedule::{Due, Schedule, Window};
+use crate::schedule::Window;
 
 use crate::channels::{escape_for, Destination, Payload, Rendered};
 use crate::config::{DestinationKind, DigestConfig};
-use crate::loaded_config::LoadedConfig;
 use crate::problems::{Problem, Problems};
 use crate::render::{Escape, EventContext, RenderError, Template, TemplateFiles};
 use crate::rules::EvalContext;
 use crate::store::{NewDelivery, NewDigest, Store, StoreError};
 use serde_json::Value;
 use std::path::Path;
-use std::sync::Arc;
 
 /// The subject of a digest e-mail without a `subject`.
 pub const DEFAULT_SUBJECT: &str =
@@ -100,14 +97,18 @@ impl Digest {
             .flat_map(|(_, r)| std::iter::once(&r.body).chain(r.html.as_ref()).chain(r.subject.as_ref()))
     }
 
-    /// The payload for each destination, rendered from `context`.
-    pub fn payloads(&self, loaded: &LoadedConfig, context: &Value) -> Vec<(String, Result<Payload, RenderError>)> {
+    /// The payload for each destination (which `destination` looks up in
+    /// the running set), rendered from `context`.
+    pub fn payloads<'a>(
+        &self,
+        destination: impl Fn(&str) -> Option<&'a Destination>,
+        context: &Value,
+    ) -> Vec<(String, Result<Payload, RenderError>)> {
         let context = EventContext::new(context.clone());
         self.renderers
             .iter()
             .map(|(name, r)| {
-                let payload = loaded
-                    .destination(name)
+                let payload = destination(name)
                     .ok_or_else(|| {
                         RenderError::new(
                             self.config.template.clone(),
@@ -131,8 +132,12 @@ impl Digest {
     /// [`Digest::payloads`] as deliveries keep them: a payload that could
     /// not be rendered is kept as its reason, so its delivery goes dead
     /// saying why.
-    pub fn stored_payloads(&self, loaded: &LoadedConfig, context: &Value) -> Vec<(String, String)> {
-        self.payloads(loaded, context)
+    pub fn stored_payloads<'a>(
+        &self,
+        destination: impl Fn(&str) -> Option<&'a Destination>,
+        context: &Value,
+    ) -> Vec<(String, String)> {
+        self.payloads(destination, context)
             .into_iter()
             .map(|(destination, payload)| {
                 let stored = match payload {
@@ -163,14 +168,20 @@ impl Digest {
     /// the reason it could not be, so the delivery goes dead saying why).
     /// An empty window of a digest that skips them is claimed as skipped,
     /// unless `asked` (an operator asked for it). Renders on the calling
-    /// thread: async callers use [`claim_off_workers`].
-    pub fn to_claim(&self, loaded: &LoadedConfig, window: Window, context: &Value, asked: bool) -> NewDigest {
+    /// thread: async callers use [`crate::digest_scheduler::claim_off_workers`].
+    pub fn to_claim<'a>(
+        &self,
+        destination: impl Fn(&str) -> Option<&'a Destination>,
+        window: Window,
+        context: &Value,
+        asked: bool,
+    ) -> NewDigest {
         let empty =
             !asked && context["total"].as_u64() == Some(0) && self.config.empty == crate::config::WhenEmpty::Skip;
         let deliveries = if empty {
             Vec::new()
         } else {
-            self.stored_payloads(loaded, context)
+            self.stored_payloads(destination, context)
                 .into_iter()
                 .map(|(destination, payload)| NewDelivery {
                     destination,
@@ -189,65 +200,6 @@ impl Digest {
     }
 }
 
-/// [`Digest::to_claim`] for the digest `name` of `loaded`, rendered off
-/// the async workers. A render that fails outright makes every delivery
-/// go dead saying why.
-pub async fn claim_off_workers(
-    loaded: &Arc<LoadedConfig>,
-    name: &str,
-    window: Window,
-    context: &Value,
-    asked: bool,
-) -> NewDigest {
-    let (for_render, digest, figures) = (loaded.clone(), name.to_owned(), context.clone());
-    let claimed = crate::render::off_workers(move || {
-        for_render.digest(&digest).map(|d| d.to_claim(&for_render, window, &figures, asked))
-    })
-    .await;
-    match claimed {
-        Ok(Some(claim)) => claim,
-        Ok(None) | Err(_) => {
-            let reason = match claimed {
-                Err(e) => e.to_string(),
-                _ => format!("digest \"{name}\" is no longer configured"),
-            };
-            let to = loaded.digest(name).map(|d| d.config.to.clone()).unwrap_or_default();
-            NewDigest {
-                digest: name.to_owned(),
-                start: window.start,
-                end: window.end,
-                body: Some(context.to_string()),
-                deliveries: to
-                    .into_iter()
-                    .map(|destination| NewDelivery {
-                        destination,
-                        routes: vec![format!("digest:{name}")],
-                        payload: Some(Payload::stored_failure(&reason)),
-                    })
-                    .collect(),
-            }
-        }
-    }
-}
-
-/// [`Digest::payloads`] for the digest `name` of `loaded`, rendered off
-/// the async workers.
-pub async fn payloads_off_workers(
-    loaded: &Arc<LoadedConfig>,
-    name: &str,
-    context: &Value,
-) -> Vec<(String, Result<Payload, RenderError>)> {
-    let (for_render, digest, figures) = (loaded.clone(), name.to_owned(), context.clone());
-    let rendered = crate::render::off_workers(move || {
-        for_render.digest(&digest).map(|d| d.payloads(&for_render, &figures)).unwrap_or_default()
-    })
-    .await;
-    rendered.unwrap_or_else(|e| {
-        let to = loaded.digest(name).map(|d| d.config.to.clone()).unwrap_or_default();
-        to.into_iter().map(|destination| (destination, Err(e.clone()))).collect()
-    })
-}
-
 /// The figures of the shipped sample events as one window: what `check`
 /// renders every digest template against.
 pub fn sample_context(name: &str) -> Value {
@@ -264,109 +216,4 @@ pub fn sample_context(name: &str) -> Value {
     let window = Window { start: now - chrono::Duration::days(1), end: now };
     let before = Window { start: now - chrono::Duration::days(2), end: window.start };
     figures::context(name, "UTC", window, before, &refs, &refs[..refs.len() / 2])
-}
-
-/// Why a digest command cannot run.
-#[derive(Debug, thiserror::Error)]
-pub enum DigestError {
-    #[error("unknown digest \"{0}\"")]
-    Unknown(String),
-    #[error("digest \"{0}\" has no complete window before {1}")]
-    NoWindow(String, String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// A digest worked out for one window.
-#[derive(Debug)]
-pub struct Preview {
-    pub window: Window,
-    pub context: Value,
-    /// Per destination, the payload or why it cannot be rendered.
-    pub payloads: Vec<(String, Result<Payload, RenderError>)>,
-}
-
-/// The digest `name` of the last complete window before `at`, rendered
-/// for each destination; sends nothing.
-pub async fn preview(
-    loaded: &Arc<LoadedConfig>,
-    store: &dyn Store,
-    name: &str,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Result<Preview, DigestError> {
-    let (digest, window) = last_window(loaded, name, at)?;
-    let context = digest.context(store, window).await?;
-    let payloads = payloads_off_workers(loaded, name, &context).await;
-    Ok(Preview { window, context, payloads })
-}
-
-/// The digest `name` and its last complete window at `at`.
-fn last_window<'a>(
-    loaded: &'a LoadedConfig,
-    name: &str,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Result<(&'a Digest, Window), DigestError> {
-    let digest = loaded.digest(name).ok_or_else(|| DigestError::Unknown(name.to_owned()))?;
-    let window = digest
-        .config
-        .schedule
-        .last_complete(at)
-        .ok_or_else(|| DigestError::NoWindow(name.to_owned(), at.to_rfc3339()))?;
-    Ok((digest, window))
-}
-
-/// Claims and queues the digest `name` of the last complete window before
-/// `now` (by the store's clock): once per window, whoever asks.
-pub async fn send_now(
-    loaded: &Arc<LoadedConfig>,
-    store: &dyn Store,
-    name: &str,
-) -> Result<(Window, crate::store::DigestClaim), DigestError> {
-    let (digest, window) = last_window(loaded, name, store.now().await?)?;
-    let context = digest.context(store, window).await?;
-    // Sent on request even when empty: it was asked for.
-    let claim = claim_off_workers(loaded, name, window, &context, true).await;
-    Ok((window, store.claim_digest(claim).await?))
-}
-
-/// Takes `customer`'s quotes out of every digest still stored (its figures,
-/// the payloads of its deliveries, rendered again without them, and what
-/// its attempts recorded), for `forget`. Returns how many digests changed.
-pub async fn forget_customer(loaded: &Arc<LoadedConfig>, store: &dyn Store, customer: &str) -> Result<u64, StoreError> {
-    let mut changed = 0;
-    for stored in store.digests_quoting(customer).await? {
-        let mut figures = stored.figures;
-        if let Some(quotes) = figures.get_mut("feedback").and_then(Value::as_array_mut) {
-            let before = quotes.len();
-            quotes.retain(|q| !crate::store::quote_of(q, customer));
-            let removed = (before - quotes.len()) as u64;
-            figures["more"] = serde_json::json!(figures["more"].as_u64().unwrap_or(0) + removed);
-        }
-        // Without templates to write it again with (the digest is no
-        // longer configured), what was rendered goes, and a replay says
-        // why it cannot send.
-        let (for_render, digest, context) = (loaded.clone(), stored.digest.clone(), figures.clone());
-        let rendered = crate::render::off_workers(move || {
-            for_render.digest(&digest).map(|d| d.stored_payloads(&for_render, &context)).unwrap_or_default()
-        })
-        .await;
-        let why = match &rendered {
-            Ok(_) => "it is no longer configured".to_owned(),
-            Err(e) => format!("it could not be rendered again: {e}"),
-        };
-        let payloads = rendered.unwrap_or_default();
-        let otherwise = Payload::stored_failure(&format!(
-            "digest \"{}\" was written again to forget a customer, and {why}",
-            stored.digest
-        ));
-        let rewrite = crate::store::DigestRewrite {
-            event_id: stored.event_id,
-            figures: figures.to_string(),
-            payloads,
-            otherwise,
-        };
-        store.rewrite_digest(rewrite).await?;
-        changed += 1;
-    }
-    Ok(changed)
 }

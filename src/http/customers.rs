@@ -92,11 +92,11 @@ async fn forget(customer: String, state: AppState) -> Result<warp::reply::Respon
     Ok(warp::reply::json(&answer).into_response())
 }
 
-fn digest_error(e: crate::digest::DigestError) -> Rejection {
+fn digest_error(e: crate::digest_scheduler::DigestError) -> Rejection {
     match e {
-        crate::digest::DigestError::Unknown(_) => warp::reject::custom(ApiError::NotFound(e.to_string())),
-        crate::digest::DigestError::NoWindow(..) => warp::reject::custom(ApiError::BadRequest(e.to_string())),
-        crate::digest::DigestError::Store(e) => unavailable(e),
+        crate::digest_scheduler::DigestError::Unknown(_) => warp::reject::custom(ApiError::NotFound(e.to_string())),
+        crate::digest_scheduler::DigestError::NoWindow(..) => warp::reject::custom(ApiError::BadRequest(e.to_string())),
+        crate::digest_scheduler::DigestError::Store(e) => unavailable(e),
     }
 }
 
@@ -112,7 +112,8 @@ async fn preview(name: String, state: AppState, q: PreviewQuery) -> Result<warp:
         None => state.store().now().await.map_err(unavailable)?,
     };
     let loaded = state.loaded.load_full();
-    let preview = crate::digest::preview(&loaded, state.store().as_ref(), &name, at).await.map_err(digest_error)?;
+    let preview =
+        crate::digest_scheduler::preview(&loaded, state.store().as_ref(), &name, at).await.map_err(digest_error)?;
     let payloads: serde_json::Map<String, Value> = preview
         .payloads
         .iter()
@@ -131,7 +132,7 @@ async fn preview(name: String, state: AppState, q: PreviewQuery) -> Result<warp:
 async fn send(name: String, state: AppState) -> Result<warp::reply::Response, Rejection> {
     let loaded = state.loaded.load_full();
     let (window, claim) =
-        crate::digest::send_now(&loaded, state.store().as_ref(), &name).await.map_err(digest_error)?;
+        crate::digest_scheduler::send_now(&loaded, state.store().as_ref(), &name).await.map_err(digest_error)?;
     let window = json!({"start": window.start.to_rfc3339(), "end": window.end.to_rfc3339()});
     match claim {
         DigestClaim::Queued { event_id, deliveries } => {

@@ -1,86 +1,25 @@
 //! The HTTP side: the routes Raaft reaches (ingest, probes), the
-//! operators' routes (admin API, metrics, and the web console of
-//! [`crate::console`]), and how refusals are answered.
-//! [`server`] accepts the connections these routes are served on.
+//! operators' API (admin, metrics, customers), how refusals are answered,
+//! and the pieces the web console shares with them (bodies, credentials,
+//! the client's address). [`server`] accepts the connections;
+//! [`crate::routes`] puts these routes and the console's on each listener.
 
 pub mod admin;
 pub mod body;
 pub mod customers;
 pub mod encoding;
-mod ingest;
-mod probes;
-mod rejection;
+pub mod ingest;
+pub mod probes;
+pub mod rejection;
 pub mod server;
 
 use crate::state::AppState;
 use std::convert::Infallible;
-use warp::{Filter, Reply};
+use warp::Filter;
 
-use probes::Listener;
 pub(crate) use rejection::ApiError;
 
-/// What the listener Raaft reaches serves: ingest and the probes, plus the
-/// operators' routes when they have no listener of their own
-/// (`operators_here`); otherwise those answer 404 here.
-pub fn public_routes(
-    state: AppState,
-    operators_here: bool,
-) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    let operators = warp::any()
-        .and_then(move || async move {
-            if operators_here {
-                Ok(())
-            } else {
-                Err(warp::reject::not_found())
-            }
-        })
-        .untuple_one()
-        .and(operator_routes(state.clone(), state.tls.is_some(), Listener::Public));
-    ingest::route(state.clone()).or(probes(state, Listener::Public)).or(operators).recover(rejection::handle_rejection)
-}
-
-/// What the operators' listener (`[admin] listen`) serves: the admin API,
-/// `/metrics` and the probes.
-pub fn admin_listener_routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    operator_routes(state.clone(), false, Listener::Operators)
-        .or(probes(state, Listener::Operators))
-        .recover(rejection::handle_rejection)
-}
-
-/// `/healthz` and `/readyz`.
-fn probes(
-    state: AppState,
-    listener: Listener,
-) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
-    let healthz =
-        warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
-    let readyz = warp::path!("readyz")
-        .and(warp::get())
-        .and(with_state(state))
-        .and(warp::any().map(move || listener))
-        .and_then(probes::readyz);
-    healthz.or(readyz)
-}
-
-/// `/metrics`, the admin API and the console (`secure`: served over TLS),
-/// on `listener`.
-fn operator_routes(
-    state: AppState,
-    secure: bool,
-    listener: Listener,
-) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(warp::any().map(move || listener))
-        .and(admin::credentials())
-        .and_then(probes::metrics);
-    metrics
-        .or(admin::routes(state.clone()))
-        .or(customers::routes(state.clone()))
-        .or(crate::console::routes(state, secure))
-}
-
-fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
+/// The running state, for a route's handler.
+pub(crate) fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
     warp::any().map(move || state.clone())
 }

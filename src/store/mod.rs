@@ -269,11 +269,11 @@ pub struct Job {
 }
 
 impl Job {
-    /// The event, made into a template context; the job keeps `null` in
-    /// its place (the attempt's record needs the rest, not the event).
-    pub fn take_event(&mut self) -> crate::render::EventContext {
+    /// The event, taken out of the job; the job keeps `null` in its place
+    /// (the attempt's record needs the rest, not the event).
+    pub fn take_event(&mut self) -> Value {
         let event = std::mem::replace(&mut self.event, Arc::new(Value::Null));
-        crate::render::EventContext::new(Arc::unwrap_or_clone(event))
+        Arc::unwrap_or_clone(event)
     }
 }
 

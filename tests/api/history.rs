@@ -164,7 +164,7 @@ on_both_stores! {
         let loaded = std::sync::Arc::new(LoadedConfig::load(&app.config_path()).unwrap());
         let later = app.store.now().await.unwrap() + chrono::Duration::hours(24);
         let digest = loaded.digest("daily").unwrap();
-        while raaft_relay::digest::scheduler::advance(app.store.as_ref(), &loaded, digest, later).await.unwrap().is_none() {}
+        while raaft_relay::digest_scheduler::advance(app.store.as_ref(), &loaded, digest, later).await.unwrap().is_none() {}
         app.wait_settled(Duration::from_secs(10)).await;
         let before = app.stats().await;
         assert_eq!(before.events, 10, "9 events and the digest");
@@ -230,7 +230,7 @@ on_both_stores! {
                 let digest = loaded.digest("daily").unwrap();
                 let mut queued = 0;
                 // Each keeps stepping until told to wait.
-                while raaft_relay::digest::scheduler::advance(store.as_ref(), &loaded, digest, later).await.unwrap().is_none() {
+                while raaft_relay::digest_scheduler::advance(store.as_ref(), &loaded, digest, later).await.unwrap().is_none() {
                     queued += 1;
                 }
                 queued
@@ -483,7 +483,7 @@ on_both_stores! {
         founders.wait_for(1, Duration::from_secs(10)).await;
         let last = app.store.last_digest_window("daily").await.unwrap().expect("the first run claimed a window");
         let back = last.end + chrono::Duration::hours(84);
-        let step = |now| raaft_relay::digest::scheduler::advance(app.store.as_ref(), &loaded, digest, now);
+        let step = |now| raaft_relay::digest_scheduler::advance(app.store.as_ref(), &loaded, digest, now);
         assert_eq!(step(back).await.unwrap(), None, "a skip first");
         let skipped = app.store.last_digest_window("daily").await.unwrap().unwrap();
         assert_eq!((skipped.start, skipped.end, skipped.event_id.is_none()), (last.end, last.end + chrono::Duration::days(2), true));
