@@ -27,6 +27,57 @@ fn default_store_url(env: &dyn Fn(&str) -> Option<String>) -> String {
     }
 }
 
+/// Where each section's problems go: with the file, and the key's line.
+struct Report<'a> {
+    path: &'a Path,
+    lines: &'a KeyLines,
+    problems: &'a mut Problems,
+}
+
+impl Report<'_> {
+    fn problem(&self, key: &str, message: String) -> Problem {
+        Problem::new(self.path, message).at_line(self.lines.line_of(key)).with_key(key)
+    }
+
+    fn push(&mut self, key: &str, message: String) {
+        let problem = self.problem(key, message);
+        self.problems.push(problem);
+    }
+
+    /// The duration at `key`, or `default` (also when it does not parse).
+    fn duration(&mut self, key: &str, raw: &Option<String>, default: Duration) -> Duration {
+        match raw {
+            None => default,
+            Some(s) => parse_duration(s).unwrap_or_else(|e| {
+                self.push(key, e);
+                default
+            }),
+        }
+    }
+
+    /// The rate at `key` ("none": no limit), or `default`.
+    fn rate(&mut self, key: &str, raw: &Option<String>, default: Rate) -> Option<Rate> {
+        match raw {
+            None => Some(default),
+            Some(text) => Rate::parse(text).unwrap_or_else(|e| {
+                self.push(key, e);
+                None
+            }),
+        }
+    }
+
+    /// A problem at `key` for each of `tokens` that is blank.
+    fn blank_tokens(&mut self, key: &str, tokens: &[String]) {
+        for (i, token) in tokens.iter().enumerate() {
+            if token.trim().is_empty() {
+                self.push(&format!("{key}[{i}]"), "token is empty".into());
+            }
+        }
+    }
+}
+
+/// The config of `raw`, section by section; every problem goes to
+/// `problems`.
 pub(super) fn build(
     path: &Path,
     base_dir: &Path,
@@ -35,249 +86,42 @@ pub(super) fn build(
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Problems,
 ) -> Config {
-    let problem = |key: &str, message: String| Problem::new(path, message).at_line(lines.line_of(key)).with_key(key);
-
+    let mut report = Report { path, lines, problems };
     let templates_dir = base_dir.join(raw.templates_dir.as_deref().unwrap_or("../templates"));
     if !templates_dir.is_dir() {
-        problems.push(problem(
-            "templates_dir",
-            format!("templates directory \"{}\" does not exist", templates_dir.display()),
-        ));
+        report.push("templates_dir", format!("templates directory \"{}\" does not exist", templates_dir.display()));
     }
-
-    let listen = raw.server.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-
     if raw.raaft.tokens.is_empty() {
-        problems.push(problem("raaft.tokens", "at least one token is required (tokens = [\"${RAAFT_TOKEN}\"])".into()));
+        report.push("raaft.tokens", "at least one token is required (tokens = [\"${RAAFT_TOKEN}\"])".into());
     }
-    for (i, token) in raw.raaft.tokens.iter().enumerate() {
-        if token.trim().is_empty() {
-            problems.push(problem(&format!("raaft.tokens[{i}]"), "token is empty".into()));
-        }
-    }
-
-    let duration = |key: &str, raw: &Option<String>, default: Duration, problems: &mut Problems| match raw {
-        None => default,
-        Some(s) => parse_duration(s).unwrap_or_else(|e| {
-            problems.push(problem(key, e));
-            default
-        }),
-    };
-    let server = ServerConfig {
-        listen,
-        max_body_bytes: raw.server.max_body_bytes.unwrap_or(256 * 1024),
-        metrics: raw.server.metrics.unwrap_or(true),
-        header_timeout: duration(
-            "server.header_timeout",
-            &raw.server.header_timeout,
-            Duration::from_secs(10),
-            problems,
-        ),
-        body_timeout: duration("server.body_timeout", &raw.server.body_timeout, Duration::from_secs(30), problems),
-        max_connections: raw.server.max_connections.unwrap_or(1024),
-        auth_failures: match &raw.server.auth_failures {
-            None => Some(Rate { count: 20, per: Duration::from_secs(60) }),
-            Some(text) => Rate::parse(text).unwrap_or_else(|e| {
-                problems.push(problem("server.auth_failures", e));
-                None
-            }),
-        },
-        trusted_proxies: raw
-            .server
-            .trusted_proxies
-            .iter()
-            .enumerate()
-            .filter_map(|(i, text)| {
-                let parsed =
-                    text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-                parsed
-                    .map_err(|_| {
-                        problems.push(problem(
-                            &format!("server.trusted_proxies[{i}]"),
-                            format!("\"{text}\" is not an IP address or network (e.g. \"10.0.0.1\", \"10.0.0.0/8\")"),
-                        ))
-                    })
-                    .ok()
-            })
-            .collect(),
-        tls: match (&raw.server.tls_cert, &raw.server.tls_key) {
-            (None, None) => None,
-            (Some(cert), Some(key)) => {
-                let files = TlsFiles { cert: base_dir.join(cert), key: base_dir.join(key) };
-                // Checked here, so that `check` and a reload report a bad
-                // pair with its key and line.
-                match crate::tls::acceptor(&files.cert, &files.key) {
-                    Ok(_) => Some(files),
-                    Err(e) => {
-                        let key = match e {
-                            crate::tls::TlsError::Key { .. } => "server.tls_key",
-                            _ => "server.tls_cert",
-                        };
-                        problems.push(problem(key, e.to_string()));
-                        None
-                    }
-                }
-            }
-            (Some(_), None) => {
-                problems.push(problem("server.tls_cert", "needs server.tls_key as well".into()));
-                None
-            }
-            (None, Some(_)) => {
-                problems.push(problem("server.tls_key", "needs server.tls_cert as well".into()));
-                None
-            }
-        },
-        public_url: raw
-            .server
-            .public_url
-            .as_deref()
-            .and_then(|text| PublicUrl::parse(text).map_err(|e| problems.push(problem("server.public_url", e))).ok()),
-    };
-    if server.max_body_bytes == 0 {
-        problems.push(problem("server.max_body_bytes", "must be greater than 0".into()));
-    }
-    for (key, value) in [("server.header_timeout", server.header_timeout), ("server.body_timeout", server.body_timeout)]
-    {
-        if value.is_zero() {
-            problems.push(problem(key, "must be longer than 0s".into()));
-        }
-    }
-    if server.max_connections == 0 {
-        problems.push(problem("server.max_connections", "must be greater than 0".into()));
-    }
-    let dedup_window =
-        duration("raaft.dedup_window", &raw.raaft.dedup_window, Duration::from_secs(24 * 3600), problems);
-    let retention = duration("store.retention", &raw.store.retention, Duration::from_secs(14 * 24 * 3600), problems);
-    let store_url = raw.store.url.clone().unwrap_or_else(|| default_store_url(env));
-    let store_url = store_url.as_str();
-    let location = StoreLocation::parse(store_url, base_dir).unwrap_or_else(|e| {
-        problems.push(problem("store.url", e));
-        StoreLocation::Sqlite(PathBuf::new())
-    });
-    let admin_auth_failures = match &raw.admin.auth_failures {
-        None => Some(Rate { count: 10, per: Duration::from_secs(60) }),
-        Some(text) => Rate::parse(text).unwrap_or_else(|e| {
-            problems.push(problem("admin.auth_failures", e));
-            None
-        }),
-    };
-    let admin_session = duration("admin.session", &raw.admin.session, Duration::from_secs(12 * 3600), problems);
-    if admin_session.is_zero() {
-        problems.push(problem("admin.session", "a session must last longer than 0s".into()));
-    }
-    if raw.admin.edit_templates && raw.admin.tokens.is_empty() {
-        problems.push(problem(
-            "admin.edit_templates",
-            "needs at least one admin token (the console signs in with one)".into(),
-        ));
-    }
-    if raw.admin.metrics_auth && raw.admin.tokens.is_empty() {
-        problems.push(problem("admin.metrics_auth", "needs at least one admin token".into()));
-    }
-    for (i, token) in raw.admin.tokens.iter().enumerate() {
-        if token.trim().is_empty() {
-            problems.push(problem(&format!("admin.tokens[{i}]"), "token is empty".into()));
-        }
-    }
-
-    let mut retry = RetryPolicy::default();
-    if let Some(n) = raw.retry.max_attempts {
-        if n == 0 {
-            problems.push(problem("retry.max_attempts", "must be at least 1".into()));
-        }
-        retry.max_attempts = n.max(1);
-    }
-    let durations = [
-        ("retry.initial_backoff", &raw.retry.initial_backoff, &mut retry.initial_backoff),
-        ("retry.max_backoff", &raw.retry.max_backoff, &mut retry.max_backoff),
-        ("retry.attempt_timeout", &raw.retry.attempt_timeout, &mut retry.attempt_timeout),
-    ];
-    for (key, raw, slot) in durations {
-        if let Some(s) = raw {
-            match parse_duration(s) {
-                Ok(d) => *slot = d,
-                Err(e) => problems.push(problem(key, e)),
-            }
-        }
-    }
-    if retry.attempt_timeout.is_zero() {
-        problems.push(problem("retry.attempt_timeout", "must be greater than 0".into()));
-    }
-
-    let mut destinations = BTreeMap::new();
-    for (name, d) in raw.destinations {
-        let key = format!("destinations.{name}");
-        if let Err(e) = check_name(&name) {
-            problems.push(problem(&key, format!("destination name {e}")));
-        }
-        if let Some(dest) = build_destination(&name, d, &key, base_dir, &problem, problems) {
-            destinations.insert(name, DestinationConfig { line: lines.line_of(&key), ..dest });
-        }
-    }
-
+    report.blank_tokens("raaft.tokens", &raw.raaft.tokens);
+    let server = server(&mut report, &raw.server, base_dir);
+    let dedup_window = report.duration("raaft.dedup_window", &raw.raaft.dedup_window, Duration::from_secs(24 * 3600));
+    let store = store(&mut report, &raw.store, base_dir, env);
+    let (admin_auth_failures, admin_session) = admin(&mut report, &raw.admin);
+    let retry = retry(&mut report, &raw.retry);
+    let destinations = destinations(&mut report, raw.destinations, base_dir);
     let alerts = raw.alerts.map(|a| {
         if !destinations.contains_key(&a.destination) {
-            problems.push(problem("alerts.destination", format!("unknown destination \"{}\"", a.destination)));
+            report.push("alerts.destination", format!("unknown destination \"{}\"", a.destination));
         }
-        let backlog_after = duration("alerts.backlog_after", &a.backlog_after, Duration::from_secs(600), problems);
+        let backlog_after = report.duration("alerts.backlog_after", &a.backlog_after, Duration::from_secs(600));
         AlertsConfig { destination: a.destination, backlog_after }
     });
-
-    let mut routes = Vec::new();
-    let mut names = BTreeSet::new();
-    for (i, r) in raw.routes.into_iter().enumerate() {
-        let key = format!("routes[{i}]");
-        let name = r.name.unwrap_or_else(|| format!("route-{}", i + 1));
-        if !names.insert(name.clone()) {
-            problems.push(problem(&format!("{key}.name"), format!("route \"{name}\" is defined twice")));
-        }
-        if let Err(e) = check_name(&name) {
-            problems.push(problem(&format!("{key}.name"), format!("route name {e}")));
-        }
-        if r.to.is_empty() {
-            problems.push(problem(&format!("{key}.to"), format!("route \"{name}\": `to` names no destination")));
-        }
-        for (j, dest) in r.to.iter().enumerate() {
-            if !destinations.contains_key(dest) {
-                problems.push(problem(
-                    &format!("{key}.to[{j}]"),
-                    format!("route \"{name}\": unknown destination \"{dest}\""),
-                ));
-            }
-        }
-        match condition(r.when.as_ref()) {
-            Ok(when) => routes.push(RouteConfig { name, when, to: r.to, stop: r.stop, line: lines.line_of(&key) }),
-            Err(e) => problems.push(problem(&format!("{key}.when"), format!("route \"{name}\": {e}"))),
-        }
-    }
-
+    let routes = routes(&mut report, raw.routes, &destinations);
+    let defaults = HistoryConfig::default();
     let history = HistoryConfig {
-        retention: duration("history.retention", &raw.history.retention, HistoryConfig::default().retention, problems),
-        catch_up: duration("history.catch_up", &raw.history.catch_up, HistoryConfig::default().catch_up, problems),
+        retention: report.duration("history.retention", &raw.history.retention, defaults.retention),
+        catch_up: report.duration("history.catch_up", &raw.history.catch_up, defaults.catch_up),
     };
-    let mut digests = BTreeMap::new();
-    for (name, d) in raw.digests {
-        let key = format!("digests.{name}");
-        if let Err(e) = check_name(&name) {
-            problems.push(problem(&key, format!("digest name {e}")));
-        }
-        let mut problem_at = |field: &str, message: String| {
-            let field_key = format!("{key}.{field}");
-            let line = lines.line_of(&field_key).or_else(|| lines.line_of(&key));
-            problems.push(Problem::new(path, message).at_line(line).with_key(field_key));
-        };
-        if let Some(digest) = super::digests::build(&name, d, &destinations, &mut problem_at) {
-            digests.insert(name, DigestConfig { line: lines.line_of(&key), ..digest });
-        }
-    }
-
+    let digests = digests(&mut report, raw.digests, &destinations);
     Config {
         path: path.to_path_buf(),
         templates_dir,
         server,
         tokens: raw.raaft.tokens,
         dedup_window,
-        store: StoreConfig { location, retention },
+        store,
         admin_tokens: raw.admin.tokens,
         admin_listen: raw.admin.listen,
         metrics_auth: raw.admin.metrics_auth,
@@ -292,6 +136,231 @@ pub(super) fn build(
         digests,
         files_read: Vec::new(),
     }
+}
+
+/// `[server]`.
+fn server(report: &mut Report<'_>, raw: &RawServer, base_dir: &Path) -> ServerConfig {
+    let server = ServerConfig {
+        listen: raw.listen.clone().unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
+        max_body_bytes: raw.max_body_bytes.unwrap_or(256 * 1024),
+        metrics: raw.metrics.unwrap_or(true),
+        header_timeout: report.duration("server.header_timeout", &raw.header_timeout, Duration::from_secs(10)),
+        body_timeout: report.duration("server.body_timeout", &raw.body_timeout, Duration::from_secs(30)),
+        max_connections: raw.max_connections.unwrap_or(1024),
+        auth_failures: report.rate(
+            "server.auth_failures",
+            &raw.auth_failures,
+            Rate { count: 20, per: Duration::from_secs(60) },
+        ),
+        trusted_proxies: trusted_proxies(report, &raw.trusted_proxies),
+        tls: tls(report, &raw.tls_cert, &raw.tls_key, base_dir),
+        public_url: raw
+            .public_url
+            .as_deref()
+            .and_then(|text| PublicUrl::parse(text).map_err(|e| report.push("server.public_url", e)).ok()),
+    };
+    if server.max_body_bytes == 0 {
+        report.push("server.max_body_bytes", "must be greater than 0".into());
+    }
+    for (key, value) in [("server.header_timeout", server.header_timeout), ("server.body_timeout", server.body_timeout)]
+    {
+        if value.is_zero() {
+            report.push(key, "must be longer than 0s".into());
+        }
+    }
+    if server.max_connections == 0 {
+        report.push("server.max_connections", "must be greater than 0".into());
+    }
+    server
+}
+
+/// `server.trusted_proxies`: addresses and networks.
+fn trusted_proxies(report: &mut Report<'_>, raw: &[String]) -> Vec<ipnet::IpNet> {
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            let parsed =
+                text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            parsed
+                .map_err(|_| {
+                    report.push(
+                        &format!("server.trusted_proxies[{i}]"),
+                        format!("\"{text}\" is not an IP address or network (e.g. \"10.0.0.1\", \"10.0.0.0/8\")"),
+                    )
+                })
+                .ok()
+        })
+        .collect()
+}
+
+/// `server.tls_cert` and `server.tls_key`: both or neither, and a pair
+/// that loads (checked here, so that `check` and a reload report a bad
+/// pair with its key and line).
+fn tls(report: &mut Report<'_>, cert: &Option<String>, key: &Option<String>, base_dir: &Path) -> Option<TlsFiles> {
+    match (cert, key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles { cert: base_dir.join(cert), key: base_dir.join(key) };
+            match crate::tls::acceptor(&files.cert, &files.key) {
+                Ok(_) => Some(files),
+                Err(e) => {
+                    let key = match e {
+                        crate::tls::TlsError::Key { .. } => "server.tls_key",
+                        _ => "server.tls_cert",
+                    };
+                    report.push(key, e.to_string());
+                    None
+                }
+            }
+        }
+        (Some(_), None) => {
+            report.push("server.tls_cert", "needs server.tls_key as well".into());
+            None
+        }
+        (None, Some(_)) => {
+            report.push("server.tls_key", "needs server.tls_cert as well".into());
+            None
+        }
+    }
+}
+
+/// `[store]`: where (by default, systemd's state folder or beside the
+/// config) and how long delivered events are kept.
+fn store(
+    report: &mut Report<'_>,
+    raw: &RawStore,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> StoreConfig {
+    let retention = report.duration("store.retention", &raw.retention, Duration::from_secs(14 * 24 * 3600));
+    let url = raw.url.clone().unwrap_or_else(|| default_store_url(env));
+    let location = StoreLocation::parse(&url, base_dir).unwrap_or_else(|e| {
+        report.push("store.url", e);
+        StoreLocation::Sqlite(PathBuf::new())
+    });
+    StoreConfig { location, retention }
+}
+
+/// `[admin]`: its allowance of failed sign-ins and how long a console
+/// session lasts; what needs a token has one.
+fn admin(report: &mut Report<'_>, raw: &RawAdmin) -> (Option<Rate>, Duration) {
+    let auth_failures =
+        report.rate("admin.auth_failures", &raw.auth_failures, Rate { count: 10, per: Duration::from_secs(60) });
+    let session = report.duration("admin.session", &raw.session, Duration::from_secs(12 * 3600));
+    if session.is_zero() {
+        report.push("admin.session", "a session must last longer than 0s".into());
+    }
+    if raw.edit_templates && raw.tokens.is_empty() {
+        report.push("admin.edit_templates", "needs at least one admin token (the console signs in with one)".into());
+    }
+    if raw.metrics_auth && raw.tokens.is_empty() {
+        report.push("admin.metrics_auth", "needs at least one admin token".into());
+    }
+    report.blank_tokens("admin.tokens", &raw.tokens);
+    (auth_failures, session)
+}
+
+/// `[retry]`.
+fn retry(report: &mut Report<'_>, raw: &RawRetry) -> RetryPolicy {
+    let mut retry = RetryPolicy::default();
+    if let Some(n) = raw.max_attempts {
+        if n == 0 {
+            report.push("retry.max_attempts", "must be at least 1".into());
+        }
+        retry.max_attempts = n.max(1);
+    }
+    retry.initial_backoff = report.duration("retry.initial_backoff", &raw.initial_backoff, retry.initial_backoff);
+    retry.max_backoff = report.duration("retry.max_backoff", &raw.max_backoff, retry.max_backoff);
+    retry.attempt_timeout = report.duration("retry.attempt_timeout", &raw.attempt_timeout, retry.attempt_timeout);
+    if retry.attempt_timeout.is_zero() {
+        report.push("retry.attempt_timeout", "must be greater than 0".into());
+    }
+    retry
+}
+
+/// `[destinations.*]`, each named as a name may be.
+fn destinations(
+    report: &mut Report<'_>,
+    raw: BTreeMap<String, RawDestination>,
+    base_dir: &Path,
+) -> BTreeMap<String, DestinationConfig> {
+    let mut destinations = BTreeMap::new();
+    for (name, d) in raw {
+        let key = format!("destinations.{name}");
+        if let Err(e) = check_name(&name) {
+            report.push(&key, format!("destination name {e}"));
+        }
+        let (path, lines) = (report.path, report.lines);
+        let problem =
+            |key: &str, message: String| Problem::new(path, message).at_line(lines.line_of(key)).with_key(key);
+        if let Some(dest) = build_destination(&name, d, &key, base_dir, &problem, report.problems) {
+            destinations.insert(name, DestinationConfig { line: lines.line_of(&key), ..dest });
+        }
+    }
+    destinations
+}
+
+/// `[[routes]]`: named once each, to destinations that exist, with a
+/// condition that compiles.
+fn routes(
+    report: &mut Report<'_>,
+    raw: Vec<RawRoute>,
+    destinations: &BTreeMap<String, DestinationConfig>,
+) -> Vec<RouteConfig> {
+    let mut routes = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let key = format!("routes[{i}]");
+        let name = r.name.unwrap_or_else(|| format!("route-{}", i + 1));
+        if !names.insert(name.clone()) {
+            report.push(&format!("{key}.name"), format!("route \"{name}\" is defined twice"));
+        }
+        if let Err(e) = check_name(&name) {
+            report.push(&format!("{key}.name"), format!("route name {e}"));
+        }
+        if r.to.is_empty() {
+            report.push(&format!("{key}.to"), format!("route \"{name}\": `to` names no destination"));
+        }
+        for (j, dest) in r.to.iter().enumerate() {
+            if !destinations.contains_key(dest) {
+                report.push(&format!("{key}.to[{j}]"), format!("route \"{name}\": unknown destination \"{dest}\""));
+            }
+        }
+        match condition(r.when.as_ref()) {
+            Ok(when) => {
+                routes.push(RouteConfig { name, when, to: r.to, stop: r.stop, line: report.lines.line_of(&key) })
+            }
+            Err(e) => report.push(&format!("{key}.when"), format!("route \"{name}\": {e}")),
+        }
+    }
+    routes
+}
+
+/// `[digests.*]` ([`super::digests::build`]), each problem at its field's
+/// line (or the digest's).
+fn digests(
+    report: &mut Report<'_>,
+    raw: BTreeMap<String, RawDigest>,
+    destinations: &BTreeMap<String, DestinationConfig>,
+) -> BTreeMap<String, DigestConfig> {
+    let mut digests = BTreeMap::new();
+    for (name, d) in raw {
+        let key = format!("digests.{name}");
+        if let Err(e) = check_name(&name) {
+            report.push(&key, format!("digest name {e}"));
+        }
+        let (path, lines) = (report.path, report.lines);
+        let problems = &mut *report.problems;
+        let mut problem_at = |field: &str, message: String| {
+            let field_key = format!("{key}.{field}");
+            let line = lines.line_of(&field_key).or_else(|| lines.line_of(&key));
+            problems.push(Problem::new(path, message).at_line(line).with_key(field_key));
+        };
+        if let Some(digest) = super::digests::build(&name, d, destinations, &mut problem_at) {
+            digests.insert(name, DigestConfig { line: lines.line_of(&key), ..digest });
+        }
+    }
+    digests
 }
 
 /// A route's or a digest's `when`: absent (always), a table of
