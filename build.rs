@@ -12,7 +12,9 @@
 //! same goes for the console's browser tests without ChromeDriver, and the
 //! reverse-proxy tests without nginx and Caddy, the container test
 //! without podman, and the package test without cargo-deb, debootstrap and
-//! systemd-analyze.
+//! systemd-analyze. It watches those programs' files only (or, for one
+//! that is missing, the folders it would be installed in), so installing
+//! an unrelated package builds nothing again.
 //!
 //! And it records the commit the binary is built from, for `--version`
 //! (`RAAFT_RELAY_COMMIT` when set, as a build without the repository
@@ -29,44 +31,29 @@ fn main() {
         println!("cargo:rustc-cfg=postgres_tests");
     }
     // The console's browser tests need ChromeDriver (Debian's
-    // chromium-driver, or CHROMEDRIVER); installing it changes /usr/bin.
+    // chromium-driver, or CHROMEDRIVER).
     println!("cargo::rustc-check-cfg=cfg(browser_tests)");
     println!("cargo:rerun-if-env-changed=CHROMEDRIVER");
-    for dir in ["/usr/bin", "/usr/sbin"] {
-        if std::path::Path::new(dir).is_dir() {
-            println!("cargo:rerun-if-changed={dir}");
-        }
-    }
     let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-    if Command::new(&driver).arg("--version").output().is_ok_and(|o| o.status.success()) {
+    if tool(&driver, "--version") {
         println!("cargo:rustc-cfg=browser_tests");
     }
     // The reverse-proxy tests run Debian's nginx and Caddy.
     println!("cargo::rustc-check-cfg=cfg(proxy_tests)");
-    let runs = |program: &str, arg: &str| Command::new(program).arg(arg).output().is_ok_and(|o| o.status.success());
-    if runs("nginx", "-v") && runs("caddy", "version") {
+    if tool("nginx", "-v") && tool("caddy", "version") {
         println!("cargo:rustc-cfg=proxy_tests");
     }
     // The container test builds and runs the image with Debian's podman.
     println!("cargo::rustc-check-cfg=cfg(container_tests)");
-    if runs("podman", "--version") && runs("runc", "--version") {
+    if tool("podman", "--version") && tool("runc", "--version") {
         println!("cargo:rustc-cfg=container_tests");
     }
     // The package test builds the .deb with cargo-deb (installed by cargo
     // into its bin folder), installs it into a debootstrap root and verifies
     // the unit with systemd-analyze.
     println!("cargo::rustc-check-cfg=cfg(package_tests)");
-    if let Some(home) = std::env::var_os("CARGO_HOME")
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo").into_os_string()))
-    {
-        let bin = std::path::Path::new(&home).join("bin");
-        if bin.is_dir() {
-            println!("cargo:rerun-if-changed={}", bin.display());
-        }
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let cargo_deb = Command::new(cargo).args(["deb", "--version"]).output().is_ok_and(|o| o.status.success());
-    if cargo_deb && runs("debootstrap", "--version") && runs("systemd-analyze", "--version") {
+    let cargo_deb = tool("cargo-deb", "--version");
+    if cargo_deb && tool("debootstrap", "--version") && tool("systemd-analyze", "--version") {
         println!("cargo:rustc-cfg=package_tests");
     }
     // The portable binary's test checks the file that build made, when CI
@@ -86,6 +73,37 @@ fn main() {
     println!("cargo:rerun-if-env-changed=RAAFT_RELAY_PORTABLE");
     if std::env::var_os("RAAFT_RELAY_PORTABLE").is_none() && glibc_version().is_some_and(|v| v >= (2, 36)) {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
+}
+
+/// Whether `program` runs (`arg` is how it says its version), watching
+/// only what that depends on: the program's file where it is found, or,
+/// while it is missing, the folders it is looked for in (`PATH` and
+/// cargo's bin folder), so installing it builds again.
+fn tool(program: &str, arg: &str) -> bool {
+    let path = std::path::Path::new(program);
+    let mut dirs: Vec<std::path::PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    dirs.extend(cargo_home.map(|h| h.join("bin")));
+    let found = if path.components().count() > 1 {
+        Some(path.to_path_buf()).filter(|p| p.is_file())
+    } else {
+        dirs.iter().map(|d| d.join(program)).find(|p| p.is_file())
+    };
+    match found {
+        Some(file) => {
+            println!("cargo:rerun-if-changed={}", file.display());
+            Command::new(&file).arg(arg).output().is_ok_and(|o| o.status.success())
+        }
+        None => {
+            for dir in dirs.iter().filter(|d| d.is_dir()) {
+                println!("cargo:rerun-if-changed={}", dir.display());
+            }
+            false
+        }
     }
 }
 

@@ -26,23 +26,30 @@ impl Alerts {
     }
 
     /// Whether a notice about `destination` for `reason` may go out now
-    /// (and, if so, counts it as sent).
-    fn allow(&self, destination: &str, reason: &'static str) -> bool {
+    /// (and, if so, counts it as sent): not about the alerts destination
+    /// itself (`to`), nor within the hour of the last of its kind. A notice
+    /// held back is counted as such.
+    fn allow(&self, to: &str, destination: &str, reason: &'static str) -> bool {
         let mut last = self.last_sent.lock().expect("alerts lock");
         let key = (destination.to_owned(), reason);
-        match last.get(&key) {
+        let allowed = match last.get(&key) {
+            _ if destination == to => false,
             Some(at) if at.elapsed() < NOTICE_INTERVAL => false,
             _ => {
                 last.insert(key, Instant::now());
                 true
             }
+        };
+        if !allowed {
+            self.metrics.alerts_held.with_label_values(&[reason]).inc();
         }
+        allowed
     }
 
     /// A delivery to `destination` went dead.
     pub fn delivery_dead(&self, loaded: Arc<LoadedConfig>, destination: &str, delivery: &str, why: &str) {
         let Some(alerts) = &loaded.config.alerts else { return };
-        if alerts.destination == destination || !self.allow(destination, "dead") {
+        if !self.allow(&alerts.destination, destination, "dead") {
             return;
         }
         let text = format!(
@@ -59,10 +66,10 @@ impl Alerts {
         let Some(alerts) = &loaded.config.alerts else { return };
         let Ok(stats) = store.destination_stats().await else { return };
         for s in stats {
-            if s.pending == 0 || s.oldest_pending_age < alerts.backlog_after || s.destination == alerts.destination {
+            if s.pending == 0 || s.oldest_pending_age < alerts.backlog_after {
                 continue;
             }
-            if !self.allow(&s.destination, "backlog") {
+            if !self.allow(&alerts.destination, &s.destination, "backlog") {
                 continue;
             }
             let text = format!(

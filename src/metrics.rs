@@ -21,6 +21,11 @@ pub struct Metrics {
     /// `result`: success, error.
     pub reloads: IntCounterVec,
     pub alerts: IntCounterVec,
+    /// Notices held back: one of the same kind went out within the hour,
+    /// or it was about the alerts destination itself.
+    pub alerts_held: IntCounterVec,
+    /// `result`: change (a file of the running set changed), ignored.
+    pub config_file_events: IntCounterVec,
     queue_depth: IntGaugeVec,
     oldest_pending: GaugeVec,
     dead: IntGaugeVec,
@@ -70,6 +75,16 @@ impl Metrics {
         for result in ["success", "error"] {
             reloads.with_label_values(&[result]);
         }
+        let config_file_events = counter(
+            &registry,
+            "raaft_relay_config_file_events_total",
+            "Events in the folders of the running configuration's files, by result: change (one of its files \
+             changed: a reload follows) or ignored (a read, a metadata change, another file).",
+            &["result"],
+        );
+        for result in ["change", "ignored"] {
+            config_file_events.with_label_values(&[result]);
+        }
         let alerts = counter(
             &registry,
             "raaft_relay_alerts_sent_total",
@@ -78,8 +93,16 @@ impl Metrics {
         );
         // Every series whose labels are known up front is there from the
         // start, at 0, so a dashboard or alert never reads a missing one.
+        let alerts_held = counter(
+            &registry,
+            "raaft_relay_alerts_held_total",
+            "Notices not sent, by reason: one of the kind went out within the hour, or it was about the alerts \
+             destination itself.",
+            &["reason"],
+        );
         for reason in ["dead", "backlog"] {
             alerts.with_label_values(&[reason]);
+            alerts_held.with_label_values(&[reason]);
         }
         let queue_depth = IntGaugeVec::new(
             Opts::new("raaft_relay_queue_depth", "Pending deliveries by destination."),
@@ -108,6 +131,8 @@ impl Metrics {
             attempt_duration,
             reloads,
             alerts,
+            alerts_held,
+            config_file_events,
             queue_depth,
             oldest_pending,
             dead,

@@ -14,6 +14,7 @@
 use crate::auth::AuthGuard;
 use crate::check::check_loaded;
 use crate::loaded_config::LoadedConfig;
+use crate::metrics::Metrics;
 use crate::state::{AppState, ReloadRecord};
 use arc_swap::ArcSwap;
 use notify::event::ModifyKind;
@@ -233,18 +234,19 @@ pub struct FileWatch {
 }
 
 impl FileWatch {
-    /// Starts watching the folders of `loaded`'s files.
-    pub fn start(loaded: &LoadedConfig) -> FileWatch {
+    /// Starts watching the folders of `loaded`'s files; `metrics` counts
+    /// the events seen, as changes or ignored.
+    pub fn start(loaded: &LoadedConfig, metrics: Arc<Metrics>) -> FileWatch {
         let (changed_tx, changed) = mpsc::channel::<()>(1);
         let set = Arc::new(ArcSwap::from_pointee(WatchSet::of(loaded)));
         let handler_set = set.clone();
         let handler = move |result: notify::Result<notify::Event>| {
             let Ok(event) = result else { return };
-            if !is_change(&event.kind) {
-                return;
-            }
             let set = handler_set.load();
-            if let Some(file) = event.paths.iter().find(|p| set.covers(p)) {
+            let changed = is_change(&event.kind).then(|| event.paths.iter().find(|p| set.covers(p))).flatten();
+            let result = if changed.is_some() { "change" } else { "ignored" };
+            metrics.config_file_events.with_label_values(&[result]).inc();
+            if let Some(file) = changed {
                 tracing::debug!(file = %file.display(), "a file of the running configuration changed");
                 let _ = changed_tx.try_send(());
             }

@@ -1,10 +1,15 @@
-//! Digests through the real binary, on the wall clock: a window is sent
-//! once whatever happens to the relay (kill -9, a reload that changes the
-//! schedule, two replicas on one PostgreSQL), with every event in it.
-//! Each test waits for a minute boundary or two.
+//! Digests through the real binary: a window is sent once whatever
+//! happens to the relay (kill -9, a reload that changes the schedule, two
+//! replicas on one PostgreSQL), with every event in it. The test takes
+//! the scheduler's step itself, a minute ahead of the store's clock
+//! ([`raaft_relay::digest_scheduler::advance`], on the store the relay
+//! delivers from), instead of waiting for the minute to pass.
 
 use crate::helpers::*;
+use raaft_relay::store::{Access, Store};
+use raaft_relay::LoadedConfig;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A relay whose events go nowhere and whose digest `schedule` goes to
@@ -22,6 +27,26 @@ async fn digest_config(digests: &Receiver, schedule: &str, empty: &str, store: &
     );
     cfg.set_store(&store.fresh_url(cfg.dir.path()).await);
     cfg
+}
+
+/// The relay at `cfg`'s store, opened beside it as a store command opens
+/// it, and its running set.
+async fn store_of(cfg: &ConfigDir) -> (Arc<dyn Store>, Arc<LoadedConfig>) {
+    let loaded = Arc::new(LoadedConfig::load(&cfg.path()).unwrap());
+    let store = raaft_relay::store::open(&loaded.config.store.location, loaded.config.dedup_window, Access::Tool)
+        .await
+        .unwrap();
+    (store, loaded)
+}
+
+/// Takes the scheduler's steps for digest `often` as if a minute had
+/// passed on the store's clock: every window that would have ended by then
+/// is claimed (once, whoever else claims it) and its deliveries queued for
+/// the running relay to send.
+async fn a_minute_later(store: &dyn Store, loaded: &Arc<LoadedConfig>) {
+    let later = store.now().await.unwrap() + chrono::Duration::seconds(61);
+    let digest = loaded.digest("often").unwrap();
+    while raaft_relay::digest_scheduler::advance(store, loaded, digest, later).await.unwrap().is_none() {}
 }
 
 fn digests_of(received: &[Received]) -> Vec<Value> {
@@ -61,8 +86,11 @@ on_both_stores! {
         for _ in 0..3 {
             assert_eq!(relay.post(sample("canceled.json")).await.status(), 200);
         }
-        // The window that holds them ends at the next minute.
-        digests.wait_for(1, Duration::from_secs(75)).await;
+        // The window that holds them ends within the minute.
+        let (store, loaded) = store_of(&cfg).await;
+        a_minute_later(store.as_ref(), &loaded).await;
+        drop(store);
+        digests.wait_for(1, Duration::from_secs(10)).await;
         relay.kill();
         let location = raaft_relay::config::Config::load(&cfg.path()).unwrap().store.location;
         let claimed = query_number(&location, "SELECT COUNT(*) FROM digest_windows WHERE event_id IS NOT NULL").await;
@@ -99,10 +127,13 @@ on_both_stores! {
             assert!(std::time::Instant::now() < deadline, "not reloaded:\n{}", relay.logs());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let got = wait_for_events(&digests, 2, Duration::from_secs(75)).await;
+        let (store, loaded) = store_of(&cfg).await;
+        a_minute_later(store.as_ref(), &loaded).await;
+        let mut got = wait_for_events(&digests, 2, Duration::from_secs(10)).await;
         assert_eq!(got.iter().map(|d| d["total"].as_u64().unwrap()).sum::<u64>(), 2, "{got:?}");
         assert_windows_tile(&got);
         // The first window after the change starts where the daily one ended.
+        got.sort_by_key(|d| d["start"].as_str().unwrap().to_owned());
         assert_eq!(got[1]["start"], got[0]["end"], "{got:?}");
         drop(relay);
     }
@@ -119,7 +150,10 @@ async fn two_replicas_send_one_digest_per_window() {
         let relay = if i % 2 == 0 { &one } else { &two };
         assert_eq!(relay.post(sample("canceled.json")).await.status(), 200);
     }
-    let got = wait_for_events(&digests, 6, Duration::from_secs(75)).await;
+    // Both replicas' schedulers reach the window at once.
+    let ((first, loaded), (second, _)) = (store_of(&cfg).await, store_of(&cfg).await);
+    tokio::join!(a_minute_later(first.as_ref(), &loaded), a_minute_later(second.as_ref(), &loaded));
+    let got = wait_for_events(&digests, 6, Duration::from_secs(10)).await;
     assert_eq!(got.iter().map(|d| d["total"].as_u64().unwrap()).sum::<u64>(), 6);
     assert_windows_tile(&got);
     // A digest delivery exists only with its window's claim: one event and

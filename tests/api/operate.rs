@@ -190,6 +190,11 @@ async fn readiness_fails_while_the_store_is_unreachable() {
     .await;
 }
 
+/// Notices held back for `reason`, as the relay counts them.
+fn held(app: &TestApp, reason: &str) -> u64 {
+    app.metrics.alerts_held.with_label_values(&[reason]).get()
+}
+
 async fn wait_until_async<F, Fut>(deadline: Duration, what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
@@ -285,7 +290,7 @@ on_both_stores! {
         // A second dead delivery within the hour sends no second notice.
         app.post_event(sample("canceled.json")).await;
         assert_eq!(app.wait_settled(Duration::from_secs(5)).await.dead, 2);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait_until(Duration::from_secs(5), "the second notice held back", || held(&app, "dead") >= 1).await;
         assert_eq!(ops.count(), 1);
     }
 
@@ -305,7 +310,8 @@ on_both_stores! {
         let got = ops.wait_for(1, Duration::from_secs(10)).await;
         let text = got[0].json()["text"].as_str().unwrap().to_owned();
         assert!(text.contains("\"down\" has 1 pending deliveries"), "{text}");
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // The next looks at the backlog find it as old, and hold their notice back.
+        wait_until(Duration::from_secs(10), "a later notice held back", || held(&app, "backlog") >= 2).await;
         assert_eq!(ops.count(), 1, "one notice per destination and reason per hour");
     }
 }
@@ -333,10 +339,14 @@ on_both_stores! {
         wait_until_async(Duration::from_secs(10), "the reload", || async { reloads(&app, "success").await >= 1.0 }).await;
         app.post_event(sample("canceled.json")).await;
         assert_eq!(hook.wait_for(2, Duration::from_secs(5)).await[1].body, "v2 canceled for Ana Lima");
-        // Reloading reads the files; reading them must not set off more reloads.
-        let settled = reloads(&app, "success").await;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert_eq!(reloads(&app, "success").await, settled, "reloads keep triggering themselves");
+        // Reloading reads the files; reading them must not set off more
+        // reloads. A file beside them, written after the reload, is seen
+        // after whatever the reload's reads caused, and ignored.
+        let file_events = |result: &str| app.metrics.config_file_events.with_label_values(&[result]).get();
+        let (changes, ignored) = (file_events("change"), file_events("ignored"));
+        std::fs::write(dir.join("templates/not-a-template.txt"), "x").unwrap();
+        wait_until(Duration::from_secs(10), "the file beside them seen", || file_events("ignored") > ignored).await;
+        assert_eq!(file_events("change"), changes, "reloads keep triggering themselves");
 
         // A broken edit: the running template stays, the relay keeps going.
         std::fs::write(dir.join("templates/note.hbs"), "v3 {{#if outcome}} never closed").unwrap();
@@ -440,7 +450,7 @@ on_both_stores! {
         let app = spawn_app(cfg, &store).await;
         app.post_event(sample("canceled.json")).await;
         assert_eq!(app.wait_settled(Duration::from_secs(5)).await.dead, 1);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        wait_until(Duration::from_secs(5), "the notice about ops held back", || held(&app, "dead") >= 1).await;
         assert_eq!(ops.count(), 1, "only the delivery itself reached ops");
         let text = scrape(&app).await.text().await.unwrap();
         assert_eq!(metric(&text, r#"raaft_relay_alerts_sent_total{reason="dead"}"#), 0.0);

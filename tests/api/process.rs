@@ -23,6 +23,11 @@ fn free_addr() -> std::net::SocketAddr {
     l.local_addr().unwrap()
 }
 
+/// Whether the store of the relay at `config` has no delivery pending.
+fn nothing_pending(config: &std::path::Path) -> bool {
+    deliveries_cli(config, &["list", "--status", "pending"]).trim() == "no deliveries"
+}
+
 on_both_stores! {
     async fn acknowledged_events_survive_kill_9_and_are_delivered_once(store) {
         let addr = free_addr();
@@ -40,7 +45,9 @@ on_both_stores! {
         let relay = RelayProcess::start(&cfg.path()).await;
         let got = hook.wait_for(20, Duration::from_secs(30)).await;
         assert!(!relay.logs().contains("panicked"), "{}", relay.logs());
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Once nothing is pending, nothing more can be sent.
+        let config = cfg.path();
+        wait_until(Duration::from_secs(10), "nothing pending", || nothing_pending(&config)).await;
         let counts = flow_counts(&hook.received());
         assert_eq!(counts.len(), 20, "{counts:?}");
         for flow in &flows {
@@ -123,9 +130,12 @@ async fn two_relays_share_one_postgres_queue_and_survive_losing_one() {
     hook.wait_for(10, Duration::from_secs(20)).await;
     let killed_at = Instant::now();
     a.kill();
-    // B takes over A's claims when their leases run out (1 s + 5 s).
+    // B takes over A's claims when their leases run out (the 1 s attempt
+    // timeout, 2 s of waiting for a turn and a 5 s margin).
     wait_until(Duration::from_secs(40), "every event to arrive", || flow_counts(&hook.received()).len() == 60).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once nothing is pending, nothing more can be sent.
+    let config = cfg.path();
+    wait_until(Duration::from_secs(20), "nothing pending", || nothing_pending(&config)).await;
     let received = hook.received();
     let mut first_seen: BTreeMap<String, Instant> = BTreeMap::new();
     for r in &received {

@@ -32,8 +32,12 @@ fn after(line: &serde_json::Value, since: chrono::DateTime<chrono::Utc>) -> Dura
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_running_sets_files_reload_it_and_a_busy_folder_delays_neither_edits_nor_sighup() {
     let cfg = ConfigDir::new(
-        "[destinations.out]\nkind = \"console\"\ntemplate = \"note.hbs\"\n[[routes]]\nname = \"all\"\nto = [\"out\"]\n",
+        "[destinations.out]\nkind = \"console\"\ntemplate = \"note.hbs\"\n[[routes]]\nname = \"all\"\nto = [\"out\"]\n\
+         [admin]\ntokens = [\"ops-token\"]\n",
     );
+    // Metrics, to read what the watch made of the folder's events.
+    let text = std::fs::read_to_string(cfg.path()).unwrap().replacen("[server]\n", "[server]\nmetrics = true\n", 1);
+    std::fs::write(cfg.path(), text).unwrap();
     cfg.write_template("note.hbs", "version one {{outcome}}");
     // The store, the relay's own log (at debug level, so every request,
     // query and reload writes to it) and a file rewritten every 20 ms all
@@ -102,8 +106,27 @@ async fn only_the_running_sets_files_reload_it_and_a_busy_folder_delays_neither_
     let reload = logged(&logs(), "configuration reloaded").into_iter().find(|v| v["trigger"] == "SIGHUP").unwrap();
     assert!(after(&reload, signalled) < Duration::from_secs(2), "SIGHUP served {:?} after", after(&reload, signalled));
 
-    // The busy file and the log go on; they are not the running set.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The busy file and the log go on; they are not the running set: the
+    // watch sees their writes and ignores them.
+    let ignored = || async {
+        let text = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .bearer_auth("ops-token")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let line = text.lines().find(|l| l.starts_with(r#"raaft_relay_config_file_events_total{result="ignored"}"#));
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).expect("the ignored file events")
+    };
+    let before = ignored().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ignored().await < before + 50 {
+        assert!(std::time::Instant::now() < deadline, "the busy folder's writes were not seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     noise.abort();
     let _ = child.kill();
     let _ = child.wait();
