@@ -10,6 +10,11 @@
 //! a reverse proxy the client is read from `X-Forwarded-For`, but only
 //! when the peer is one of `[server] trusted_proxies`: anyone else could
 //! write that header.
+//!
+//! Every door checks tokens through [`AuthGuard::verify`]: ingest
+//! (`x-raaft-token`), the admin API and `/metrics` (a bearer token) and
+//! the console's sign-in form (an admin token), with the same rule for
+//! counting, refusing and logging.
 
 use crate::config::Rate;
 use governor::clock::{Clock, DefaultClock};
@@ -20,6 +25,8 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+use tracing::warn;
 
 /// The name of the store's secret that signs console sessions; a new one
 /// is made when an admin token is removed.
@@ -51,6 +58,36 @@ impl std::fmt::Display for ClientKey {
             IpAddr::V6(v6) => write!(f, "{v6}/64"),
         }
     }
+}
+
+/// Which token a request presents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Raaft's shared token, in `x-raaft-token` (`[raaft] tokens`).
+    RaaftToken,
+    /// An admin token (`[admin] tokens`): a bearer token, or the
+    /// console's sign-in form.
+    AdminToken,
+}
+
+/// Why a request's token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Missing or wrong (401).
+    Unauthorized(Scheme),
+    /// The client is past its allowance (429): how long until it may try
+    /// again.
+    TooManyFailures(Duration),
+}
+
+/// Whether `presented` is one of `tokens`, compared in constant time with
+/// every one of them (no early stop at the first match).
+pub fn token_matches(tokens: &[String], presented: &[u8]) -> bool {
+    let mut ok = subtle::Choice::from(0);
+    for token in tokens {
+        ok |= token.as_bytes().ct_eq(presented);
+    }
+    bool::from(ok) && !tokens.is_empty()
 }
 
 pub struct AuthGuard {
@@ -120,6 +157,48 @@ impl AuthGuard {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 
+    /// Checks the token a request from `client` presents (`None`: none)
+    /// against `tokens`. A client past its allowance is refused before
+    /// the token is looked at; a missing or wrong token counts against
+    /// it. A refusal is logged at most once a minute per client (an IPv4
+    /// address or an IPv6 /64), saying which token and why.
+    pub fn verify(
+        &self,
+        scheme: Scheme,
+        client: Option<IpAddr>,
+        presented: Option<&[u8]>,
+        tokens: &[String],
+    ) -> Result<(), Refused> {
+        if let Some(wait) = client.and_then(|ip| self.blocked(ip).err()) {
+            self.report(client, scheme, "past the allowance of failed authentications; answering 429 for a while");
+            return Err(Refused::TooManyFailures(wait));
+        }
+        if presented.is_some_and(|token| token_matches(tokens, token)) {
+            return Ok(());
+        }
+        self.report(client, scheme, if presented.is_some() { "wrong token" } else { "missing token" });
+        match client.and_then(|ip| self.failed(ip).err()) {
+            Some(wait) => Err(Refused::TooManyFailures(wait)),
+            None => Err(Refused::Unauthorized(scheme)),
+        }
+    }
+
+    /// Logs a refusal of `client`, unless one was logged within the minute.
+    fn report(&self, client: Option<IpAddr>, scheme: Scheme, why: &str) {
+        if !client.is_none_or(|ip| self.should_report(ip)) {
+            return;
+        }
+        let shown = client.map(|ip| ClientKey::of(ip).to_string()).unwrap_or_else(|| "unknown".into());
+        match scheme {
+            Scheme::RaaftToken => {
+                warn!(client = %shown, reason = why, "rejected webhook: {why} (logged once a minute per client)")
+            }
+            Scheme::AdminToken => {
+                warn!(client = %shown, reason = why, "rejected admin request: {why} (logged once a minute per client)")
+            }
+        }
+    }
+
     /// `Err` with how long until `client` may try again, while it is past
     /// its allowance. Asked before the token is compared.
     pub fn blocked(&self, client: IpAddr) -> Result<(), Duration> {
@@ -150,7 +229,7 @@ impl AuthGuard {
     }
 
     /// Whether a refusal of `client` should be logged now.
-    pub fn should_report(&self, client: IpAddr) -> bool {
+    fn should_report(&self, client: IpAddr) -> bool {
         self.reports.check_key(&ClientKey::of(client)).is_ok()
     }
 

@@ -3,7 +3,7 @@
 //! the receivers' answers), and the digests that quote the customer are
 //! written again without the quote. A customer is named by id, or by an
 //! e-mail address: then every id that address appears under is erased.
-//! Once done, the store's files hold none of it ([`Store::scrub`]).
+//! Once done, the store's files hold none of it ([`History::scrub`](crate::store::History::scrub)).
 
 use crate::channels::Payload;
 use crate::loaded_config::LoadedConfig;

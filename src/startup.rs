@@ -4,12 +4,10 @@
 //! the maintenance tasks beside the HTTP side; `main` and the tests call
 //! the same function.
 
-use crate::alerts::Alerts;
 use crate::auth::AuthGuard;
 use crate::delivery::{Dispatcher, Services, DEFAULT_MAX_IN_FLIGHT};
 use crate::loaded_config::LoadedConfig;
 use crate::metrics::Metrics;
-use crate::pacing::Pacer;
 use crate::routes::{admin_listener_routes, public_routes};
 use crate::state::AppState;
 use crate::store::{Access, Store, StoreError};
@@ -60,12 +58,7 @@ impl Application {
             None => None,
         };
         let metrics = Arc::new(Metrics::new());
-        let services = Arc::new(Services {
-            store,
-            metrics: metrics.clone(),
-            pacer: Arc::new(Pacer::default()),
-            alerts: Arc::new(Alerts::new(metrics.clone())),
-        });
+        let services = Arc::new(Services::new(store.clone(), metrics.clone()));
         let server = &loaded.config.server;
         let auth =
             Arc::new(ArcSwap::from_pointee(AuthGuard::new(server.auth_failures, server.trusted_proxies.clone())));
@@ -80,6 +73,7 @@ impl Application {
         let state = AppState {
             loaded: Arc::new(ArcSwap::from_pointee(loaded)),
             wake: Arc::new(Notify::new()),
+            store,
             services,
             auth,
             admin_auth,
@@ -108,7 +102,7 @@ impl Application {
             servers.push(crate::http::server::serve(listener, admin_listener_routes(state.clone()), limits, stopped()));
         }
         let hangup = crate::reload::Hangup::register();
-        let files = crate::reload::FileWatch::start(&state.loaded.load());
+        let files = crate::reload::FileWatch::start(&state.loaded.load(), state.metrics().clone());
         Ok(Application { servers, stop, port, admin_port, state, max_in_flight: DEFAULT_MAX_IN_FLIGHT, hangup, files })
     }
 

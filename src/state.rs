@@ -9,7 +9,6 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
 /// What every request handler shares.
@@ -18,7 +17,9 @@ pub struct AppState {
     /// The running set; hot reload swaps it whole.
     pub loaded: Arc<ArcSwap<LoadedConfig>>,
     pub wake: Arc<Notify>,
-    /// The store, metrics, pacer and alerts, shared with the dispatcher.
+    /// The store, with all its sides.
+    pub store: Arc<dyn Store>,
+    /// The queue, metrics, pacer and alerts, shared with the dispatcher.
     pub services: Arc<Services>,
     /// Failed authentications per client, for `x-raaft-token`; replaced
     /// when a reload changes its settings.
@@ -41,26 +42,16 @@ pub struct AppState {
 
 impl AppState {
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.services.store
+        &self.store
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.services.metrics
     }
-
-    /// Compares `presented` with every configured token in constant time,
-    /// without stopping at the first match.
-    pub fn token_ok(&self, presented: &[u8]) -> bool {
-        let loaded = self.loaded.load();
-        let mut ok = subtle::Choice::from(0);
-        for token in &loaded.config.tokens {
-            ok |= token.as_bytes().ct_eq(presented);
-        }
-        bool::from(ok)
-    }
 }
 
-/// A reload tried ([`crate::reload`]): when, why, and the problems that kept the running set.
+/// A reload tried ([`crate::reload`]): when, why, and the problems that
+/// kept the running set.
 #[derive(Debug, Clone)]
 pub struct ReloadRecord {
     pub at: chrono::DateTime<chrono::Utc>,

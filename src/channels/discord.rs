@@ -4,24 +4,42 @@
 //! the versioned API, whose rate-limit values are in seconds.
 
 use super::http::{classify as classify_answer, excerpt, exchange, parse_http_url, pause_for, Answer};
-use super::{empty_fallback, AttemptReport, Payload, Rendered};
+use super::{empty_fallback, AttemptReport, Limited, Payload, Rendered};
 use crate::config::DestinationConfig;
 use crate::retry::Outcome;
 use crate::text::truncate_chars;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
 
-pub const CONTENT_MAX: usize = 2000;
-pub const EMBEDS_MAX: usize = 10;
-pub const TITLE_MAX: usize = 256;
-pub const DESCRIPTION_MAX: usize = 4096;
-pub const FIELDS_MAX: usize = 25;
-pub const FIELD_NAME_MAX: usize = 256;
-pub const FIELD_VALUE_MAX: usize = 1024;
-pub const FOOTER_MAX: usize = 2048;
-pub const AUTHOR_MAX: usize = 256;
-/// Across every embed of one message.
-pub const EMBEDS_TOTAL_MAX: usize = 6000;
+/// What Discord limits in a message, in characters (code points) or
+/// items (message and embed references). The one table of them: the
+/// cutting below and the console's warnings read it through [`limited`].
+pub struct Limits {
+    pub content: usize,
+    pub embeds: usize,
+    pub title: usize,
+    pub description: usize,
+    pub fields: usize,
+    pub field_name: usize,
+    pub field_value: usize,
+    pub footer: usize,
+    pub author: usize,
+    /// Across every embed of one message.
+    pub embeds_total: usize,
+}
+
+pub const LIMITS: Limits = Limits {
+    content: 2000,
+    embeds: 10,
+    title: 256,
+    description: 4096,
+    fields: 25,
+    field_name: 256,
+    field_value: 1024,
+    footer: 2048,
+    author: 256,
+    embeds_total: 6000,
+};
 
 pub struct Discord {
     url: url::Url,
@@ -114,24 +132,14 @@ fn chars(v: Option<&Value>) -> usize {
     v.and_then(Value::as_str).map_or(0, |s| s.chars().count())
 }
 
-/// Cuts every text Discord limits and forbids mentions.
+/// Cuts every text and list Discord limits and forbids mentions.
 pub fn enforce_limits(map: &mut Map<String, Value>) {
-    cut(map.get_mut("content"), CONTENT_MAX);
+    limited(map, &mut |place| match place {
+        Limited::Text { text, max, .. } => *text = truncate_chars(text, max),
+        Limited::Items { items, max, .. } => items.truncate(max),
+        Limited::Total { .. } => {}
+    });
     if let Some(Value::Array(embeds)) = map.get_mut("embeds") {
-        embeds.truncate(EMBEDS_MAX);
-        for embed in embeds.iter_mut() {
-            cut(embed.get_mut("title"), TITLE_MAX);
-            cut(embed.get_mut("description"), DESCRIPTION_MAX);
-            cut(embed.get_mut("footer").and_then(|f| f.get_mut("text")), FOOTER_MAX);
-            cut(embed.get_mut("author").and_then(|a| a.get_mut("name")), AUTHOR_MAX);
-            if let Some(Value::Array(fields)) = embed.get_mut("fields") {
-                fields.truncate(FIELDS_MAX);
-                for f in fields {
-                    cut(f.get_mut("name"), FIELD_NAME_MAX);
-                    cut(f.get_mut("value"), FIELD_VALUE_MAX);
-                }
-            }
-        }
         fit_total(embeds);
     }
     let content_empty = map.get("content").and_then(Value::as_str).is_none_or(|c| c.trim().is_empty());
@@ -140,6 +148,36 @@ pub fn enforce_limits(map: &mut Map<String, Value>) {
         map.insert("content".into(), Value::String(empty_fallback("discord")));
     }
     map.insert("allowed_mentions".into(), json!({"parse": []}));
+}
+
+/// Visits every place of `message` that [`LIMITS`] bounds, lists before
+/// their items, and last the embeds' text altogether.
+pub fn limited(message: &mut Map<String, Value>, visit: &mut dyn FnMut(Limited<'_>)) {
+    let l = &LIMITS;
+    let text = |value: Option<&mut Value>, what: String, max: usize, visit: &mut dyn FnMut(Limited<'_>)| {
+        if let Some(Value::String(text)) = value {
+            visit(Limited::Text { what, text, max });
+        }
+    };
+    text(message.get_mut("content"), "the content".into(), l.content, visit);
+    let Some(Value::Array(embeds)) = message.get_mut("embeds") else { return };
+    visit(Limited::Items { what: "the number of embeds".into(), items: embeds, max: l.embeds });
+    for (i, embed) in embeds.iter_mut().enumerate() {
+        let n = i + 1;
+        text(embed.get_mut("title"), format!("embed {n} title"), l.title, visit);
+        text(embed.get_mut("description"), format!("embed {n} description"), l.description, visit);
+        text(embed.pointer_mut("/footer/text"), format!("embed {n} footer"), l.footer, visit);
+        text(embed.pointer_mut("/author/name"), format!("embed {n} author"), l.author, visit);
+        if let Some(Value::Array(fields)) = embed.get_mut("fields") {
+            visit(Limited::Items { what: format!("embed {n}'s number of fields"), items: fields, max: l.fields });
+            for (j, f) in fields.iter_mut().enumerate() {
+                text(f.get_mut("name"), format!("embed {n} field {} name", j + 1), l.field_name, visit);
+                text(f.get_mut("value"), format!("embed {n} field {} value", j + 1), l.field_value, visit);
+            }
+        }
+    }
+    let count = embeds.iter().map(embed_chars).sum();
+    visit(Limited::Total { what: "the embeds' text altogether".into(), count, max: l.embeds_total });
 }
 
 fn embed_chars(e: &Value) -> usize {
@@ -155,11 +193,11 @@ fn embed_chars(e: &Value) -> usize {
 }
 
 /// Shrinks descriptions, last embed first, then drops fields, until all
-/// embeds together fit in [`EMBEDS_TOTAL_MAX`].
+/// embeds together fit in [`Limits::embeds_total`].
 fn fit_total(embeds: &mut [Value]) {
     let total = |embeds: &[Value]| embeds.iter().map(embed_chars).sum::<usize>();
     for i in (0..embeds.len()).rev() {
-        let over = total(embeds).saturating_sub(EMBEDS_TOTAL_MAX);
+        let over = total(embeds).saturating_sub(LIMITS.embeds_total);
         if over == 0 {
             return;
         }
@@ -170,7 +208,7 @@ fn fit_total(embeds: &mut [Value]) {
         }
     }
     for i in (0..embeds.len()).rev() {
-        while total(embeds) > EMBEDS_TOTAL_MAX {
+        while total(embeds) > LIMITS.embeds_total {
             let Some(Value::Array(fields)) = embeds[i].get_mut("fields") else { break };
             if fields.pop().is_none() {
                 break;
@@ -239,23 +277,23 @@ mod tests {
     fn limits_are_enforced_in_characters() {
         let long = "ü".repeat(20_000);
         let v = render(&discord(), &long, false);
-        assert_eq!(v["content"].as_str().unwrap().chars().count(), CONTENT_MAX);
+        assert_eq!(v["content"].as_str().unwrap().chars().count(), 2000);
         let embeds: Vec<Value> = (0..12)
             .map(|_| json!({"title": long, "description": long, "fields": [{"name": long, "value": long}]}))
             .collect();
         let v = render(&discord(), &json!({"embeds": embeds}).to_string(), true);
         let embeds = v["embeds"].as_array().unwrap();
-        assert_eq!(embeds.len(), EMBEDS_MAX);
-        assert_eq!(chars(embeds[0].get("title")), TITLE_MAX);
+        assert_eq!(embeds.len(), 10);
+        assert_eq!(chars(embeds[0].get("title")), 256);
         let total: usize = embeds.iter().map(embed_chars).sum();
-        assert!(total <= EMBEDS_TOTAL_MAX, "{total}");
+        assert!(total <= 6000, "{total}");
     }
 
     #[test]
     fn single_embed_keeps_its_long_description_up_to_the_limit() {
         let long = "a".repeat(5000);
         let v = render(&discord(), &json!({"embeds": [{"title": "t", "description": long}]}).to_string(), true);
-        assert_eq!(chars(v["embeds"][0].get("description")), DESCRIPTION_MAX);
+        assert_eq!(chars(v["embeds"][0].get("description")), 4096);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod console;
 pub mod discord;
 mod email;
 mod http;
+pub mod markup;
 pub mod slack;
 mod webhook;
 
@@ -116,6 +117,42 @@ pub struct Rendered {
     pub json: bool,
     pub html: Option<String>,
     pub subject: Option<String>,
+}
+
+/// One place in a message that its platform limits, as a platform's
+/// `limited` walk ([`slack::limited`], [`discord::limited`]) finds it:
+/// what to call it, its size and the limit.
+pub enum Limited<'a> {
+    /// A text, in characters.
+    Text { what: String, text: &'a mut String, max: usize },
+    /// A list, in items.
+    Items { what: String, items: &'a mut Vec<Value>, max: usize },
+    /// A sum over several places, which the platform's own cutting keeps
+    /// within the limit.
+    Total { what: String, count: usize, max: usize },
+}
+
+/// A platform's walk of the places it limits in a message.
+pub type LimitWalk = fn(&mut serde_json::Map<String, Value>, &mut dyn FnMut(Limited<'_>));
+
+/// The walk of `kind`'s limits, for a platform that limits its messages.
+pub fn limits_of(kind: DestinationKind) -> Option<LimitWalk> {
+    match kind {
+        DestinationKind::Slack => Some(slack::limited),
+        DestinationKind::Discord => Some(discord::limited),
+        _ => None,
+    }
+}
+
+impl Limited<'_> {
+    /// What the place is called, its size, and its limit.
+    pub fn measure(&self) -> (&str, usize, usize) {
+        match self {
+            Limited::Text { what, text, max } => (what, text.chars().count(), *max),
+            Limited::Items { what, items, max } => (what, items.len(), *max),
+            Limited::Total { what, count, max } => (what, *count, *max),
+        }
+    }
 }
 
 enum Channel {

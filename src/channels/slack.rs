@@ -3,22 +3,33 @@
 //! are 200 `ok` or a plain-text error code with a status.
 
 use super::http::{exchange, parse_http_url, report};
-use super::{empty_fallback, AttemptReport, Payload, Rendered};
+use super::{empty_fallback, AttemptReport, Limited, Payload, Rendered};
 use crate::text::truncate_escaped;
 use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
 
-/// Slack truncates top-level `text` past this.
-pub const TEXT_MAX: usize = 40_000;
-/// Section `text`.
-pub const SECTION_TEXT_MAX: usize = 3000;
-/// Each section field.
-pub const FIELD_TEXT_MAX: usize = 2000;
-pub const FIELDS_MAX: usize = 10;
-/// `header` block text.
-pub const HEADER_TEXT_MAX: usize = 150;
-pub const BLOCKS_MAX: usize = 50;
-pub const CONTEXT_ELEMENTS_MAX: usize = 10;
+/// What Slack limits in a message (Block Kit reference; top-level `text`
+/// is truncated by Slack past its limit). The one table of them: the
+/// cutting below and the console's warnings read it through [`limited`].
+pub struct Limits {
+    pub text: usize,
+    pub blocks: usize,
+    pub section_text: usize,
+    pub fields: usize,
+    pub field_text: usize,
+    pub header_text: usize,
+    pub context_elements: usize,
+}
+
+pub const LIMITS: Limits = Limits {
+    text: 40_000,
+    blocks: 50,
+    section_text: 3000,
+    fields: 10,
+    field_text: 2000,
+    header_text: 150,
+    context_elements: 10,
+};
 
 pub struct Slack {
     url: url::Url,
@@ -42,7 +53,7 @@ pub fn payload(rendered: Rendered) -> Result<Payload, String> {
     if !rendered.json {
         let text = if rendered.body.trim().is_empty() { empty_fallback("slack") } else { rendered.body };
         let mut map = Map::new();
-        map.insert("text".into(), Value::String(truncate_escaped(&text, TEXT_MAX)));
+        map.insert("text".into(), Value::String(truncate_escaped(&text, LIMITS.text)));
         return Ok(Payload::Json(Value::Object(map)));
     }
     let mut value: Value =
@@ -54,53 +65,67 @@ pub fn payload(rendered: Rendered) -> Result<Payload, String> {
     Ok(Payload::Json(value))
 }
 
-/// Cuts every text Slack limits, so long customer text never makes a
-/// message fail, and makes sure the notification fallback `text` exists.
+/// Cuts every text and list Slack limits, so long customer text never
+/// makes a message fail, and makes sure the notification fallback `text`
+/// exists.
 pub fn enforce_limits(map: &mut Map<String, Value>) {
-    if let Some(Value::Array(blocks)) = map.get_mut("blocks") {
-        blocks.truncate(BLOCKS_MAX);
-        for block in blocks.iter_mut() {
-            limit_block(block);
-        }
-    }
+    limited(map, &mut |place| match place {
+        Limited::Text { text, max, .. } => *text = truncate_escaped(text, max),
+        Limited::Items { items, max, .. } => items.truncate(max),
+        Limited::Total { .. } => {}
+    });
     let has_text = map.get("text").and_then(Value::as_str).is_some_and(|t| !t.trim().is_empty());
     if !has_text {
         let fallback = fallback_text(map).unwrap_or_else(|| empty_fallback("slack"));
-        map.insert("text".into(), Value::String(fallback));
-    }
-    if let Some(Value::String(text)) = map.get_mut("text") {
-        *text = truncate_escaped(text, TEXT_MAX);
+        map.insert("text".into(), Value::String(truncate_escaped(&fallback, LIMITS.text)));
     }
 }
 
-fn limit_text_object(obj: Option<&mut Value>, max: usize) {
-    if let Some(Value::String(t)) = obj.and_then(|o| o.get_mut("text")) {
-        *t = truncate_escaped(t, max);
+/// Visits every place of `message` that [`LIMITS`] bounds, lists before
+/// their items.
+pub fn limited(message: &mut Map<String, Value>, visit: &mut dyn FnMut(Limited<'_>)) {
+    let l = &LIMITS;
+    if let Some(Value::String(text)) = message.get_mut("text") {
+        visit(Limited::Text { what: "the text".into(), text, max: l.text });
+    }
+    let Some(Value::Array(blocks)) = message.get_mut("blocks") else { return };
+    visit(Limited::Items { what: "the number of blocks".into(), items: blocks, max: l.blocks });
+    for (i, block) in blocks.iter_mut().enumerate() {
+        let n = i + 1;
+        let kind = block.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+        match kind.as_str() {
+            "section" => {
+                text_of(block.get_mut("text"), format!("block {n} (section) text"), l.section_text, visit);
+                if let Some(Value::Array(fields)) = block.get_mut("fields") {
+                    visit(Limited::Items {
+                        what: format!("block {n}'s number of fields"),
+                        items: fields,
+                        max: l.fields,
+                    });
+                    for (j, f) in fields.iter_mut().enumerate() {
+                        text_of(Some(f), format!("block {n} field {}", j + 1), l.field_text, visit);
+                    }
+                }
+            }
+            "header" => text_of(block.get_mut("text"), format!("block {n} (header) text"), l.header_text, visit),
+            "context" => {
+                if let Some(Value::Array(elements)) = block.get_mut("elements") {
+                    let what = format!("block {n}'s number of context elements");
+                    visit(Limited::Items { what, items: elements, max: l.context_elements });
+                    for (j, e) in elements.iter_mut().enumerate() {
+                        text_of(Some(e), format!("block {n} context element {}", j + 1), l.section_text, visit);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }
 
-fn limit_block(block: &mut Value) {
-    let kind = block.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
-    match kind.as_str() {
-        "section" => {
-            limit_text_object(block.get_mut("text"), SECTION_TEXT_MAX);
-            if let Some(Value::Array(fields)) = block.get_mut("fields") {
-                fields.truncate(FIELDS_MAX);
-                for f in fields {
-                    limit_text_object(Some(f), FIELD_TEXT_MAX);
-                }
-            }
-        }
-        "header" => limit_text_object(block.get_mut("text"), HEADER_TEXT_MAX),
-        "context" => {
-            if let Some(Value::Array(elements)) = block.get_mut("elements") {
-                elements.truncate(CONTEXT_ELEMENTS_MAX);
-                for e in elements {
-                    limit_text_object(Some(e), SECTION_TEXT_MAX);
-                }
-            }
-        }
-        _ => {}
+/// The `text` of a text object.
+fn text_of(object: Option<&mut Value>, what: String, max: usize, visit: &mut dyn FnMut(Limited<'_>)) {
+    if let Some(Value::String(text)) = object.and_then(|o| o.get_mut("text")) {
+        visit(Limited::Text { what, text, max });
     }
 }
 
@@ -108,7 +133,7 @@ fn fallback_text(map: &Map<String, Value>) -> Option<String> {
     let blocks = map.get("blocks")?.as_array()?;
     blocks.iter().find_map(|b| {
         let t = b.get("text")?.get("text")?.as_str()?;
-        (!t.trim().is_empty()).then(|| truncate_escaped(t, SECTION_TEXT_MAX))
+        (!t.trim().is_empty()).then(|| truncate_escaped(t, LIMITS.section_text))
     })
 }
 
@@ -146,11 +171,11 @@ mod tests {
         });
         let Payload::Json(v) = payload(json_body(body)).unwrap() else { panic!() };
         let count = |v: &Value| v.as_str().unwrap().chars().count();
-        assert_eq!(count(&v["blocks"][0]["text"]["text"]), HEADER_TEXT_MAX);
-        assert_eq!(count(&v["blocks"][1]["text"]["text"]), SECTION_TEXT_MAX);
-        assert_eq!(v["blocks"][1]["fields"].as_array().unwrap().len(), FIELDS_MAX);
-        assert_eq!(count(&v["blocks"][1]["fields"][0]["text"]), FIELD_TEXT_MAX);
-        assert_eq!(v["blocks"][2]["elements"].as_array().unwrap().len(), CONTEXT_ELEMENTS_MAX);
+        assert_eq!(count(&v["blocks"][0]["text"]["text"]), 150);
+        assert_eq!(count(&v["blocks"][1]["text"]["text"]), 3000);
+        assert_eq!(v["blocks"][1]["fields"].as_array().unwrap().len(), 10);
+        assert_eq!(count(&v["blocks"][1]["fields"][0]["text"]), 2000);
+        assert_eq!(v["blocks"][2]["elements"].as_array().unwrap().len(), 10);
         assert_eq!(count(&v["text"]), 20_000);
         assert!(v["blocks"][1]["text"]["text"].as_str().unwrap().ends_with('…'));
     }
@@ -162,7 +187,7 @@ mod tests {
         assert_eq!(v["text"], "*Ana* canceled");
         let many: Vec<Value> = (0..60).map(|_| json!({"type": "divider"})).collect();
         let Payload::Json(v) = payload(json_body(json!({"text": "x", "blocks": many}))).unwrap() else { panic!() };
-        assert_eq!(v["blocks"].as_array().unwrap().len(), BLOCKS_MAX);
+        assert_eq!(v["blocks"].as_array().unwrap().len(), 50);
     }
 
     #[test]

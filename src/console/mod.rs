@@ -22,6 +22,7 @@ mod playground;
 mod preview;
 pub mod session;
 
+use crate::auth::{Refused, Scheme};
 use crate::http::server::ClientAddr;
 use crate::state::AppState;
 use maud::Markup;
@@ -314,8 +315,10 @@ async fn sign_in(
     forwarded: Option<String>,
 ) -> Response {
     let token = form.get("token").map(|t| t.trim()).unwrap_or("");
-    let bearer = format!("Bearer {token}");
-    match crate::http::admin::check_bearer(state, Some(&bearer), peer, forwarded.as_deref()) {
+    let guard = state.admin_auth.load();
+    let client = guard.client(peer.map(|a| a.0.ip()), forwarded.as_deref());
+    let presented = Some(token.as_bytes()).filter(|t| !t.is_empty());
+    match guard.verify(Scheme::AdminToken, client, presented, &state.loaded.load().config.admin_tokens) {
         Ok(()) => {
             let secret = match state.store().secret(session::SECRET).await {
                 Ok(secret) => secret,
@@ -328,15 +331,9 @@ async fn sign_in(
             set_header(&mut r, header::SET_COOKIE, &cookie);
             r
         }
-        Err(rejection) => {
-            let limited = rejection.find::<crate::http::ApiError>().and_then(|e| match e {
-                crate::http::ApiError::TooManyFailures(wait) => Some(*wait),
-                _ => None,
-            });
-            match limited {
-                Some(wait) => too_many_wrong_tokens(&outside.base, wait),
-                None => html_with(StatusCode::UNAUTHORIZED, layout::login(&outside.base, Some("wrong admin token"))),
-            }
+        Err(Refused::TooManyFailures(wait)) => too_many_wrong_tokens(&outside.base, wait),
+        Err(Refused::Unauthorized(_)) => {
+            html_with(StatusCode::UNAUTHORIZED, layout::login(&outside.base, Some("wrong admin token")))
         }
     }
 }

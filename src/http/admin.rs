@@ -3,12 +3,12 @@
 //! token configured the API does not exist (404).
 
 use super::ApiError;
+use crate::auth::Scheme;
 use crate::http::server::ClientAddr;
 use crate::state::AppState;
 use crate::store::{ListFilter, Status};
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use warp::{Filter, Rejection, Reply};
 
 #[derive(Debug, Deserialize)]
@@ -31,45 +31,21 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = R
     list.or(show).or(replay)
 }
 
-/// Whether `authorization` carries one of `tokens` as a bearer token,
-/// compared in constant time.
-pub fn bearer_ok(tokens: &[String], authorization: Option<&str>) -> bool {
-    let presented = authorization.and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("").trim().as_bytes();
-    let mut ok = subtle::Choice::from(0);
-    for t in tokens {
-        ok |= t.as_bytes().ct_eq(presented);
-    }
-    bool::from(ok) && !tokens.is_empty()
-}
-
-/// Checks an admin bearer token for a request from `peer`: a client past
-/// its admin allowance (`[admin] auth_failures`) gets 429 before its token
-/// is looked at; a wrong token counts against it and is logged at most
-/// once a minute per client.
+/// Checks an admin bearer token for a request from `peer`
+/// ([`AuthGuard::verify`](crate::auth::AuthGuard::verify) with the admin
+/// allowance, `[admin] auth_failures`).
 pub fn check_bearer(
     state: &AppState,
     authorization: Option<&str>,
     peer: Option<ClientAddr>,
     forwarded_for: Option<&str>,
 ) -> Result<(), Rejection> {
-    let tokens = &state.loaded.load().config.admin_tokens;
     let guard = state.admin_auth.load();
     let client = guard.client(peer.map(|a| a.0.ip()), forwarded_for);
-    if let Some(wait) = client.and_then(|ip| guard.blocked(ip).err()) {
-        return Err(warp::reject::custom(ApiError::TooManyFailures(wait)));
-    }
-    if bearer_ok(tokens, authorization) {
-        return Ok(());
-    }
-    let limited = client.and_then(|ip| guard.failed(ip).err());
-    if client.is_none_or(|ip| guard.should_report(ip)) {
-        let shown = client.map(|ip| crate::auth::ClientKey::of(ip).to_string()).unwrap_or_else(|| "unknown".into());
-        tracing::warn!(client = %shown, "rejected admin request: missing or wrong bearer token (logged once a minute per client)");
-    }
-    match limited {
-        Some(wait) => Err(warp::reject::custom(ApiError::TooManyFailures(wait))),
-        None => Err(warp::reject::custom(ApiError::Unauthorized)),
-    }
+    let presented = authorization.map(|h| h.strip_prefix("Bearer ").unwrap_or("").trim().as_bytes());
+    guard
+        .verify(Scheme::AdminToken, client, presented, &state.loaded.load().config.admin_tokens)
+        .map_err(|refused| warp::reject::custom(ApiError::from(refused)))
 }
 
 /// The request's `authorization` header, peer and `X-Forwarded-For`.

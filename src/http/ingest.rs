@@ -3,6 +3,7 @@
 //! its routes and its deliveries, stored before the answer.
 
 use super::ApiError;
+use crate::auth::{Refused, Scheme};
 use crate::event::Event;
 use crate::history::{self, mrr::Mrr, Flow, History};
 use crate::http::server::ClientAddr;
@@ -26,7 +27,8 @@ pub fn route(state: AppState) -> impl Filter<Extract = (warp::reply::Response,),
 
 /// Lets the request through only with a valid `x-raaft-token`; the body is
 /// not read otherwise. A client past its allowance of failures is answered
-/// 429 before its token is looked at; failures count against it.
+/// 429 before its token is looked at; failures count against it
+/// ([`AuthGuard::verify`](crate::auth::AuthGuard::verify)).
 fn authorized(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rejection> + Clone {
     warp::header::optional::<String>("x-raaft-token")
         .or(warp::any().map(|| None))
@@ -38,28 +40,16 @@ fn authorized(state: AppState) -> impl Filter<Extract = (AppState,), Error = Rej
             async move {
                 let guard = state.auth.load();
                 let client = guard.client(peer.map(|a| a.0.ip()), forwarded_for.as_deref());
-                let limited = |wait| {
-                    state.metrics().events.with_label_values(&["unknown", "limited"]).inc();
-                    if client.is_some_and(|ip| guard.should_report(ip)) {
-                        let shown = client.map(crate::auth::ClientKey::of);
-                        warn!(client = %shown.map(|k| k.to_string()).unwrap_or_default(), "too many failed authentications; answering 429 for a while");
-                    }
-                    warp::reject::custom(ApiError::TooManyFailures(wait))
-                };
-                if let Some(wait) = client.and_then(|ip| guard.blocked(ip).err()) {
-                    return Err(limited(wait));
-                }
-                match token {
-                    Some(t) if state.token_ok(t.as_bytes()) => Ok(state.clone()),
-                    presented => {
-                        if let Some(wait) = client.and_then(|ip| guard.failed(ip).err()) {
-                            return Err(limited(wait));
-                        }
-                        state.metrics().events.with_label_values(&["unknown", "unauthorized"]).inc();
-                        let why = if presented.is_some() { "wrong token" } else { "missing token" };
-                        let shown = client.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into());
-                        warn!(client = %shown, reason = why, "rejected webhook: {why}");
-                        Err(warp::reject::custom(ApiError::Unauthorized))
+                let tokens = &state.loaded.load().config.tokens;
+                match guard.verify(Scheme::RaaftToken, client, token.as_deref().map(str::as_bytes), tokens) {
+                    Ok(()) => Ok(state.clone()),
+                    Err(refused) => {
+                        let result = match refused {
+                            Refused::TooManyFailures(_) => "limited",
+                            Refused::Unauthorized(_) => "unauthorized",
+                        };
+                        state.metrics().events.with_label_values(&["unknown", result]).inc();
+                        Err(warp::reject::custom(ApiError::from(refused)))
                     }
                 }
             }
@@ -97,11 +87,12 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
     let outcome = Metrics::outcome_label(event.outcome_field());
     let metrics = state.metrics().clone();
     let count = move |result: &str| metrics.events.with_label_values(&[outcome, result]).inc();
-    let key = event.idempotency_key();
+    let dedup_key = event.idempotency_key();
     let customer = history::customer_key(&event.raw);
     let span = tracing::info_span!(
         "event",
-        event = %key,
+        event_id = tracing::field::Empty,
+        dedup_key = %dedup_key,
         outcome = %event.outcome(),
         customer = %customer.as_deref().map(|c| crate::redact::customer(c, &state.log_key)).unwrap_or_else(|| "-".into())
     );
@@ -129,7 +120,7 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
         let deliveries: Vec<NewDelivery> =
             targets.into_iter().map(|t| NewDelivery::rendered_later(t.destination, t.routes)).collect();
         let new_event = NewEvent {
-            key,
+            dedup_key,
             // serde_json accepted it, so it is UTF-8.
             body: String::from_utf8_lossy(&body).into_owned(),
             outcome: outcome_field,
@@ -138,7 +129,8 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
             flow,
         };
         match state.store().enqueue(new_event, deliveries).await {
-            Ok(Enqueued::Accepted { deliveries }) => {
+            Ok(Enqueued::Accepted { event_id, deliveries }) => {
+                tracing::Span::current().record("event_id", event_id.as_str());
                 count("accepted");
                 for route in &matched {
                     state.metrics().route_matches.with_label_values(&[route]).inc();

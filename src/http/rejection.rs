@@ -2,6 +2,7 @@
 //! reason (`{"error": ...}`), with Retry-After or a closed connection where
 //! the status calls for one.
 
+use crate::auth::{Refused, Scheme};
 use serde_json::json;
 use std::convert::Infallible;
 use tracing::warn;
@@ -11,7 +12,8 @@ use warp::{Rejection, Reply};
 /// Every refusal the HTTP side can answer with.
 #[derive(Debug)]
 pub(crate) enum ApiError {
-    Unauthorized,
+    /// A missing or wrong token of this scheme.
+    Unauthorized(Scheme),
     TooLarge(u64),
     BadRequest(String),
     Unavailable(String),
@@ -25,6 +27,15 @@ pub(crate) enum ApiError {
 
 impl warp::reject::Reject for ApiError {}
 
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> ApiError {
+        match refused {
+            Refused::Unauthorized(scheme) => ApiError::Unauthorized(scheme),
+            Refused::TooManyFailures(wait) => ApiError::TooManyFailures(wait),
+        }
+    }
+}
+
 fn error_reply(status: StatusCode, message: &str) -> warp::reply::Response {
     warp::reply::with_status(warp::reply::json(&json!({"error": message})), status).into_response()
 }
@@ -32,7 +43,15 @@ fn error_reply(status: StatusCode, message: &str) -> warp::reply::Response {
 pub async fn handle_rejection(err: Rejection) -> Result<warp::reply::Response, Infallible> {
     let reply = if let Some(e) = err.find::<ApiError>() {
         match e {
-            ApiError::Unauthorized => error_reply(StatusCode::UNAUTHORIZED, "missing or invalid x-raaft-token"),
+            ApiError::Unauthorized(Scheme::RaaftToken) => {
+                error_reply(StatusCode::UNAUTHORIZED, "missing or invalid x-raaft-token")
+            }
+            ApiError::Unauthorized(Scheme::AdminToken) => {
+                let mut reply = error_reply(StatusCode::UNAUTHORIZED, "missing or invalid bearer token");
+                let challenge = "Bearer realm=\"raaft-relay\"".parse().expect("a valid header");
+                reply.headers_mut().insert(warp::http::header::WWW_AUTHENTICATE, challenge);
+                reply
+            }
             ApiError::TooLarge(limit) => {
                 warn!(limit, "refused a request: body too large");
                 error_reply(StatusCode::PAYLOAD_TOO_LARGE, &format!("body exceeds {limit} bytes"))

@@ -6,11 +6,172 @@
 //! (events by receipt time and outcome, deliveries by status and change,
 //! attempts by destination and time).
 
-use super::Status;
+use super::{DeliveryId, StoreError};
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 use std::time::Duration;
+
+/// What operators read and do beside the queue: the CLI's, the admin
+/// API's and the console's.
+#[async_trait]
+pub trait Inspect: Send + Sync + 'static {
+    /// Pending and dead deliveries per destination.
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError>;
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError>;
+
+    async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError>;
+
+    /// Requeues the given deliveries with a fresh attempt budget, at once,
+    /// or after the attempt under way; returns the ones that exist.
+    async fn replay(&self, ids: &[String]) -> Result<Vec<Replayed>, StoreError>;
+
+    /// Requeues every dead delivery (of one destination); returns how many.
+    async fn replay_dead(&self, destination: Option<&str>) -> Result<u64, StoreError>;
+
+    /// Deletes dead deliveries last updated longer ago than `older_than`.
+    async fn purge_dead(&self, older_than: Duration) -> Result<u64, StoreError>;
+
+    /// Marks pending deliveries dead with `reason`, so they are not tried
+    /// again (an attempt under way finishes, and is recorded without
+    /// changing that); returns the ones it changed.
+    async fn discard(&self, ids: &[String], reason: &str) -> Result<Vec<DeliveryId>, StoreError>;
+
+    /// Raaft's events received, and deliveries whose status last changed,
+    /// within each of the last `periods` (one pass over the longest).
+    async fn activity(&self, periods: &[Duration]) -> Result<Vec<Activity>, StoreError>;
+
+    /// Events, newest first.
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError>;
+
+    async fn event(&self, id: &str) -> Result<Option<EventDetail>, StoreError>;
+
+    /// The attempts of each of `destinations` over
+    /// [`HEALTH_PERIOD`], read from one index per destination.
+    async fn destination_health(&self, destinations: &[String]) -> Result<Vec<DestinationHealth>, StoreError>;
+}
+
+/// What a replay did to one delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replayed {
+    pub id: DeliveryId,
+    /// An attempt was under way: the replay waits for it to finish instead
+    /// of sending the message a second time beside it.
+    pub after_attempt_under_way: bool,
+}
+
+/// A delivery's status as stored and listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Delivered => "delivered",
+            Status::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "pending" => Some(Status::Pending),
+            "delivered" => Some(Status::Delivered),
+            "dead" => Some(Status::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<Status>,
+    pub destination: Option<String>,
+    /// Only deliveries created within this long.
+    pub since: Option<Duration>,
+    /// At most this many; 0 for all.
+    pub limit: usize,
+    /// Only deliveries of events with this outcome.
+    pub outcome: Option<String>,
+    /// Only deliveries of this customer's flows (a history key).
+    pub customer: Option<String>,
+    /// Only deliveries a route of this name asked for.
+    pub route: Option<String>,
+    /// Only deliveries of this event.
+    pub event_id: Option<String>,
+    /// Only deliveries older than this id (the next page).
+    pub before: Option<String>,
+}
+
+/// One line of `deliveries list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliverySummary {
+    pub id: DeliveryId,
+    pub event_id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub destination: String,
+    pub routes: Vec<String>,
+    pub outcome: Option<String>,
+    pub customer: Option<String>,
+    pub status: Status,
+    /// Attempts made (the one under way included) since creation or the
+    /// last replay.
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+/// One attempt, as shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptView {
+    pub number: u32,
+    pub at: DateTime<Utc>,
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    /// The receiver's bytes; JSON shows them as text (invalid sequences
+    /// replaced), `deliveries show` with escapes.
+    #[serde(serialize_with = "bytes_as_text")]
+    pub response: Option<Vec<u8>>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub payload: Option<String>,
+}
+
+fn bytes_as_text<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    bytes.as_deref().map(String::from_utf8_lossy).serialize(s)
+}
+
+/// Everything about one delivery, for `deliveries show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryDetail {
+    #[serde(flatten)]
+    pub summary: DeliverySummary,
+    pub event: Value,
+    /// What the relay computed at the event's receipt (`mrr`, `history`).
+    pub facts: Value,
+    /// The rendered payload of the last attempt.
+    pub last_payload: Option<String>,
+    pub attempt_log: Vec<AttemptView>,
+}
+
+/// What waits in the store for one destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DestinationStats {
+    pub destination: String,
+    pub pending: u64,
+    /// Zero when nothing is pending.
+    pub oldest_pending_age: Duration,
+    pub dead: u64,
+}
 
 /// Which events to list, newest first.
 #[derive(Debug, Clone, Default)]

@@ -3,7 +3,7 @@
 //! attempt's outcome does to its delivery, and what is recorded of an
 //! attempt whose full record cannot be stored.
 
-use super::{AttemptRecord, DestinationStats, JobState, Status};
+use super::{AttemptRecord, DestinationStats, NextStep, Status};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -80,13 +80,13 @@ pub struct AfterAttempt<'a> {
 }
 
 /// What an attempt that ended in `state` does to its delivery.
-pub fn after_attempt<'a>(state: &'a JobState, attempt: &'a AttemptRecord) -> AfterAttempt<'a> {
+pub fn after_attempt<'a>(state: &'a NextStep, attempt: &'a AttemptRecord) -> AfterAttempt<'a> {
     match state {
-        JobState::Delivered => AfterAttempt { status: Status::Delivered, retry_in: None, last_error: None },
-        JobState::RetryIn(delay) => {
+        NextStep::Delivered => AfterAttempt { status: Status::Delivered, retry_in: None, last_error: None },
+        NextStep::RetryIn(delay) => {
             AfterAttempt { status: Status::Pending, retry_in: Some(*delay), last_error: attempt.error.as_deref() }
         }
-        JobState::Dead { reason } => {
+        NextStep::Dead { reason } => {
             AfterAttempt { status: Status::Dead, retry_in: None, last_error: Some(reason.as_str()) }
         }
     }
@@ -115,9 +115,9 @@ pub fn reduced(attempt: &AttemptRecord, why: &str) -> AttemptRecord {
 
 /// The state to record with a [`reduced`] attempt: the same, with the
 /// reduced error as the reason a dead delivery shows.
-pub fn reduced_state(state: &JobState, reduced: &AttemptRecord) -> JobState {
+pub fn reduced_state(state: &NextStep, reduced: &AttemptRecord) -> NextStep {
     match state {
-        JobState::Dead { .. } => JobState::Dead { reason: reduced.error.clone().unwrap_or_default() },
+        NextStep::Dead { .. } => NextStep::Dead { reason: reduced.error.clone().unwrap_or_default() },
         other => other.clone(),
     }
 }
@@ -229,7 +229,7 @@ mod tests {
     #[test]
     fn an_attempt_outcome_decides_the_delivery_state() {
         let failed = attempt(Some(500), Some("HTTP 500"));
-        let retry = JobState::RetryIn(Duration::from_secs(3));
+        let retry = NextStep::RetryIn(Duration::from_secs(3));
         assert_eq!(
             after_attempt(&retry, &failed),
             AfterAttempt {
@@ -238,14 +238,14 @@ mod tests {
                 last_error: Some("HTTP 500")
             }
         );
-        let dead = JobState::Dead { reason: "HTTP 404: gone".into() };
+        let dead = NextStep::Dead { reason: "HTTP 404: gone".into() };
         assert_eq!(
             after_attempt(&dead, &failed),
             AfterAttempt { status: Status::Dead, retry_in: None, last_error: Some("HTTP 404: gone") }
         );
         let ok = attempt(Some(200), None);
         assert_eq!(
-            after_attempt(&JobState::Delivered, &ok),
+            after_attempt(&NextStep::Delivered, &ok),
             AfterAttempt { status: Status::Delivered, retry_in: None, last_error: None }
         );
     }
@@ -261,11 +261,11 @@ mod tests {
             error,
             "the attempt failed with status 500; its full record could not be stored: invalid byte sequence for encoding \"UTF8\""
         );
-        let dead = reduced_state(&JobState::Dead { reason: "HTTP 500: \0".into() }, &reduced);
-        assert_eq!(dead, JobState::Dead { reason: error });
+        let dead = reduced_state(&NextStep::Dead { reason: "HTTP 500: \0".into() }, &reduced);
+        assert_eq!(dead, NextStep::Dead { reason: error });
         let ok = super::reduced(&attempt(Some(200), None), "too big");
         assert!(ok.error.unwrap().starts_with("the attempt succeeded;"));
-        assert_eq!(reduced_state(&JobState::Delivered, &ok_record()), JobState::Delivered);
+        assert_eq!(reduced_state(&NextStep::Delivered, &ok_record()), NextStep::Delivered);
     }
 
     fn ok_record() -> AttemptRecord {

@@ -350,6 +350,40 @@ async fn the_admin_api_has_its_own_allowance_and_logs_a_guesser_once() {
     assert_eq!(logs.matches("rejected admin request").count(), 1, "{logs}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_door_says_which_token_it_wants_and_a_guesser_is_logged_once_a_minute() {
+    let cfg = edge_config("");
+    let text = std::fs::read_to_string(cfg.path()).unwrap() + "[admin]\ntokens = [\"0123456789abcdef-admin\"]\n";
+    std::fs::write(cfg.path(), text).unwrap();
+    cfg.set_store(&TestStore::Sqlite.fresh_url(cfg.dir.path()).await);
+    let relay = RelayProcess::start(&cfg.path()).await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let r = client
+            .post(format!("http://127.0.0.1:{}/webhooks/raaft", relay.port))
+            .header("x-raaft-token", "guess")
+            .body(sample("canceled.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().get("www-authenticate").is_none());
+        assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "missing or invalid x-raaft-token");
+    }
+    let r = client.get(format!("http://127.0.0.1:{}/admin/deliveries", relay.port)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"raaft-relay\"");
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "missing or invalid bearer token");
+    wait_until(Duration::from_secs(5), "the rejections to be logged", || {
+        let logs = relay.logs();
+        logs.contains("rejected webhook") && logs.contains("rejected admin request")
+    })
+    .await;
+    let logs = relay.logs();
+    assert_eq!(logs.matches("rejected webhook: wrong token").count(), 1, "{logs}");
+    assert_eq!(logs.matches("rejected admin request: missing token").count(), 1, "{logs}");
+}
+
 /// A client that trusts only `cert` (PEM) and sends to `localhost`.
 fn trusting(cert: &str) -> reqwest::Client {
     reqwest::Client::builder()

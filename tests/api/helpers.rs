@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use raaft_relay::config::StoreLocation;
 use raaft_relay::store::{
-    AttemptRecord, DeliveryDetail, DeliverySummary, DestinationStats, Enqueued, Job, JobState, ListFilter, NewDelivery,
-    NewEvent, Recorded, Replayed, Status, Store, StoreError,
+    AttemptRecord, DeliveryDetail, DeliverySummary, DestinationStats, Digests, Enqueued, History, Inspect, Job,
+    ListFilter, NewDelivery, NewEvent, NextStep, Queue, Recorded, Replayed, Status, Store, StoreError,
 };
 use raaft_relay::{Application, LoadedConfig};
 use std::collections::VecDeque;
@@ -969,102 +969,114 @@ impl ProbedStore {
 }
 
 #[async_trait::async_trait]
-impl Store for ProbedStore {
+impl Queue for ProbedStore {
     async fn enqueue(&self, e: NewEvent, d: Vec<NewDelivery>) -> Result<Enqueued, StoreError> {
         self.check()?;
         self.inner.enqueue(e, d).await
     }
+
     async fn claim_due(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, StoreError> {
         self.check()?;
         self.inner.claim_due(limit, lease).await
     }
+
     async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
         self.inner.next_due().await
     }
-    async fn finish_attempt(&self, job: &Job, a: AttemptRecord, s: JobState) -> Result<Recorded, StoreError> {
+
+    async fn finish_attempt(&self, job: &Job, a: AttemptRecord, s: NextStep) -> Result<Recorded, StoreError> {
         self.inner.finish_attempt(job, a, s).await
     }
+
     async fn extend_lease(&self, job: &Job, lease: Duration) -> Result<bool, StoreError> {
         self.inner.extend_lease(job, lease).await
     }
+
     async fn postpone(&self, job: &Job, delay: Duration) -> Result<(), StoreError> {
         self.inner.postpone(job, delay).await
     }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.ping().await
-    }
+}
+
+#[async_trait::async_trait]
+impl Inspect for ProbedStore {
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
         self.stats_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.destination_stats().await
     }
+
     async fn list(&self, f: &ListFilter) -> Result<Vec<DeliverySummary>, StoreError> {
         self.inner.list(f).await
     }
+
     async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
         self.inner.show(id).await
     }
+
     async fn replay(&self, ids: &[String]) -> Result<Vec<Replayed>, StoreError> {
         self.inner.replay(ids).await
     }
+
+    async fn replay_dead(&self, d: Option<&str>) -> Result<u64, StoreError> {
+        self.inner.replay_dead(d).await
+    }
+
+    async fn purge_dead(&self, o: Duration) -> Result<u64, StoreError> {
+        self.inner.purge_dead(o).await
+    }
+
     async fn discard(&self, ids: &[String], reason: &str) -> Result<Vec<String>, StoreError> {
         self.inner.discard(ids, reason).await
     }
+
     async fn activity(&self, p: &[Duration]) -> Result<Vec<raaft_relay::store::inspect::Activity>, StoreError> {
         self.inner.activity(p).await
     }
+
     async fn list_events(
         &self,
         f: &raaft_relay::store::inspect::EventFilter,
     ) -> Result<Vec<raaft_relay::store::inspect::EventSummary>, StoreError> {
         self.inner.list_events(f).await
     }
+
     async fn event(&self, id: &str) -> Result<Option<raaft_relay::store::inspect::EventDetail>, StoreError> {
         self.inner.event(id).await
     }
+
     async fn destination_health(
         &self,
         d: &[String],
     ) -> Result<Vec<raaft_relay::store::inspect::DestinationHealth>, StoreError> {
         self.inner.destination_health(d).await
     }
-    async fn replay_dead(&self, d: Option<&str>) -> Result<u64, StoreError> {
-        self.inner.replay_dead(d).await
-    }
-    async fn purge_dead(&self, o: Duration) -> Result<u64, StoreError> {
-        self.inner.purge_dead(o).await
-    }
-    async fn prune(&self, r: &raaft_relay::store::Retention) -> Result<u64, StoreError> {
-        self.inner.prune(r).await
-    }
+}
+
+#[async_trait::async_trait]
+impl History for ProbedStore {
     async fn history(&self, c: &str, recent: usize) -> Result<raaft_relay::history::EarlierFlows, StoreError> {
         self.check()?;
         self.inner.history(c, recent).await
     }
+
     async fn forget(&self, c: &str) -> Result<raaft_relay::store::Forgotten, StoreError> {
         self.inner.forget(c).await
     }
+
     async fn events_with_email(&self, e: &str) -> Result<raaft_relay::store::EmailMatches, StoreError> {
         self.inner.events_with_email(e).await
     }
+
     async fn forget_events(&self, ids: &[String]) -> Result<raaft_relay::store::Forgotten, StoreError> {
         self.inner.forget_events(ids).await
     }
+
     async fn scrub(&self) -> Result<(), StoreError> {
         self.inner.scrub().await
     }
-    async fn secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
-        self.inner.secret(name).await
-    }
-    async fn renew_secret(&self, name: &str) -> Result<(), StoreError> {
-        self.inner.renew_secret(name).await
-    }
-    async fn revoke_session(&self, id: &str, issued: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
-        self.inner.revoke_session(id, issued).await
-    }
-    async fn session_revoked(&self, id: &str) -> Result<bool, StoreError> {
-        self.inner.session_revoked(id).await
-    }
+}
+
+#[async_trait::async_trait]
+impl Digests for ProbedStore {
     async fn events_between(
         &self,
         s: chrono::DateTime<chrono::Utc>,
@@ -1072,22 +1084,55 @@ impl Store for ProbedStore {
     ) -> Result<Vec<raaft_relay::store::StoredEvent>, StoreError> {
         self.inner.events_between(s, e).await
     }
+
     async fn last_digest_window(&self, d: &str) -> Result<Option<raaft_relay::store::DigestWindow>, StoreError> {
         self.inner.last_digest_window(d).await
     }
+
     async fn claim_digest(
         &self,
         d: raaft_relay::store::NewDigest,
     ) -> Result<raaft_relay::store::DigestClaim, StoreError> {
         self.inner.claim_digest(d).await
     }
-    async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
-        self.inner.now().await
-    }
+
     async fn digests_quoting(&self, c: &str) -> Result<Vec<raaft_relay::store::StoredDigest>, StoreError> {
         self.inner.digests_quoting(c).await
     }
+
     async fn rewrite_digest(&self, r: raaft_relay::store::DigestRewrite) -> Result<(), StoreError> {
         self.inner.rewrite_digest(r).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for ProbedStore {
+    async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        self.inner.now().await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.ping().await
+    }
+
+    async fn prune(&self, r: &raaft_relay::store::Retention) -> Result<u64, StoreError> {
+        self.inner.prune(r).await
+    }
+
+    async fn secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        self.inner.secret(name).await
+    }
+
+    async fn renew_secret(&self, name: &str) -> Result<(), StoreError> {
+        self.inner.renew_secret(name).await
+    }
+
+    async fn revoke_session(&self, id: &str, issued: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+        self.inner.revoke_session(id, issued).await
+    }
+
+    async fn session_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.session_revoked(id).await
     }
 }

@@ -398,7 +398,7 @@ async fn remember(
         offer: offer.map(str::to_owned),
     };
     let event = raaft_relay::store::NewEvent {
-        key: key.into(),
+        dedup_key: key.into(),
         body: json!({"flowId": key}).to_string(),
         outcome: Some(outcome.into()),
         customer: Some(customer.into()),

@@ -4,7 +4,7 @@
 
 use crate::helpers::*;
 use raaft_relay::store::sqlite::SqliteStore;
-use raaft_relay::store::{Access, AttemptRecord, Enqueued, JobState, NewDelivery, NewEvent, Recorded};
+use raaft_relay::store::{Access, AttemptRecord, Enqueued, NewDelivery, NewEvent, NextStep, Recorded};
 use raaft_relay::{Application, LoadedConfig};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -127,7 +127,7 @@ on_both_stores! {
         let location = store.fresh_location(dir.path()).await;
         let store = raaft_relay::store::open(&location, Duration::from_secs(3600), Access::Serve).await.unwrap();
         let event = |flow: &str| NewEvent {
-            key: flow.to_owned(),
+            dedup_key: flow.to_owned(),
             body: json!({"flowId": flow}).to_string(),
             outcome: Some("canceled".into()),
             customer: None,
@@ -143,8 +143,8 @@ on_both_stores! {
         assert!(store.claim_due(10, Duration::from_secs(30)).await.unwrap().is_empty(), "claimed jobs are not handed out twice");
         let record = || AttemptRecord { at: chrono::Utc::now(), status: Some(200), latency: Duration::from_millis(5), response: None, error: None, payload: Some("{}".into()) };
         let (a, b) = if jobs[0].event["flowId"] == "a" { (&jobs[0], &jobs[1]) } else { (&jobs[1], &jobs[0]) };
-        assert_eq!(store.finish_attempt(a, record(), JobState::Delivered).await.unwrap(), Recorded::Done);
-        store.finish_attempt(b, record(), JobState::Dead { reason: "HTTP 404".into() }).await.unwrap();
+        assert_eq!(store.finish_attempt(a, record(), NextStep::Delivered).await.unwrap(), Recorded::Done);
+        store.finish_attempt(b, record(), NextStep::Dead { reason: "HTTP 404".into() }).await.unwrap();
         // Nothing is old enough yet.
         assert_eq!(store.prune(&retention(Duration::from_secs(3600))).await.unwrap(), 0);
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -169,7 +169,7 @@ on_both_stores! {
             // Half the requests carry one key (Raaft retrying at once), half their own.
             let key = if i % 2 == 0 { "same".to_owned() } else { format!("own-{i}") };
             tasks.push(tokio::spawn(async move {
-                let event = NewEvent { key, body: "{}".into(), outcome: None, customer: None, facts: None, flow: None };
+                let event = NewEvent { dedup_key: key, body: "{}".into(), outcome: None, customer: None, facts: None, flow: None };
                 store.enqueue(event, vec![NewDelivery::rendered_later("d".into(), vec![])]).await.unwrap()
             }));
         }
@@ -188,7 +188,7 @@ on_both_stores! {
         let dir = tempfile::tempdir().unwrap();
         let location = store.fresh_location(dir.path()).await;
         let store = raaft_relay::store::open(&location, Duration::from_secs(3600), Access::Serve).await.unwrap();
-        let event = NewEvent { key: "k".into(), body: "{}".into(), outcome: None, customer: None, facts: None, flow: None };
+        let event = NewEvent { dedup_key: "k".into(), body: "{}".into(), outcome: None, customer: None, facts: None, flow: None };
         store.enqueue(event, vec![NewDelivery::rendered_later("d".into(), vec![])]).await.unwrap();
         let first = store.claim_due(10, Duration::from_secs(2)).await.unwrap();
         assert_eq!(first.len(), 1);
@@ -212,10 +212,10 @@ on_both_stores! {
         let record = AttemptRecord { at: chrono::Utc::now(), status: None, latency: Duration::ZERO, response: None, error: Some("late".into()), payload: None };
         assert_eq!(first[0].attempt, 1);
         assert_eq!(second[0].attempt, 2, "the attempt cut short counts");
-        let late = store.finish_attempt(&first[0], record.clone(), JobState::Dead { reason: "late".into() }).await.unwrap();
+        let late = store.finish_attempt(&first[0], record.clone(), NextStep::Dead { reason: "late".into() }).await.unwrap();
         assert_eq!(late, Recorded::LeaseLost);
         assert_eq!(count(&location).await.dead, 0);
-        store.finish_attempt(&second[0], record, JobState::Delivered).await.unwrap();
+        store.finish_attempt(&second[0], record, NextStep::Delivered).await.unwrap();
         assert_eq!(count(&location).await.delivered, 1);
     }
 }

@@ -14,6 +14,7 @@ use super::*;
 use crate::event::Event;
 use crate::history::{EarlierFlows, Flow};
 use crate::store::inspect::{Activity, DestinationHealth, EventDetail, EventFilter, EventSummary};
+use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use std::str::FromStr;
@@ -47,7 +48,7 @@ pub struct PostgresStore {
 /// A hot write, for the batching task.
 enum Write {
     Enqueue { event: NewEvent, deliveries: Vec<NewDelivery>, reply: oneshot::Sender<Result<Enqueued, StoreError>> },
-    Finish { job: Job, attempt: AttemptRecord, state: JobState, reply: oneshot::Sender<Result<Recorded, StoreError>> },
+    Finish { job: Job, attempt: AttemptRecord, state: NextStep, reply: oneshot::Sender<Result<Recorded, StoreError>> },
     Claim { owner: String, limit: usize, lease_ms: i64, reply: oneshot::Sender<Result<Vec<Job>, StoreError>> },
 }
 
@@ -175,7 +176,7 @@ async fn write_together(pool: &PgPool, batch: &[Write], window: i64) -> Result<V
         })
         .collect();
     let mut enqueued = enqueue(&mut tx, &events, window).await?.into_iter();
-    let finishes: Vec<(&Job, &AttemptRecord, &JobState)> = batch
+    let finishes: Vec<(&Job, &AttemptRecord, &NextStep)> = batch
         .iter()
         .filter_map(|w| match w {
             Write::Finish { job, attempt, state, .. } => Some((job, attempt, state)),
@@ -236,7 +237,7 @@ async fn enqueue(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let first = policy::first_of_each_key(events.iter().map(|(e, _)| e.key.as_str()));
+    let first = policy::first_of_each_key(events.iter().map(|(e, _)| e.dedup_key.as_str()));
     let candidates: Vec<usize> = (0..events.len()).filter(|&i| first[i]).collect();
     let ids: Vec<String> = events.iter().map(|_| new_id()).collect();
     let mut delivery_ids: Vec<Vec<String>> = events.iter().map(|(_, d)| d.iter().map(|_| new_id()).collect()).collect();
@@ -303,7 +304,7 @@ async fn enqueue(
          ) SELECT event_id FROM fresh"
     ))
     .bind(candidates.iter().map(|&i| ids[i].as_str()).collect::<Vec<_>>())
-    .bind(candidates.iter().map(|&i| events[i].0.key.as_str()).collect::<Vec<_>>())
+    .bind(candidates.iter().map(|&i| events[i].0.dedup_key.as_str()).collect::<Vec<_>>())
     .bind(candidates.iter().map(|&i| events[i].0.outcome.as_deref().map(str::as_bytes)).collect::<Vec<_>>())
     .bind(candidates.iter().map(|&i| events[i].0.customer.as_deref().map(str::as_bytes)).collect::<Vec<_>>())
     .bind(candidates.iter().map(|&i| events[i].0.body.as_bytes()).collect::<Vec<_>>())
@@ -323,7 +324,7 @@ async fn enqueue(
     Ok((0..events.len())
         .map(|i| {
             if first[i] && fresh.contains(&ids[i]) {
-                Enqueued::Accepted { deliveries: std::mem::take(&mut delivery_ids[i]) }
+                Enqueued::Accepted { event_id: ids[i].clone(), deliveries: std::mem::take(&mut delivery_ids[i]) }
             } else {
                 Enqueued::Duplicate
             }
@@ -337,7 +338,7 @@ async fn enqueue(
 /// came to.
 async fn finish(
     conn: &mut PgConnection,
-    finishes: &[(&Job, &AttemptRecord, &JobState)],
+    finishes: &[(&Job, &AttemptRecord, &NextStep)],
 ) -> Result<Vec<Recorded>, sqlx::Error> {
     if finishes.is_empty() {
         return Ok(Vec::new());
@@ -408,7 +409,7 @@ async fn claim(conn: &mut PgConnection, owner: &str, limit: usize, lease_ms: i64
              attempts = CASE WHEN d.replay_requested THEN 1 ELSE d.attempts + 1 END, replay_requested = false \
            FROM due WHERE d.id = due.id \
            RETURNING d.id, d.event_id, d.destination, d.routes, d.attempts, d.payload, due.due\
-         ) SELECT c.id, c.destination, c.routes, c.attempts, c.payload, e.dedup_key, e.body, e.facts \
+         ) SELECT c.id, c.event_id, c.destination, c.routes, c.attempts, c.payload, e.dedup_key, e.body, e.facts \
          FROM claimed c JOIN events e ON e.id = c.event_id ORDER BY c.due"
     ))
     .bind(owner)
@@ -422,7 +423,8 @@ async fn claim(conn: &mut PgConnection, owner: &str, limit: usize, lease_ms: i64
             let facts: Option<String> = row.try_get("facts")?;
             Ok(Job {
                 id: row.try_get("id")?,
-                event_key: row.try_get("dedup_key")?,
+                event_id: row.try_get("event_id")?,
+                dedup_key: row.try_get("dedup_key")?,
                 event: Arc::new(policy::event_with_facts(&body, facts.as_deref())),
                 payload: row.try_get("payload")?,
                 destination: row.try_get("destination")?,
@@ -528,7 +530,7 @@ async fn prune(pool: &PgPool, retention: &Retention) -> Result<u64, sqlx::Error>
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl Queue for PostgresStore {
     async fn enqueue(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Result<Enqueued, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writes.send(Write::Enqueue { event, deliveries, reply }).await.map_err(writer_stopped)?;
@@ -554,7 +556,7 @@ impl Store for PostgresStore {
         Ok(wait.map(|ms| Duration::from_millis(ms.max(0) as u64)))
     }
 
-    async fn finish_attempt(&self, job: &Job, attempt: AttemptRecord, state: JobState) -> Result<Recorded, StoreError> {
+    async fn finish_attempt(&self, job: &Job, attempt: AttemptRecord, state: NextStep) -> Result<Recorded, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job = Job { event: Arc::new(Value::Null), ..job.clone() };
         self.writes.send(Write::Finish { job, attempt, state, reply }).await.map_err(writer_stopped)?;
@@ -595,12 +597,10 @@ impl Store for PostgresStore {
         .map_err(unavailable)?;
         Ok(())
     }
+}
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
-        Ok(())
-    }
-
+#[async_trait]
+impl Inspect for PostgresStore {
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(concat!(
             "SELECT destination, status, COUNT(*), ",
@@ -728,10 +728,29 @@ impl Store for PostgresStore {
         Ok(n)
     }
 
-    async fn prune(&self, retention: &Retention) -> Result<u64, StoreError> {
-        prune(&self.pool, retention).await.map_err(unavailable)
+    async fn discard(&self, ids: &[String], reason: &str) -> Result<Vec<DeliveryId>, StoreError> {
+        inspect::discard(&self.pool, ids, reason).await.map_err(unavailable)
     }
 
+    async fn activity(&self, periods: &[Duration]) -> Result<Vec<Activity>, StoreError> {
+        inspect::activity(&self.pool, periods).await.map_err(unavailable)
+    }
+
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+        inspect::list_events(&self.pool, filter).await.map_err(unavailable)
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<EventDetail>, StoreError> {
+        inspect::event(&self.pool, id).await.map_err(unavailable)
+    }
+
+    async fn destination_health(&self, destinations: &[String]) -> Result<Vec<DestinationHealth>, StoreError> {
+        inspect::destination_health(&self.pool, destinations).await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl History for PostgresStore {
     async fn history(&self, customer: &str, recent: usize) -> Result<EarlierFlows, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.lookups.send((customer.to_owned(), recent, reply)).await.map_err(writer_stopped)?;
@@ -753,23 +772,10 @@ impl Store for PostgresStore {
     async fn scrub(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
 
-    async fn secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
-        secrets::secret(&self.pool, name, &fresh_secret()).await.map_err(unavailable)
-    }
-
-    async fn renew_secret(&self, name: &str) -> Result<(), StoreError> {
-        secrets::renew_secret(&self.pool, name, &fresh_secret()).await.map_err(unavailable)
-    }
-
-    async fn revoke_session(&self, id: &str, issued: DateTime<Utc>) -> Result<(), StoreError> {
-        secrets::revoke_session(&self.pool, id, issued.timestamp_millis()).await.map_err(unavailable)
-    }
-
-    async fn session_revoked(&self, id: &str) -> Result<bool, StoreError> {
-        secrets::session_revoked(&self.pool, id).await.map_err(unavailable)
-    }
-
+#[async_trait]
+impl Digests for PostgresStore {
     async fn events_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Vec<StoredEvent>, StoreError> {
         let rows: Vec<(String, i64, Vec<u8>, Option<String>)> = sqlx::query_as(
             "SELECT id, received_at, body, facts FROM events WHERE received_at >= $1 AND received_at < $2 \
@@ -813,30 +819,38 @@ impl Store for PostgresStore {
     async fn rewrite_digest(&self, rewrite: DigestRewrite) -> Result<(), StoreError> {
         digests::rewrite_digest(&self.pool, &rewrite).await.map_err(unavailable)
     }
+}
 
-    async fn discard(&self, ids: &[String], reason: &str) -> Result<Vec<DeliveryId>, StoreError> {
-        inspect::discard(&self.pool, ids, reason).await.map_err(unavailable)
-    }
-
-    async fn activity(&self, periods: &[Duration]) -> Result<Vec<Activity>, StoreError> {
-        inspect::activity(&self.pool, periods).await.map_err(unavailable)
-    }
-
-    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
-        inspect::list_events(&self.pool, filter).await.map_err(unavailable)
-    }
-
-    async fn event(&self, id: &str) -> Result<Option<EventDetail>, StoreError> {
-        inspect::event(&self.pool, id).await.map_err(unavailable)
-    }
-
-    async fn destination_health(&self, destinations: &[String]) -> Result<Vec<DestinationHealth>, StoreError> {
-        inspect::destination_health(&self.pool, destinations).await.map_err(unavailable)
-    }
-
+#[async_trait]
+impl Store for PostgresStore {
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
         let ms: i64 =
             sqlx::query_scalar(concat!("SELECT ", now!())).fetch_one(&self.pool).await.map_err(unavailable)?;
         Ok(time(ms))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn prune(&self, retention: &Retention) -> Result<u64, StoreError> {
+        prune(&self.pool, retention).await.map_err(unavailable)
+    }
+
+    async fn secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        secrets::secret(&self.pool, name, &fresh_secret()).await.map_err(unavailable)
+    }
+
+    async fn renew_secret(&self, name: &str) -> Result<(), StoreError> {
+        secrets::renew_secret(&self.pool, name, &fresh_secret()).await.map_err(unavailable)
+    }
+
+    async fn revoke_session(&self, id: &str, issued: DateTime<Utc>) -> Result<(), StoreError> {
+        secrets::revoke_session(&self.pool, id, issued.timestamp_millis()).await.map_err(unavailable)
+    }
+
+    async fn session_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        secrets::session_revoked(&self.pool, id).await.map_err(unavailable)
     }
 }

@@ -30,7 +30,7 @@ pub(super) fn claim_digest(tx: &Transaction<'_>, digest: &NewDigest) -> rusqlite
         return Ok(DigestClaim::Skipped);
     };
     let event = NewEvent {
-        key: policy::digest_key(&digest.digest, digest.start),
+        dedup_key: policy::digest_key(&digest.digest, digest.start),
         body: body.clone(),
         outcome: None,
         customer: None,

@@ -17,6 +17,7 @@ use crate::store::inspect::{Activity, DestinationHealth, EventDetail, EventFilte
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
+use serde_json::Value;
 use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -443,7 +444,7 @@ fn enqueue(
             ") ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, received_at = excluded.received_at \
              WHERE dedup.received_at < excluded.received_at - ?3 RETURNING dedup_key"
         ))?
-        .query_row(params![event.key, id, window], |_| Ok(()))
+        .query_row(params![event.dedup_key, id, window], |_| Ok(()))
         .optional()?
         .is_some();
     if !fresh {
@@ -454,7 +455,7 @@ fn enqueue(
         remember(tx, &id, customer, flow)?;
     }
     let ids = insert_deliveries(tx, &id, deliveries)?;
-    Ok(Enqueued::Accepted { deliveries: ids })
+    Ok(Enqueued::Accepted { event_id: id, deliveries: ids })
 }
 
 fn insert_event(tx: &Transaction<'_>, id: &str, event: &NewEvent, source: &str) -> rusqlite::Result<()> {
@@ -463,7 +464,7 @@ fn insert_event(tx: &Transaction<'_>, id: &str, event: &NewEvent, source: &str) 
         now!(),
         ", ?3, ?4, ?5, ?6, ?7)"
     ))?
-    .execute(params![id, event.key, event.outcome, event.customer, event.body, event.facts, source])?;
+    .execute(params![id, event.dedup_key, event.outcome, event.customer, event.body, event.facts, source])?;
     Ok(())
 }
 
@@ -498,7 +499,8 @@ struct Claimed {
     destination: String,
     routes: String,
     attempt: i64,
-    event_key: String,
+    event_id: String,
+    dedup_key: String,
     body: String,
     facts: Option<String>,
     payload: Option<String>,
@@ -515,7 +517,7 @@ struct Claimed {
 fn claim(tx: &Transaction<'_>, owner: &str, limit: usize, lease_ms: i64) -> rusqlite::Result<Vec<Claimed>> {
     let due: Vec<Claimed> = tx
         .prepare_cached(concat!(
-            "SELECT d.id, d.destination, d.routes, e.dedup_key, e.body, e.facts, d.payload \
+            "SELECT d.id, d.destination, d.routes, e.dedup_key, e.body, e.facts, d.payload, d.event_id \
              FROM (SELECT id, event_id, destination, routes, next_attempt_at, payload \
                    FROM deliveries INDEXED BY deliveries_pending \
                    WHERE status = 'pending' AND next_attempt_at <= ",
@@ -529,7 +531,8 @@ fn claim(tx: &Transaction<'_>, owner: &str, limit: usize, lease_ms: i64) -> rusq
                 destination: row.get(1)?,
                 routes: row.get(2)?,
                 attempt: 0,
-                event_key: row.get(3)?,
+                event_id: row.get(7)?,
+                dedup_key: row.get(3)?,
                 body: text(row, 4)?,
                 facts: optional_text(row, 5)?,
                 payload: optional_text(row, 6)?,
@@ -560,7 +563,7 @@ fn finish(
     batch: &Batch,
     job: &Job,
     attempt: &AttemptRecord,
-    state: &JobState,
+    state: &NextStep,
 ) -> rusqlite::Result<Recorded> {
     if !batch.alone {
         return record(tx, job, attempt, state);
@@ -581,7 +584,7 @@ fn finish(
     }
 }
 
-fn record(tx: &Transaction<'_>, job: &Job, attempt: &AttemptRecord, state: &JobState) -> rusqlite::Result<Recorded> {
+fn record(tx: &Transaction<'_>, job: &Job, attempt: &AttemptRecord, state: &NextStep) -> rusqlite::Result<Recorded> {
     tx.prepare_cached(
         "INSERT INTO attempts (id, delivery_id, number, at, status_code, latency_ms, response, error, payload, \
          destination, delivered) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -758,7 +761,7 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<DeliverySummary> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Queue for SqliteStore {
     async fn enqueue(&self, event: NewEvent, deliveries: Vec<NewDelivery>) -> Result<Enqueued, StoreError> {
         self.write(move |tx, batch| enqueue(tx, &event, &deliveries, batch.window)).await
     }
@@ -774,7 +777,8 @@ impl Store for SqliteStore {
             .into_iter()
             .map(|c| Job {
                 id: c.id,
-                event_key: c.event_key,
+                event_id: c.event_id,
+                dedup_key: c.dedup_key,
                 event: Arc::new(policy::event_with_facts(c.body.as_bytes(), c.facts.as_deref())),
                 destination: c.destination,
                 routes: policy::split_routes(&c.routes),
@@ -799,7 +803,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish_attempt(&self, job: &Job, attempt: AttemptRecord, state: JobState) -> Result<Recorded, StoreError> {
+    async fn finish_attempt(&self, job: &Job, attempt: AttemptRecord, state: NextStep) -> Result<Recorded, StoreError> {
         let job = Job { event: Arc::new(Value::Null), ..job.clone() };
         self.write(move |tx, batch| finish(tx, batch, &job, &attempt, &state)).await
     }
@@ -836,11 +840,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await
-    }
-
+#[async_trait]
+impl Inspect for SqliteStore {
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
         let rows: Vec<(String, String, i64, i64)> = self
             .read(|conn| {
@@ -932,11 +935,34 @@ impl Store for SqliteStore {
         self.write(move |tx, _| delete_older(tx, Status::Dead, age)).await
     }
 
-    async fn prune(&self, retention: &Retention) -> Result<u64, StoreError> {
-        let retention = *retention;
-        self.write(move |tx, _| prune(tx, &retention)).await
+    async fn discard(&self, ids: &[String], reason: &str) -> Result<Vec<DeliveryId>, StoreError> {
+        let (ids, reason) = (ids.to_vec(), reason.to_owned());
+        self.write(move |tx, _| inspect::discard(tx, &ids, &reason)).await
     }
 
+    async fn activity(&self, periods: &[Duration]) -> Result<Vec<Activity>, StoreError> {
+        let periods = periods.to_vec();
+        self.read(move |conn| inspect::activity(conn, &periods)).await
+    }
+
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| inspect::list_events(conn, &filter)).await
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<EventDetail>, StoreError> {
+        let id = id.to_ascii_lowercase();
+        self.read(move |conn| inspect::event(conn, &id)).await
+    }
+
+    async fn destination_health(&self, destinations: &[String]) -> Result<Vec<DestinationHealth>, StoreError> {
+        let destinations = destinations.to_vec();
+        self.read(move |conn| inspect::destination_health(conn, &destinations)).await
+    }
+}
+
+#[async_trait]
+impl History for SqliteStore {
     async fn history(&self, customer: &str, recent: usize) -> Result<EarlierFlows, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.lookups.send((customer.to_owned(), recent, reply)).await.map_err(|_| lookups_stopped())?;
@@ -963,31 +989,10 @@ impl Store for SqliteStore {
         self.writes.send(Box::new(Scrub { reply })).await.map_err(|_| writer_stopped())?;
         answer.await.map_err(|_| writer_stopped())?
     }
+}
 
-    async fn secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
-        let wanted = name.to_owned();
-        if let Some(secret) = self.read(move |conn| secrets::read_secret(conn, &wanted)).await? {
-            return Ok(secret);
-        }
-        let (name, fresh) = (name.to_owned(), fresh_secret());
-        self.write(move |tx, _| secrets::secret(tx, &name, &fresh)).await
-    }
-
-    async fn renew_secret(&self, name: &str) -> Result<(), StoreError> {
-        let (name, fresh) = (name.to_owned(), fresh_secret());
-        self.write(move |tx, _| secrets::renew_secret(tx, &name, &fresh)).await
-    }
-
-    async fn revoke_session(&self, id: &str, issued: DateTime<Utc>) -> Result<(), StoreError> {
-        let (id, issued) = (id.to_owned(), issued.timestamp_millis());
-        self.write(move |tx, _| secrets::revoke_session(tx, &id, issued)).await
-    }
-
-    async fn session_revoked(&self, id: &str) -> Result<bool, StoreError> {
-        let id = id.to_owned();
-        self.read(move |conn| secrets::session_revoked(conn, &id)).await
-    }
-
+#[async_trait]
+impl Digests for SqliteStore {
     async fn events_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Vec<StoredEvent>, StoreError> {
         let (start, end) = (start.timestamp_millis(), end.timestamp_millis());
         self.read(move |conn| {
@@ -1032,33 +1037,44 @@ impl Store for SqliteStore {
     async fn rewrite_digest(&self, rewrite: DigestRewrite) -> Result<(), StoreError> {
         self.write(move |tx, _| rewrite_digest(tx, &rewrite)).await
     }
+}
 
-    async fn discard(&self, ids: &[String], reason: &str) -> Result<Vec<DeliveryId>, StoreError> {
-        let (ids, reason) = (ids.to_vec(), reason.to_owned());
-        self.write(move |tx, _| inspect::discard(tx, &ids, &reason)).await
-    }
-
-    async fn activity(&self, periods: &[Duration]) -> Result<Vec<Activity>, StoreError> {
-        let periods = periods.to_vec();
-        self.read(move |conn| inspect::activity(conn, &periods)).await
-    }
-
-    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
-        let filter = filter.clone();
-        self.read(move |conn| inspect::list_events(conn, &filter)).await
-    }
-
-    async fn event(&self, id: &str) -> Result<Option<EventDetail>, StoreError> {
-        let id = id.to_ascii_lowercase();
-        self.read(move |conn| inspect::event(conn, &id)).await
-    }
-
-    async fn destination_health(&self, destinations: &[String]) -> Result<Vec<DestinationHealth>, StoreError> {
-        let destinations = destinations.to_vec();
-        self.read(move |conn| inspect::destination_health(conn, &destinations)).await
-    }
-
+#[async_trait]
+impl Store for SqliteStore {
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
         self.read(|conn| conn.query_row(concat!("SELECT ", now!()), [], |row| row.get::<_, i64>(0)).map(time)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await
+    }
+
+    async fn prune(&self, retention: &Retention) -> Result<u64, StoreError> {
+        let retention = *retention;
+        self.write(move |tx, _| prune(tx, &retention)).await
+    }
+
+    async fn secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        let wanted = name.to_owned();
+        if let Some(secret) = self.read(move |conn| secrets::read_secret(conn, &wanted)).await? {
+            return Ok(secret);
+        }
+        let (name, fresh) = (name.to_owned(), fresh_secret());
+        self.write(move |tx, _| secrets::secret(tx, &name, &fresh)).await
+    }
+
+    async fn renew_secret(&self, name: &str) -> Result<(), StoreError> {
+        let (name, fresh) = (name.to_owned(), fresh_secret());
+        self.write(move |tx, _| secrets::renew_secret(tx, &name, &fresh)).await
+    }
+
+    async fn revoke_session(&self, id: &str, issued: DateTime<Utc>) -> Result<(), StoreError> {
+        let (id, issued) = (id.to_owned(), issued.timestamp_millis());
+        self.write(move |tx, _| secrets::revoke_session(tx, &id, issued)).await
+    }
+
+    async fn session_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| secrets::session_revoked(conn, &id)).await
     }
 }
