@@ -1,7 +1,9 @@
 //! Destinations: one file per channel, each building its payload from the
 //! rendered templates (wrapping text, enforcing the platform's limits) and
-//! classifying the platform's answer. Nothing outside this folder knows a
-//! platform's quirks.
+//! classifying the platform's answer, with each platform's limits as one
+//! table ([`slack::LIMITS`], [`discord::LIMITS`]) and its markup shown as
+//! HTML ([`markup`]). Outside this folder only the escaping of a
+//! template's values knows a platform ([`crate::render`]).
 
 mod console;
 pub mod discord;
@@ -163,6 +165,42 @@ enum Channel {
     Console(console::Console),
 }
 
+impl Channel {
+    /// The channel of `cfg`'s kind, with its own client when it trusts a
+    /// CA of its own (`ca_file`). `Err` names the key at fault.
+    fn build(
+        cfg: &DestinationConfig,
+        retry: &RetryPolicy,
+        http: &reqwest::Client,
+    ) -> Result<Channel, (&'static str, String)> {
+        let url = cfg.url.clone().unwrap_or_default();
+        let ca = match &cfg.ca_file {
+            Some(path) => {
+                Some(std::fs::read(path).map_err(|e| ("ca_file", format!("cannot read \"{}\": {e}", path.display())))?)
+            }
+            None => None,
+        };
+        let http = match &ca {
+            Some(pem) => http::client(Some(pem)).map_err(|e| {
+                let path = cfg.ca_file.as_deref().unwrap_or(Path::new("")).display();
+                ("ca_file", format!("cannot use \"{path}\": {e}"))
+            })?,
+            None => http.clone(),
+        };
+        let named = |(key, msg): (&'static str, String)| (key, format!("destination \"{}\": {msg}", cfg.name));
+        match cfg.kind {
+            DestinationKind::Slack => slack::Slack::new(&url, http).map(Channel::Slack),
+            DestinationKind::Discord => discord::Discord::new(&url, cfg, http).map(Channel::Discord),
+            DestinationKind::Email => {
+                email::Email::new(&url, cfg, retry.attempt_timeout, ca.as_deref()).map(Channel::Email)
+            }
+            DestinationKind::Webhook => webhook::Webhook::new(&url, cfg, http).map(Channel::Webhook),
+            DestinationKind::Console => Ok(Channel::Console(console::Console)),
+        }
+        .map_err(named)
+    }
+}
+
 /// A configured destination: its templates and its channel.
 pub struct Destination {
     pub name: String,
@@ -229,39 +267,7 @@ impl Destination {
             }
             _ => None,
         };
-        let url = cfg.url.clone().unwrap_or_default();
-        let ca = match &cfg.ca_file {
-            Some(path) => match std::fs::read(path) {
-                Ok(pem) => Some(pem),
-                Err(e) => {
-                    problems.push(at("ca_file", format!("cannot read \"{}\": {e}", path.display())));
-                    return Err(problems);
-                }
-            },
-            None => None,
-        };
-        let http = match &ca {
-            Some(pem) => match http::client(Some(pem)) {
-                Ok(client) => client,
-                Err(e) => {
-                    let path = cfg.ca_file.as_deref().unwrap_or(Path::new("")).display();
-                    problems.push(at("ca_file", format!("cannot use \"{path}\": {e}")));
-                    return Err(problems);
-                }
-            },
-            None => http.clone(),
-        };
-        let channel = match kind {
-            DestinationKind::Slack => slack::Slack::new(&url, http).map(Channel::Slack),
-            DestinationKind::Discord => discord::Discord::new(&url, cfg, http).map(Channel::Discord),
-            DestinationKind::Email => {
-                email::Email::new(&url, cfg, retry.attempt_timeout, ca.as_deref()).map(Channel::Email)
-            }
-            DestinationKind::Webhook => webhook::Webhook::new(&url, cfg, http).map(Channel::Webhook),
-            DestinationKind::Console => Ok(Channel::Console(console::Console)),
-        };
-        let channel =
-            channel.map_err(|(key, msg)| problems.push(at(key, format!("destination \"{}\": {msg}", cfg.name)))).ok();
+        let channel = Channel::build(cfg, retry, http).map_err(|(key, msg)| problems.push(at(key, msg))).ok();
         match (body, channel) {
             (Some(body), Some(channel)) if problems.is_empty() => Ok(Destination {
                 name: cfg.name.clone(),

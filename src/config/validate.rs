@@ -290,11 +290,8 @@ fn destinations(
         if let Err(e) = check_name(&name) {
             report.push(&key, format!("destination name {e}"));
         }
-        let (path, lines) = (report.path, report.lines);
-        let problem =
-            |key: &str, message: String| Problem::new(path, message).at_line(lines.line_of(key)).with_key(key);
-        if let Some(dest) = build_destination(&name, d, &key, base_dir, &problem, report.problems) {
-            destinations.insert(name, DestinationConfig { line: lines.line_of(&key), ..dest });
+        if let Some(dest) = build_destination(report, &name, d, &key, base_dir) {
+            destinations.insert(name, DestinationConfig { line: report.lines.line_of(&key), ..dest });
         }
     }
     destinations
@@ -388,63 +385,21 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// One destination: a kind it names, only that kind's settings, what the
+/// kind needs, and its rate (Slack and Discord are paced by default).
 fn build_destination(
+    report: &mut Report<'_>,
     name: &str,
     d: RawDestination,
     key: &str,
     base_dir: &Path,
-    problem: &dyn Fn(&str, String) -> Problem,
-    problems: &mut Problems,
 ) -> Option<DestinationConfig> {
-    let Some(kind_str) = d.kind.as_deref() else {
-        problems.push(problem(
-            key,
-            format!("destination \"{name}\": missing `kind` (slack, discord, email, webhook or console)"),
-        ));
-        return None;
-    };
-    let Some(kind) = DestinationKind::parse(kind_str) else {
-        problems.push(problem(
-            &format!("{key}.kind"),
-            format!("destination \"{name}\": unknown kind \"{kind_str}\" (slack, discord, email, webhook or console)"),
-        ));
-        return None;
-    };
-    let mut ok = true;
-    for k in d.present_keys() {
-        if !kind.allowed_keys().contains(&k) {
-            problems.push(problem(
-                &format!("{key}.{k}"),
-                format!("destination \"{name}\": `{k}` is not a setting of {} destinations", kind.as_str()),
-            ));
-            ok = false;
-        }
-    }
+    let (kind, settings_ok) = kind_of(report, name, &d, key)?;
     let Some(template) = d.template.clone() else {
-        problems.push(problem(key, format!("destination \"{name}\": missing `template`")));
+        report.push(key, format!("destination \"{name}\": missing `template`"));
         return None;
     };
-    if kind != DestinationKind::Console && d.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
-        problems.push(problem(&format!("{key}.url"), format!("destination \"{name}\": missing `url`")));
-        ok = false;
-    }
-    if kind == DestinationKind::Email {
-        if d.from.is_none() {
-            problems.push(problem(key, format!("destination \"{name}\": missing `from`")));
-            ok = false;
-        }
-        if d.to.as_ref().is_none_or(Vec::is_empty) {
-            problems.push(problem(&format!("{key}.to"), format!("destination \"{name}\": `to` lists no address")));
-            ok = false;
-        }
-        if template.ends_with(".json.hbs") {
-            problems.push(problem(
-                &format!("{key}.template"),
-                format!("destination \"{name}\": an e-mail body template cannot be a .json.hbs template"),
-            ));
-            ok = false;
-        }
-    }
+    let mut ok = needs_met(report, name, &d, kind, key) && settings_ok;
     let default_rate = match kind {
         DestinationKind::Slack => Some(Rate { count: 1, per: Duration::from_secs(1) }),
         DestinationKind::Discord => Some(Rate { count: 5, per: Duration::from_secs(2) }),
@@ -454,7 +409,7 @@ fn build_destination(
         None => default_rate,
         Some(Ok(rate)) => rate,
         Some(Err(e)) => {
-            problems.push(problem(&format!("{key}.rate_limit"), format!("destination \"{name}\": {e}")));
+            report.push(&format!("{key}.rate_limit"), format!("destination \"{name}\": {e}"));
             ok = false;
             None
         }
@@ -475,4 +430,59 @@ fn build_destination(
         ca_file: d.ca_file.map(|path| base_dir.join(path.trim())),
         line: None,
     })
+}
+
+/// The destination's kind, if it names one it knows, and whether it has
+/// only that kind's settings.
+fn kind_of(report: &mut Report<'_>, name: &str, d: &RawDestination, key: &str) -> Option<(DestinationKind, bool)> {
+    let Some(kind_str) = d.kind.as_deref() else {
+        let message = format!("destination \"{name}\": missing `kind` (slack, discord, email, webhook or console)");
+        report.push(key, message);
+        return None;
+    };
+    let Some(kind) = DestinationKind::parse(kind_str) else {
+        report.push(
+            &format!("{key}.kind"),
+            format!("destination \"{name}\": unknown kind \"{kind_str}\" (slack, discord, email, webhook or console)"),
+        );
+        return None;
+    };
+    let mut ok = true;
+    for k in d.present_keys() {
+        if !kind.allowed_keys().contains(&k) {
+            report.push(
+                &format!("{key}.{k}"),
+                format!("destination \"{name}\": `{k}` is not a setting of {} destinations", kind.as_str()),
+            );
+            ok = false;
+        }
+    }
+    Some((kind, ok))
+}
+
+/// Whether the destination has what its kind needs: a `url` (all but the
+/// console), and for e-mail a sender, recipients and a body template that
+/// is not JSON.
+fn needs_met(report: &mut Report<'_>, name: &str, d: &RawDestination, kind: DestinationKind, key: &str) -> bool {
+    let mut ok = true;
+    let mut missing = |report: &mut Report<'_>, key: &str, message: String| {
+        report.push(key, format!("destination \"{name}\": {message}"));
+        ok = false;
+    };
+    if kind != DestinationKind::Console && d.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+        missing(report, &format!("{key}.url"), "missing `url`".into());
+    }
+    if kind == DestinationKind::Email {
+        if d.from.is_none() {
+            missing(report, key, "missing `from`".into());
+        }
+        if d.to.as_ref().is_none_or(Vec::is_empty) {
+            missing(report, &format!("{key}.to"), "`to` lists no address".into());
+        }
+        if d.template.as_deref().is_some_and(|t| t.ends_with(".json.hbs")) {
+            let message = "an e-mail body template cannot be a .json.hbs template".into();
+            missing(report, &format!("{key}.template"), message);
+        }
+    }
+    ok
 }

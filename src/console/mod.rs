@@ -105,6 +105,36 @@ pub fn routes(state: AppState, secure: bool) -> impl Filter<Extract = (Response,
         })
         .and_then(|r: Result<Response, ()>| async move { r.map_err(|_| warp::reject::not_found()) });
     let assets = warp::path!("assets" / String).and(warp::get()).and_then(asset);
+    let pages = root
+        .or(overview::routes(state.clone()))
+        .unify()
+        .or(deliveries::routes(state.clone()))
+        .unify()
+        .or(events::routes(state.clone()))
+        .unify()
+        .or(destinations::routes(state.clone()))
+        .unify()
+        .or(playground::routes(state.clone()))
+        .unify()
+        .or(digests::routes(state.clone()))
+        .unify();
+    let refused = {
+        let state = state.clone();
+        move |rejection: Rejection| refused(outside::base(&state.loaded.load().config), rejection)
+    };
+    on.and(assets.or(sign_in_and_out(state.clone(), secure)).unify().or(pages).unify()).recover(refused).unify().map(
+        |mut r: Response| {
+            let headers = r.headers_mut();
+            for (name, value) in security_headers().iter() {
+                headers.insert(name, value.clone());
+            }
+            r
+        },
+    )
+}
+
+/// The sign-in page and form, and signing out.
+fn sign_in_and_out(state: AppState, secure: bool) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let login_page = warp::path!("login")
         .and(warp::get())
         .and(outside(state.clone(), secure))
@@ -135,33 +165,7 @@ pub fn routes(state: AppState, secure: bool) -> impl Filter<Extract = (Response,
             r
         },
     );
-    let pages = root
-        .or(overview::routes(state.clone()))
-        .unify()
-        .or(deliveries::routes(state.clone()))
-        .unify()
-        .or(events::routes(state.clone()))
-        .unify()
-        .or(destinations::routes(state.clone()))
-        .unify()
-        .or(playground::routes(state.clone()))
-        .unify()
-        .or(digests::routes(state.clone()))
-        .unify();
-    let refused = {
-        let state = state.clone();
-        move |rejection: Rejection| refused(outside::base(&state.loaded.load().config), rejection)
-    };
-    on.and(assets.or(login_page).unify().or(login).unify().or(logout).unify().or(pages).unify())
-        .recover(refused)
-        .unify()
-        .map(|mut r: Response| {
-            let headers = r.headers_mut();
-            for (name, value) in security_headers().iter() {
-                headers.insert(name, value.clone());
-            }
-            r
-        })
+    login_page.or(login).unify().or(logout).unify()
 }
 
 fn security_headers() -> HeaderMap {

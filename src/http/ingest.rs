@@ -102,32 +102,8 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
             warn!(error = %e, "cannot store event");
             warp::reject::custom(ApiError::Unavailable("store unavailable, retry later".into()))
         };
-        let loaded = state.loaded.load();
-        // What rules and templates read beside the event: its MRR and the
-        // customer's history as of now, stored with it.
-        let received = chrono::Utc::now();
-        let mrr = Mrr::of(&event.raw);
-        let earlier = match &customer {
-            Some(c) => Some(state.store().history(c, history::PREVIOUS_SHOWN).await.map_err(unavailable)?),
-            None => None,
-        };
-        let past = earlier.map(|earlier| History { now: received, earlier });
-        let facts = history::facts(mrr.as_ref(), past.as_ref());
-        let flow = customer.as_ref().map(|_| NewFlow::of(&Flow::of("", &event.raw, mrr.as_ref(), received)));
-        let outcome_field = event.outcome_field().map(str::to_owned);
-        let routed = history::with_facts(Arc::unwrap_or_clone(event.raw), Some(&facts));
-        let (targets, matched) = loaded.router.route_with_matches(&routed);
-        let deliveries: Vec<NewDelivery> =
-            targets.into_iter().map(|t| NewDelivery::rendered_later(t.destination, t.routes)).collect();
-        let new_event = NewEvent {
-            dedup_key,
-            // serde_json accepted it, so it is UTF-8.
-            body: String::from_utf8_lossy(&body).into_owned(),
-            outcome: outcome_field,
-            customer,
-            facts: Some(facts.to_string()),
-            flow,
-        };
+        let (new_event, deliveries, matched) =
+            routed(&state, event, &body, dedup_key, customer).await.map_err(unavailable)?;
         match state.store().enqueue(new_event, deliveries).await {
             Ok(Enqueued::Accepted { event_id, deliveries }) => {
                 tracing::Span::current().record("event_id", event_id.as_str());
@@ -154,6 +130,43 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
     }
     .instrument(span)
     .await
+}
+
+/// The event to store, with what rules and templates read beside it (its
+/// MRR and the customer's history as of now), the deliveries its routes
+/// ask for, and the routes that matched.
+async fn routed(
+    state: &AppState,
+    event: Event,
+    body: &[u8],
+    dedup_key: String,
+    customer: Option<String>,
+) -> Result<(NewEvent, Vec<NewDelivery>, Vec<String>), StoreError> {
+    let received = chrono::Utc::now();
+    let mrr = Mrr::of(&event.raw);
+    let earlier = match &customer {
+        Some(c) => Some(state.store().history(c, history::PREVIOUS_SHOWN).await?),
+        None => None,
+    };
+    let past = earlier.map(|earlier| History { now: received, earlier });
+    let facts = history::facts(mrr.as_ref(), past.as_ref());
+    let flow = customer.as_ref().map(|_| NewFlow::of(&Flow::of("", &event.raw, mrr.as_ref(), received)));
+    let outcome = event.outcome_field().map(str::to_owned);
+    let routed = history::with_facts(Arc::unwrap_or_clone(event.raw), Some(&facts));
+    let loaded = state.loaded.load();
+    let (targets, matched) = loaded.router.route_with_matches(&routed);
+    let matched = matched.into_iter().map(str::to_owned).collect();
+    let deliveries = targets.into_iter().map(|t| NewDelivery::rendered_later(t.destination, t.routes)).collect();
+    let new_event = NewEvent {
+        dedup_key,
+        // serde_json accepted it, so it is UTF-8.
+        body: String::from_utf8_lossy(body).into_owned(),
+        outcome,
+        customer,
+        facts: Some(facts.to_string()),
+        flow,
+    };
+    Ok((new_event, deliveries, matched))
 }
 
 fn accepted(deliveries: usize) -> warp::reply::Response {

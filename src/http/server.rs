@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, Notify};
 use tracing::{debug, warn};
 use warp::{Filter, Reply};
@@ -60,15 +60,40 @@ struct Open {
 /// The open connections, by id (ids only grow).
 struct Connections {
     open: Mutex<BTreeMap<u64, Open>>,
+    next_id: AtomicU64,
     /// Signalled whenever a connection ends.
     ended: Notify,
     /// What [`Open::active`] counts from.
     started: std::time::Instant,
 }
 
+/// A connection just accepted and counted among the open ones.
+struct Accepted {
+    id: u64,
+    stream: TcpStream,
+    remote: SocketAddr,
+    /// Its requests under way, and when it last did anything.
+    busy: Arc<AtomicUsize>,
+    active: Arc<AtomicU64>,
+    /// Fires when it is closed to make room.
+    evicted: oneshot::Receiver<()>,
+}
+
+/// What every connection of a listener shares.
+struct Shared {
+    http: Http,
+    connections: Connections,
+    header_timeout: Duration,
+}
+
 impl Connections {
     fn new() -> Connections {
-        Connections { open: Mutex::default(), ended: Notify::new(), started: std::time::Instant::now() }
+        Connections {
+            open: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            ended: Notify::new(),
+            started: std::time::Instant::now(),
+        }
     }
 
     /// Now, on the clock of [`Open::active`].
@@ -78,6 +103,17 @@ impl Connections {
 
     fn len(&self) -> usize {
         self.open.lock().expect("not poisoned").len()
+    }
+
+    /// Counts `stream` among the open connections.
+    fn add(&self, stream: TcpStream, remote: SocketAddr) -> Accepted {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let busy = Arc::new(AtomicUsize::new(0));
+        let active = Arc::new(AtomicU64::new(self.now()));
+        let (evict, evicted) = oneshot::channel();
+        let open = Open { busy: busy.clone(), active: active.clone(), evict };
+        self.open.lock().expect("not poisoned").insert(id, open);
+        Accepted { id, stream, remote, busy, active, evicted }
     }
 
     /// Closes the connection idle the longest, if one has been idle for
@@ -106,6 +142,35 @@ impl Connections {
         self.open.lock().expect("not poisoned").remove(&id);
         self.ended.notify_waiters();
     }
+
+    /// Waits until fewer than `max` connections are open: at the cap, the
+    /// connection idle the longest goes; if every one is busy or just
+    /// came, until one ends or has idled long enough.
+    async fn make_room(&self, max: usize) {
+        while self.len() >= max && !self.evict_idle() {
+            let ended = self.ended.notified();
+            tokio::select! {
+                _ = ended => {}
+                _ = tokio::time::sleep(FRESH / 5) => {}
+            }
+        }
+    }
+
+    /// Waits for every connection to end, up to `deadline`.
+    async fn drain(&self, deadline: Duration) {
+        let drained = tokio::time::timeout(deadline, async {
+            while self.len() > 0 {
+                let ended = self.ended.notified();
+                tokio::select! {
+                    _ = ended => {}
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        });
+        if drained.await.is_err() {
+            warn!("shutdown deadline passed with requests under way");
+        }
+    }
 }
 
 /// Serves `filter` on `listener` until `shutdown` completes, then stops
@@ -125,108 +190,97 @@ where
     let service = warp::service(filter);
     let mut http = Http::new();
     http.http1_only(true).http1_header_read_timeout(limits.header_timeout);
-    let http = Arc::new(http);
-    let connections = Arc::new(Connections::new());
+    let shared = Arc::new(Shared { http, connections: Connections::new(), header_timeout: limits.header_timeout });
     let max = limits.max_connections.max(1);
     Box::pin(async move {
         let (closing_tx, closing) = watch::channel(false);
         tokio::pin!(shutdown);
-        let mut next_id = 0u64;
-        'accept: loop {
-            // At the cap, make room before accepting: the longest idle
-            // connection goes; if every one is busy or just came, wait for
-            // one to end or to have idled long enough.
-            while connections.len() >= max && !connections.evict_idle() {
-                let ended = connections.ended.notified();
-                tokio::select! {
-                    _ = ended => {}
-                    _ = tokio::time::sleep(FRESH / 5) => {}
-                    _ = &mut shutdown => break 'accept,
-                }
-            }
-            let (stream, remote) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: pause
-                        // instead of spinning, then go on.
-                        warn!(error = %e, "cannot accept a connection");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
+        loop {
+            let accepted = tokio::select! {
+                _ = shared.connections.make_room(max) => tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = &mut shutdown => break,
                 },
-                _ = &mut shutdown => break 'accept,
+                _ = &mut shutdown => break,
+            };
+            let (stream, remote) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead
+                    // of spinning, then go on.
+                    warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             let _ = stream.set_nodelay(true);
-            let id = next_id;
-            next_id += 1;
-            let busy = Arc::new(AtomicUsize::new(0));
-            let active = Arc::new(AtomicU64::new(connections.now()));
-            let (evict, evicted) = oneshot::channel();
-            let open = Open { busy: busy.clone(), active: active.clone(), evict };
-            connections.open.lock().expect("not poisoned").insert(id, open);
-            let service = service.clone();
-            let http = http.clone();
-            let connections = connections.clone();
-            let closing = closing.clone();
+            let accepted = shared.connections.add(stream, remote);
             let tls = limits.tls.as_ref().map(|t| t.load_full());
-            let header_timeout = limits.header_timeout;
-            tokio::spawn(async move {
-                let clock = connections.clone();
-                let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::Body>| {
-                    request.extensions_mut().insert(ClientAddr(remote));
-                    let mut service = service.clone();
-                    let (busy, active, clock) = (busy.clone(), active.clone(), clock.clone());
-                    busy.fetch_add(1, Ordering::AcqRel);
-                    active.store(clock.now(), Ordering::Release);
-                    async move {
-                        let response = tower_call(&mut service, request).await;
-                        active.store(clock.now(), Ordering::Release);
-                        busy.fetch_sub(1, Ordering::AcqRel);
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let closed = |mut closing: watch::Receiver<bool>| async move { drop(closing.wait_for(|c| *c).await) };
-                match tls {
-                    None => serve_connection(&http, stream, service, remote, evicted, closed(closing)).await,
-                    Some(acceptor) => {
-                        // The handshake counts as part of the headers' time,
-                        // and a connection evicted meanwhile goes at once.
-                        let mut evicted = evicted;
-                        let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
-                        let shaken = tokio::select! {
-                            shaken = handshake => Some(shaken),
-                            _ = &mut evicted => None,
-                            _ = closed(closing.clone()) => None,
-                        };
-                        match shaken {
-                            Some(Ok(Ok(stream))) => {
-                                serve_connection(&http, stream, service, remote, evicted, closed(closing.clone())).await
-                            }
-                            Some(Ok(Err(e))) => debug!(client = %remote, error = %e, "TLS handshake failed"),
-                            Some(Err(_)) => debug!(client = %remote, "TLS handshake not done in time"),
-                            None => {}
-                        }
-                    }
-                }
-                connections.remove(id);
-            });
+            tokio::spawn(connection(accepted, service.clone(), shared.clone(), tls, closing.clone()));
         }
         drop(listener);
         let _ = closing_tx.send(true);
-        let drained = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
-            while connections.len() > 0 {
-                let ended = connections.ended.notified();
-                tokio::select! {
-                    _ = ended => {}
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-            }
-        });
-        if drained.await.is_err() {
-            warn!("shutdown deadline passed with requests under way");
-        }
+        shared.connections.drain(SHUTDOWN_DEADLINE).await;
     })
+}
+
+/// Serves one accepted connection on its own task, until it ends. Each
+/// request carries the client's address and counts as under way while it
+/// runs (a busy connection is never evicted as idle). Over TLS, the
+/// handshake counts as part of the headers' time, and a connection
+/// evicted meanwhile goes at once.
+async fn connection<S>(
+    accepted: Accepted,
+    service: S,
+    shared: Arc<Shared>,
+    tls: Option<Arc<tokio_rustls::TlsAcceptor>>,
+    closing: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<
+            hyper::Request<hyper::Body>,
+            Response = hyper::Response<hyper::Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let Accepted { id, stream, remote, busy, active, mut evicted } = accepted;
+    let clock = shared.clone();
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::Body>| {
+        request.extensions_mut().insert(ClientAddr(remote));
+        let mut service = service.clone();
+        let (busy, active, clock) = (busy.clone(), active.clone(), clock.clone());
+        busy.fetch_add(1, Ordering::AcqRel);
+        active.store(clock.connections.now(), Ordering::Release);
+        async move {
+            let response = tower_call(&mut service, request).await;
+            active.store(clock.connections.now(), Ordering::Release);
+            busy.fetch_sub(1, Ordering::AcqRel);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let closed = |mut closing: watch::Receiver<bool>| async move { drop(closing.wait_for(|c| *c).await) };
+    match tls {
+        None => serve_connection(&shared.http, stream, service, remote, evicted, closed(closing)).await,
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(shared.header_timeout, acceptor.accept(stream));
+            let shaken = tokio::select! {
+                shaken = handshake => Some(shaken),
+                _ = &mut evicted => None,
+                _ = closed(closing.clone()) => None,
+            };
+            match shaken {
+                Some(Ok(Ok(stream))) => {
+                    serve_connection(&shared.http, stream, service, remote, evicted, closed(closing)).await
+                }
+                Some(Ok(Err(e))) => debug!(client = %remote, error = %e, "TLS handshake failed"),
+                Some(Err(_)) => debug!(client = %remote, "TLS handshake not done in time"),
+                None => {}
+            }
+        }
+    }
+    shared.connections.remove(id);
 }
 
 /// Serves one connection until it ends, is evicted (closed at once) or the

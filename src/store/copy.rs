@@ -260,31 +260,7 @@ impl<'a> Writer<'a> {
     async fn write(&mut self, table: &'static str, mut rows: Rows) -> Result<(), sqlx::Error> {
         let pool = self.pool;
         match table {
-            "dedup" => {
-                // A key held under another event: that event is Raaft's
-                // retry of one the database has already.
-                let keys: Vec<String> = rows.iter().map(|r| text(&r[0]).unwrap_or_default()).collect();
-                let held: HashMap<String, String> =
-                    sqlx::query_as("SELECT dedup_key, event_id FROM dedup WHERE dedup_key = ANY($1)")
-                        .bind(&keys)
-                        .fetch_all(pool)
-                        .await?
-                        .into_iter()
-                        .collect();
-                rows.retain(|r| {
-                    let (key, event) = (text(&r[0]).unwrap_or_default(), text(&r[1]).unwrap_or_default());
-                    match held.get(&key) {
-                        Some(other) if *other != event => {
-                            if self.left_out_events.insert(event) {
-                                self.copied.duplicates += 1;
-                            }
-                            false
-                        }
-                        _ => true,
-                    }
-                });
-                insert(pool, &DEDUP, &rows).await?;
-            }
+            "dedup" => self.dedup(rows).await?,
             "events" => {
                 rows.retain(|r| !self.left_out_events.contains(&text(&r[0]).unwrap_or_default()));
                 self.copied.events += insert(pool, &EVENTS, &rows).await?.len() as u64;
@@ -305,41 +281,80 @@ impl<'a> Writer<'a> {
                 rows.retain(|r| !self.left_out_deliveries.contains(&text(&r[1]).unwrap_or_default()));
                 self.copied.attempts += insert(pool, &ATTEMPTS, &rows).await?.len() as u64;
             }
-            "flows" => {
-                rows.retain(|r| !self.left_out_events.contains(&text(&r[0]).unwrap_or_default()));
-                for row in insert(pool, &FLOWS, &rows).await? {
-                    let customer: Vec<u8> = row.try_get(0)?;
-                    self.new_flows.entry(customer).or_default().push(NewFlow {
-                        received_at: row.try_get(1)?,
-                        saved: row.try_get::<i64, _>(2)? != 0,
-                        canceled: row.try_get::<i64, _>(3)? != 0,
-                        offered: row.try_get::<i64, _>(4)? != 0,
-                        record: row.try_get(5)?,
-                    });
-                    self.copied.flows += 1;
-                }
-            }
-            "customer_histories" => {
-                let inserted = insert(pool, &HISTORIES, &rows).await?;
-                self.copied.customers += inserted.len() as u64;
-                for row in inserted {
-                    // A history inserted whole counts its flows already.
-                    self.new_flows.remove(&row.try_get::<Vec<u8>, _>(0)?);
-                }
-                // A customer the database knows already: its history
-                // takes the flows this copy added, once.
-                let present: HashSet<Vec<u8>> = rows.iter().filter_map(|r| bytes(&r[0])).collect();
-                for customer in present {
-                    if let Some(flows) = self.new_flows.remove(&customer) {
-                        add_flows(pool, &customer, &flows).await?;
-                        self.copied.customers += 1;
-                    }
-                }
-            }
+            "flows" => self.flows(rows).await?,
+            "customer_histories" => self.histories(rows).await?,
             "digest_windows" => self.copied.digest_windows += insert(pool, &DIGEST_WINDOWS, &rows).await?.len() as u64,
             "secrets" => drop(insert(pool, &SECRETS, &rows).await?),
             "revoked_sessions" => drop(insert(pool, &REVOKED_SESSIONS, &rows).await?),
             other => unreachable!("no table {other} to copy"),
+        }
+        Ok(())
+    }
+
+    /// Idempotency keys. A key held under another event: that event is
+    /// Raaft's retry of one the database has already, and is left out.
+    async fn dedup(&mut self, mut rows: Rows) -> Result<(), sqlx::Error> {
+        let pool = self.pool;
+        let keys: Vec<String> = rows.iter().map(|r| text(&r[0]).unwrap_or_default()).collect();
+        let held: HashMap<String, String> =
+            sqlx::query_as("SELECT dedup_key, event_id FROM dedup WHERE dedup_key = ANY($1)")
+                .bind(&keys)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .collect();
+        rows.retain(|r| {
+            let (key, event) = (text(&r[0]).unwrap_or_default(), text(&r[1]).unwrap_or_default());
+            match held.get(&key) {
+                Some(other) if *other != event => {
+                    if self.left_out_events.insert(event) {
+                        self.copied.duplicates += 1;
+                    }
+                    false
+                }
+                _ => true,
+            }
+        });
+        insert(pool, &DEDUP, &rows).await?;
+        Ok(())
+    }
+
+    /// Flows, noted per customer for their histories.
+    async fn flows(&mut self, mut rows: Rows) -> Result<(), sqlx::Error> {
+        let pool = self.pool;
+        rows.retain(|r| !self.left_out_events.contains(&text(&r[0]).unwrap_or_default()));
+        for row in insert(pool, &FLOWS, &rows).await? {
+            let customer: Vec<u8> = row.try_get(0)?;
+            self.new_flows.entry(customer).or_default().push(NewFlow {
+                received_at: row.try_get(1)?,
+                saved: row.try_get::<i64, _>(2)? != 0,
+                canceled: row.try_get::<i64, _>(3)? != 0,
+                offered: row.try_get::<i64, _>(4)? != 0,
+                record: row.try_get(5)?,
+            });
+            self.copied.flows += 1;
+        }
+        Ok(())
+    }
+
+    /// Customers' histories: inserted whole, or, for a customer the
+    /// database knows already, added the flows this copy added, once.
+    async fn histories(&mut self, rows: Rows) -> Result<(), sqlx::Error> {
+        let pool = self.pool;
+        let inserted = insert(pool, &HISTORIES, &rows).await?;
+        self.copied.customers += inserted.len() as u64;
+        for row in inserted {
+            // A history inserted whole counts its flows already.
+            self.new_flows.remove(&row.try_get::<Vec<u8>, _>(0)?);
+        }
+        // A customer the database knows already: its history
+        // takes the flows this copy added, once.
+        let present: HashSet<Vec<u8>> = rows.iter().filter_map(|r| bytes(&r[0])).collect();
+        for customer in present {
+            if let Some(flows) = self.new_flows.remove(&customer) {
+                add_flows(pool, &customer, &flows).await?;
+                self.copied.customers += 1;
+            }
         }
         Ok(())
     }
