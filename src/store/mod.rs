@@ -14,6 +14,7 @@
 //! worker keeps trying.
 
 pub mod copy;
+pub mod dialect;
 pub mod digests;
 pub mod history;
 pub mod inspect;
@@ -22,7 +23,9 @@ pub mod memory;
 pub mod policy;
 pub mod postgres;
 pub mod queue;
+pub mod read;
 pub mod sqlite;
+pub mod upkeep;
 
 pub use digests::{
     quote_of, quotes_customer, quoting, DigestClaim, DigestRewrite, DigestWindow, Digests, NewDigest, StoredDigest,

@@ -14,6 +14,8 @@ on_both_stores! {
         console.hook.then(Answer::new(400, "no such hook"));
         // hook: dead (first), then delivered; team: canceled ones only.
         console.post("saved-discount.json", |_| {}).await;
+        // Sent before the others: the hook's one refusal is its.
+        console.wait_for_status(Status::Dead, 1).await;
         console.post("canceled.json", |e| e["customer"]["id"] = "cus_filter_1".into()).await;
         console.post("aborted.json", |e| e["customer"]["id"] = "cus_filter_2".into()).await;
         console.wait_for_status(Status::Delivered, 3).await;

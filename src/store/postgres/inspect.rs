@@ -1,45 +1,13 @@
-//! What operators read in the PostgreSQL store: deliveries and events
-//! listed by filters, newest first by id, activity and destinations'
-//! health; and deliveries discarded.
+//! What operators read in the PostgreSQL store, through the shared
+//! statements ([`crate::store::read`]); activity, counted in SQL in one
+//! pass over its index; and deliveries discarded.
 
 use super::*;
+use crate::store::dialect::Columns;
 use crate::store::inspect::{self, health, health_bounds};
 
-/// Deliveries by `filter`, newest first: only the filters given are in
-/// the statement (see the SQLite store: the same indexes answer).
 pub(super) async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<DeliverySummary>, sqlx::Error> {
-    let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
-        "SELECT {SUMMARY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id WHERE true"
-    ));
-    if let Some(status) = filter.status {
-        q.push(" AND d.status = ").push_bind(status.as_str());
-    }
-    if let Some(destination) = &filter.destination {
-        q.push(" AND d.destination = ").push_bind(destination.clone());
-    }
-    if let Some(since) = filter.since {
-        q.push(concat!(" AND d.created_at >= ", now!(), " - ")).push_bind(millis(since));
-    }
-    if let Some(outcome) = &filter.outcome {
-        q.push(" AND e.outcome = ").push_bind(outcome.as_bytes().to_vec());
-    }
-    if let Some(customer) = &filter.customer {
-        q.push(" AND d.event_id IN (SELECT event_id FROM flows WHERE customer = ")
-            .push_bind(customer.as_bytes().to_vec())
-            .push(")");
-    }
-    if let Some(route) = &filter.route {
-        q.push(" AND strpos(',' || d.routes || ',', ',' || ").push_bind(route.clone()).push(" || ',') > 0");
-    }
-    if let Some(event) = &filter.event_id {
-        q.push(" AND d.event_id = ").push_bind(event.to_ascii_lowercase());
-    }
-    if let Some(before) = &filter.before {
-        q.push(" AND d.id < ").push_bind(before.to_ascii_lowercase());
-    }
-    q.push(" ORDER BY d.id DESC LIMIT ").push_bind(if filter.limit == 0 { i64::MAX } else { filter.limit as i64 });
-    let rows = q.build().fetch_all(pool).await?;
-    rows.iter().map(summary).collect()
+    rows(pool, &read::list(DIALECT, filter)).await?.iter().map(read::summary).collect()
 }
 
 pub(super) async fn discard(pool: &PgPool, ids: &[String], reason: &str) -> Result<Vec<DeliveryId>, sqlx::Error> {
@@ -92,49 +60,12 @@ fn events_by_outcome_sql(periods: &[Duration], now: &str) -> String {
     format!("SELECT {} FROM events WHERE received_at >= {now} - {longest}", sums.join(", "))
 }
 
-const EVENT_COLUMNS: &str = "e.id, e.received_at, e.outcome, e.customer, e.source, \
-     (SELECT COUNT(*) FROM deliveries d WHERE d.event_id = e.id) AS deliveries";
-
-fn event_summary(row: &PgRow) -> Result<EventSummary, sqlx::Error> {
-    Ok(EventSummary {
-        id: row.try_get("id")?,
-        received_at: time(row.try_get("received_at")?),
-        outcome: text(row.try_get("outcome")?),
-        customer: text(row.try_get("customer")?),
-        source: row.try_get("source")?,
-        deliveries: row.try_get::<i64, _>("deliveries")?.max(0) as u64,
-    })
-}
-
 pub(super) async fn list_events(pool: &PgPool, filter: &EventFilter) -> Result<Vec<EventSummary>, sqlx::Error> {
-    let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!("SELECT {EVENT_COLUMNS} FROM events e WHERE true"));
-    if let Some(outcome) = &filter.outcome {
-        q.push(" AND e.outcome = ").push_bind(outcome.as_bytes().to_vec());
-    }
-    if let Some(customer) = &filter.customer {
-        q.push(" AND e.id IN (SELECT event_id FROM flows WHERE customer = ")
-            .push_bind(customer.as_bytes().to_vec())
-            .push(")");
-    }
-    if let Some(source) = &filter.source {
-        q.push(" AND e.source = ").push_bind(source.clone());
-    }
-    if let Some(before) = &filter.before {
-        q.push(" AND e.id < ").push_bind(before.to_ascii_lowercase());
-    }
-    q.push(" ORDER BY e.id DESC LIMIT ").push_bind(if filter.limit == 0 { i64::MAX } else { filter.limit as i64 });
-    let rows = q.build().fetch_all(pool).await?;
-    rows.iter().map(event_summary).collect()
+    rows(pool, &read::list_events(DIALECT, filter)).await?.iter().map(read::event_summary).collect()
 }
 
 pub(super) async fn event(pool: &PgPool, id: &str) -> Result<Option<EventDetail>, sqlx::Error> {
-    let sql = format!("SELECT {EVENT_COLUMNS}, e.body, e.facts FROM events e WHERE e.id = $1");
-    let Some(row) = sqlx::query(&sql).bind(id.to_ascii_lowercase()).fetch_optional(pool).await? else {
-        return Ok(None);
-    };
-    let body: Vec<u8> = row.try_get("body")?;
-    let facts: Option<String> = row.try_get("facts")?;
-    Ok(Some(EventDetail { summary: event_summary(&row)?, event: policy::event_with_facts(&body, facts.as_deref()) }))
+    rows(pool, &read::event(DIALECT, id)).await?.first().map(read::event_detail).transpose()
 }
 
 pub(super) async fn destination_health(
@@ -144,36 +75,18 @@ pub(super) async fn destination_health(
     let (day, hour) = health_bounds(chrono::Utc::now());
     let mut out = Vec::new();
     for destination in destinations {
-        let figures: (i64, i64, i64, i64, Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(delivered), 0)::BIGINT, \
-             COALESCE(SUM(CASE WHEN at >= $3 THEN 1 ELSE 0 END), 0)::BIGINT, \
-             COALESCE(SUM(CASE WHEN at >= $3 THEN delivered ELSE 0 END), 0)::BIGINT, \
-             MAX(CASE WHEN delivered = 1 THEN at END), MAX(CASE WHEN delivered = 0 THEN at END) \
-             FROM attempts WHERE destination = $1 AND at >= $2",
-        )
-        .bind(destination)
-        .bind(day)
-        .bind(hour)
-        .fetch_one(pool)
-        .await?;
+        let figures = rows(pool, &read::health_figures(DIALECT, destination, day, hour)).await?;
+        let figures = figures.first().map(read::health_row).transpose()?.unwrap_or_default();
         let last_error = match figures.5 {
-            Some(at) => sqlx::query_scalar::<_, Option<Vec<u8>>>(
-                "SELECT error FROM attempts WHERE destination = $1 AND at = $2 AND delivered = 0 LIMIT 1",
-            )
-            .bind(destination)
-            .bind(at)
-            .fetch_optional(pool)
-            .await?
-            .flatten()
-            .and_then(|e| text(Some(e))),
+            Some(at) => {
+                let found = rows(pool, &read::failure_at(DIALECT, destination, at)).await?;
+                found.first().map(|row| row.optional_text(0)).transpose()?.flatten()
+            }
             None => None,
         };
-        let failing: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE destination = $1 AND at > $2 AND delivered = 0")
-                .bind(destination)
-                .bind(figures.4.unwrap_or(day - 1).max(day - 1))
-                .fetch_one(pool)
-                .await?;
+        let since = figures.4.unwrap_or(day - 1).max(day - 1);
+        let failing = rows(pool, &read::failing_since(DIALECT, destination, since)).await?;
+        let failing = failing.first().map(|row| row.int(0)).transpose()?.unwrap_or_default();
         out.push(health(destination, figures, last_error, failing));
     }
     Ok(out)

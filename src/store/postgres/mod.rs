@@ -13,6 +13,7 @@ use super::policy::{self, millis};
 use super::*;
 use crate::event::Event;
 use crate::history::{EarlierFlows, Flow};
+use crate::store::dialect::{self, time};
 use crate::store::inspect::{Activity, DestinationHealth, EventDetail, EventFilter, EventSummary};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -22,6 +23,9 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// Now, by the database's clock, in milliseconds since the epoch (the
 /// transaction's start).
+/// How the shared read side ([`read`]) writes PostgreSQL's SQL.
+const DIALECT: dialect::Dialect = dialect::Dialect::Postgres;
+
 macro_rules! now {
     () => {
         "(EXTRACT(EPOCH FROM now()) * 1000)::BIGINT"
@@ -436,97 +440,59 @@ async fn claim(conn: &mut PgConnection, owner: &str, limit: usize, lease_ms: i64
         .collect()
 }
 
-/// Bytes stored from outside, as text (invalid sequences replaced).
-fn text(bytes: Option<Vec<u8>>) -> Option<String> {
-    bytes.map(|b| String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+impl dialect::Columns for PgRow {
+    type Error = sqlx::Error;
+
+    fn int(&self, i: usize) -> Result<i64, sqlx::Error> {
+        self.try_get(i)
+    }
+
+    fn optional_int(&self, i: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(i)
+    }
+
+    /// A column of bytes, or of text.
+    fn optional_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        use sqlx::{Column, TypeInfo};
+        if self.columns().get(i).is_some_and(|c| c.type_info().name() == "BYTEA") {
+            self.try_get(i)
+        } else {
+            Ok(self.try_get::<Option<String>, _>(i)?.map(String::into_bytes))
+        }
+    }
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+/// A shared statement ([`read`], [`upkeep`]) with its arguments bound.
+fn query(statement: &dialect::Statement) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let mut query = sqlx::query(&statement.sql);
+    for arg in &statement.args {
+        query = match arg {
+            dialect::Arg::Text(t) => query.bind(t.clone()),
+            dialect::Arg::Int(n) => query.bind(*n),
+            dialect::Arg::Kept(t) => query.bind(t.as_bytes().to_vec()),
+        };
+    }
+    query
 }
 
-const SUMMARY_COLUMNS: &str = "d.id, d.event_id, d.created_at, d.updated_at, d.destination, d.routes, \
-     e.outcome, e.customer, d.status, d.attempts, d.next_attempt_at, d.last_error";
-
-fn summary(row: &PgRow) -> Result<DeliverySummary, sqlx::Error> {
-    let status: String = row.try_get("status")?;
-    Ok(DeliverySummary {
-        id: row.try_get("id")?,
-        event_id: row.try_get("event_id")?,
-        created_at: time(row.try_get("created_at")?),
-        updated_at: time(row.try_get("updated_at")?),
-        destination: row.try_get("destination")?,
-        routes: policy::split_routes(row.try_get("routes")?),
-        outcome: text(row.try_get("outcome")?),
-        customer: text(row.try_get("customer")?),
-        status: Status::parse(&status).unwrap_or(Status::Pending),
-        attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(u32::MAX),
-        next_attempt_at: time(row.try_get("next_attempt_at")?),
-        last_error: text(row.try_get("last_error")?),
-    })
+/// The rows of a shared statement ([`read`]).
+async fn rows(pool: &PgPool, statement: &dialect::Statement) -> Result<Vec<PgRow>, sqlx::Error> {
+    query(statement).fetch_all(pool).await
 }
 
-/// Deletes deliveries in `status` last updated more than `age_ms` ago and
-/// their attempts, in `tx`. Returns how many deliveries went.
-async fn delete_older(tx: &mut PgConnection, status: Status, age_ms: i64) -> Result<u64, sqlx::Error> {
-    sqlx::query(concat!(
-        "DELETE FROM attempts WHERE delivery_id IN \
-         (SELECT id FROM deliveries WHERE status = $1 AND updated_at < ",
-        now!(),
-        " - $2)"
-    ))
-    .bind(status.as_str())
-    .bind(age_ms)
-    .execute(&mut *tx)
-    .await?;
-    let n = sqlx::query(concat!("DELETE FROM deliveries WHERE status = $1 AND updated_at < ", now!(), " - $2"))
-        .bind(status.as_str())
-        .bind(age_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    Ok(n)
-}
-
-/// Deletes what [`Store::prune`] says, in one transaction.
+/// Deletes what [`Store::prune`] says ([`upkeep::prune`]), in one
+/// transaction; how many delivered deliveries went.
 async fn prune(pool: &PgPool, retention: &Retention) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query(concat!("DELETE FROM revoked_sessions WHERE issued_at < ", now!(), " - $1"))
-        .bind(millis(retention.sessions))
-        .execute(&mut *tx)
-        .await?;
-    let deliveries = millis(retention.deliveries);
-    let n = delete_older(&mut tx, Status::Delivered, deliveries).await?;
-    sqlx::query(concat!(
-        "DELETE FROM events WHERE received_at < ",
-        now!(),
-        " - $1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)"
-    ))
-    .bind(deliveries)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(concat!("DELETE FROM dedup WHERE received_at < ", now!(), " - $1"))
-        .bind(millis(retention.dedup_window))
-        .execute(&mut *tx)
-        .await?;
-    let history = millis(retention.history);
-    sqlx::query(policy::RECOUNT_HISTORIES_POSTGRES).bind(history).execute(&mut *tx).await?;
-    sqlx::query(concat!("DELETE FROM flows WHERE event_id < $2 AND received_at < ", now!(), " - $1"))
-        .bind(history)
-        .bind(policy::flow_id_bound(retention.history))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM customer_histories WHERE flows = 0").execute(&mut *tx).await?;
-    sqlx::query(concat!(
-        "DELETE FROM digest_windows WHERE window_end < ",
-        now!(),
-        " - $1 AND window_end < (SELECT MAX(w.window_end) FROM digest_windows w WHERE w.digest = digest_windows.digest)"
-    ))
-    .bind(history)
-    .execute(&mut *tx)
-    .await?;
+    let mut pruned = 0;
+    for (i, statement) in upkeep::prune(DIALECT, retention).iter().enumerate() {
+        let n = query(statement).execute(&mut *tx).await?.rows_affected();
+        if i == upkeep::PRUNED_DELIVERIES {
+            pruned = n;
+        }
+    }
     tx.commit().await?;
-    Ok(n)
+    Ok(pruned)
 }
 
 #[async_trait]
@@ -618,47 +584,11 @@ impl Inspect for PostgresStore {
     }
 
     async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
-        let sql = format!(
-            "SELECT {SUMMARY_COLUMNS}, e.body, e.facts FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1"
-        );
-        let Some(row) =
-            sqlx::query(&sql).bind(id.to_ascii_lowercase()).fetch_optional(&self.pool).await.map_err(unavailable)?
-        else {
-            return Ok(None);
-        };
-        let summary = summary(&row).map_err(unavailable)?;
-        let body: Vec<u8> = row.try_get("body").map_err(unavailable)?;
-        let facts: Option<String> = row.try_get("facts").map_err(unavailable)?;
-        let rows = sqlx::query(
-            "SELECT number, at, status_code, latency_ms, response, error, payload FROM attempts \
-             WHERE delivery_id = $1 ORDER BY at, id",
-        )
-        .bind(&summary.id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        let attempt_log = rows
-            .iter()
-            .map(|r| {
-                Ok(AttemptView {
-                    number: r.try_get::<i64, _>("number")?.try_into().unwrap_or(0),
-                    at: time(r.try_get("at")?),
-                    status_code: r.try_get::<Option<i64>, _>("status_code")?.and_then(|c| u16::try_from(c).ok()),
-                    latency_ms: r.try_get::<i64, _>("latency_ms")?.max(0) as u64,
-                    response: r.try_get("response")?,
-                    error: text(r.try_get("error")?),
-                    payload: text(r.try_get("payload")?),
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(unavailable)?;
-        Ok(Some(DeliveryDetail {
-            summary,
-            event: serde_json::from_slice(&body).unwrap_or(Value::Null),
-            facts: policy::stored_facts(&body, facts.as_deref()),
-            last_payload: attempt_log.iter().rev().find_map(|a| a.payload.clone()),
-            attempt_log,
-        }))
+        let id = id.to_ascii_lowercase();
+        let attempts = rows(&self.pool, &read::attempts(DIALECT, &id)).await.map_err(unavailable)?;
+        let attempts = attempts.iter().map(read::attempt).collect::<Result<Vec<_>, _>>().map_err(unavailable)?;
+        let shown = rows(&self.pool, &read::show(DIALECT, &id)).await.map_err(unavailable)?;
+        shown.first().map(|row| read::detail(row, attempts)).transpose().map_err(unavailable)
     }
 
     async fn replay(&self, ids: &[String]) -> Result<Vec<Replayed>, StoreError> {
@@ -722,8 +652,10 @@ impl Inspect for PostgresStore {
     }
 
     async fn purge_dead(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let [attempts, deliveries] = upkeep::delete_older(DIALECT, Status::Dead, millis(older_than));
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let n = delete_older(&mut tx, Status::Dead, millis(older_than)).await.map_err(unavailable)?;
+        query(&attempts).execute(&mut *tx).await.map_err(unavailable)?;
+        let n = query(&deliveries).execute(&mut *tx).await.map_err(unavailable)?.rows_affected();
         tx.commit().await.map_err(unavailable)?;
         Ok(n)
     }

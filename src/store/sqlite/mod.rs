@@ -13,6 +13,7 @@ use super::policy::{self, millis};
 use super::*;
 use crate::event::Event;
 use crate::history::{EarlierFlows, Flow};
+use crate::store::dialect::{self, time};
 use crate::store::inspect::{Activity, DestinationHealth, EventDetail, EventFilter, EventSummary};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::ValueRef;
@@ -24,6 +25,9 @@ use std::path::Path;
 use tokio::sync::{mpsc, oneshot};
 
 /// Now, by SQLite's clock, in milliseconds since the epoch.
+/// How the shared read side ([`read`]) writes SQLite's SQL.
+const DIALECT: dialect::Dialect = dialect::Dialect::Sqlite;
+
 macro_rules! now {
     () => {
         "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
@@ -660,59 +664,17 @@ fn replay(tx: &Transaction<'_>, ids: &[String]) -> rusqlite::Result<Vec<Replayed
     Ok(replayed)
 }
 
-/// Deletes deliveries in `status` last updated more than `age_ms` ago and
-/// their attempts. Returns how many deliveries went.
-fn delete_older(tx: &Transaction<'_>, status: Status, age_ms: i64) -> rusqlite::Result<u64> {
-    tx.execute(
-        concat!(
-            "DELETE FROM attempts WHERE delivery_id IN \
-             (SELECT id FROM deliveries WHERE status = ?1 AND updated_at < ",
-            now!(),
-            " - ?2)"
-        ),
-        params![status.as_str(), age_ms],
-    )?;
-    let n = tx.execute(
-        concat!("DELETE FROM deliveries WHERE status = ?1 AND updated_at < ", now!(), " - ?2"),
-        params![status.as_str(), age_ms],
-    )?;
-    Ok(n as u64)
-}
-
-/// Deletes what [`Store::prune`] says.
+/// Deletes what [`Store::prune`] says ([`upkeep::prune`]); how many
+/// delivered deliveries went.
 fn prune(tx: &Transaction<'_>, retention: &Retention) -> rusqlite::Result<u64> {
-    secrets::prune_sessions(tx, millis(retention.sessions))?;
-    let deliveries = millis(retention.deliveries);
-    let n = delete_older(tx, Status::Delivered, deliveries)?;
-    tx.execute(
-        concat!(
-            "DELETE FROM events WHERE received_at < ",
-            now!(),
-            " - ?1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)"
-        ),
-        params![deliveries],
-    )?;
-    tx.execute(
-        concat!("DELETE FROM dedup WHERE received_at < ", now!(), " - ?1"),
-        params![millis(retention.dedup_window)],
-    )?;
-    let history = millis(retention.history);
-    tx.execute(policy::RECOUNT_HISTORIES_SQLITE, params![history])?;
-    tx.execute(
-        concat!("DELETE FROM flows WHERE event_id < ?2 AND received_at < ", now!(), " - ?1"),
-        params![history, policy::flow_id_bound(retention.history)],
-    )?;
-    tx.execute("DELETE FROM customer_histories WHERE flows = 0", [])?;
-    tx.execute(
-        concat!(
-            "DELETE FROM digest_windows WHERE window_end < ",
-            now!(),
-            " - ?1 AND window_end < (SELECT MAX(w.window_end) FROM digest_windows w \
-             WHERE w.digest = digest_windows.digest)"
-        ),
-        params![history],
-    )?;
-    Ok(n)
+    let mut pruned = 0;
+    for (i, statement) in upkeep::prune(DIALECT, retention).iter().enumerate() {
+        let n = execute(tx, statement)?;
+        if i == upkeep::PRUNED_DELIVERIES {
+            pruned = n as u64;
+        }
+    }
+    Ok(pruned)
 }
 
 /// A text column, also when it holds bytes.
@@ -721,8 +683,7 @@ fn text(row: &Row<'_>, i: usize) -> rusqlite::Result<String> {
 }
 
 fn optional_text(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
-    Ok(bytes(row, i)?
-        .map(|b| String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())))
+    Ok(bytes(row, i)?.map(dialect::lossy))
 }
 
 /// A column of bytes (a receiver's reply), also when an earlier release
@@ -736,28 +697,43 @@ fn bytes(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Vec<u8>>> {
     })
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+impl dialect::Columns for Row<'_> {
+    type Error = rusqlite::Error;
+
+    fn int(&self, i: usize) -> rusqlite::Result<i64> {
+        self.get(i)
+    }
+
+    fn optional_int(&self, i: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(i)
+    }
+
+    fn optional_bytes(&self, i: usize) -> rusqlite::Result<Option<Vec<u8>>> {
+        bytes(self, i)
+    }
 }
 
-const SUMMARY_COLUMNS: &str = "d.id, d.event_id, d.created_at, d.updated_at, d.destination, d.routes, \
-     e.outcome, e.customer, d.status, d.attempts, d.next_attempt_at, d.last_error";
-
-fn summary(row: &Row<'_>) -> rusqlite::Result<DeliverySummary> {
-    Ok(DeliverySummary {
-        id: row.get(0)?,
-        event_id: row.get(1)?,
-        created_at: time(row.get(2)?),
-        updated_at: time(row.get(3)?),
-        destination: row.get(4)?,
-        routes: policy::split_routes(&text(row, 5)?),
-        outcome: optional_text(row, 6)?,
-        customer: optional_text(row, 7)?,
-        status: Status::parse(&text(row, 8)?).unwrap_or(Status::Pending),
-        attempts: row.get::<_, i64>(9)?.try_into().unwrap_or(u32::MAX),
-        next_attempt_at: time(row.get(10)?),
-        last_error: optional_text(row, 11)?,
+/// A shared statement's arguments, as SQLite takes them.
+fn arguments(statement: &dialect::Statement) -> impl Iterator<Item = rusqlite::types::Value> + '_ {
+    use rusqlite::types::Value;
+    statement.args.iter().map(|a| match a {
+        dialect::Arg::Text(t) | dialect::Arg::Kept(t) => Value::Text(t.clone()),
+        dialect::Arg::Int(n) => Value::Integer(*n),
     })
+}
+
+/// The rows of a shared statement ([`read`]), each read by `row`.
+fn rows<T>(
+    conn: &Connection,
+    statement: &dialect::Statement,
+    row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    conn.prepare_cached(&statement.sql)?.query_map(rusqlite::params_from_iter(arguments(statement)), row)?.collect()
+}
+
+/// Runs a shared statement ([`upkeep`]); how many rows it changed.
+fn execute(tx: &Transaction<'_>, statement: &dialect::Statement) -> rusqlite::Result<usize> {
+    tx.prepare_cached(&statement.sql)?.execute(rusqlite::params_from_iter(arguments(statement)))
 }
 
 #[async_trait]
@@ -867,41 +843,8 @@ impl Inspect for SqliteStore {
     async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
         let id = id.to_ascii_lowercase();
         self.read(move |conn| {
-            let sql = format!(
-                "SELECT {SUMMARY_COLUMNS}, e.body, e.facts FROM deliveries d JOIN events e ON e.id = d.event_id \
-                 WHERE d.id = ?1"
-            );
-            let Some((summary, body, facts)) = conn
-                .prepare_cached(&sql)?
-                .query_row(params![id], |row| Ok((summary(row)?, text(row, 12)?, optional_text(row, 13)?)))
-                .optional()?
-            else {
-                return Ok(None);
-            };
-            let attempt_log: Vec<AttemptView> = conn
-                .prepare_cached(
-                    "SELECT number, at, status_code, latency_ms, response, error, payload FROM attempts \
-                     WHERE delivery_id = ?1 ORDER BY at, id",
-                )?
-                .query_map(params![summary.id], |row| {
-                    Ok(AttemptView {
-                        number: row.get::<_, i64>(0)?.try_into().unwrap_or(0),
-                        at: time(row.get(1)?),
-                        status_code: row.get::<_, Option<i64>>(2)?.and_then(|c| u16::try_from(c).ok()),
-                        latency_ms: row.get::<_, i64>(3)?.max(0) as u64,
-                        response: bytes(row, 4)?,
-                        error: optional_text(row, 5)?,
-                        payload: optional_text(row, 6)?,
-                    })
-                })?
-                .collect::<Result<_, _>>()?;
-            Ok(Some(DeliveryDetail {
-                summary,
-                event: serde_json::from_str(&body).unwrap_or(Value::Null),
-                facts: policy::stored_facts(body.as_bytes(), facts.as_deref()),
-                last_payload: attempt_log.iter().rev().find_map(|a| a.payload.clone()),
-                attempt_log,
-            }))
+            let attempts = rows(conn, &read::attempts(DIALECT, &id), |row| read::attempt(row))?;
+            Ok(rows(conn, &read::show(DIALECT, &id), |row| read::detail(row, attempts.clone()))?.pop())
         })
         .await
     }
@@ -932,7 +875,12 @@ impl Inspect for SqliteStore {
 
     async fn purge_dead(&self, older_than: Duration) -> Result<u64, StoreError> {
         let age = millis(older_than);
-        self.write(move |tx, _| delete_older(tx, Status::Dead, age)).await
+        self.write(move |tx, _| {
+            let [attempts, deliveries] = upkeep::delete_older(DIALECT, Status::Dead, age);
+            execute(tx, &attempts)?;
+            Ok(execute(tx, &deliveries)? as u64)
+        })
+        .await
     }
 
     async fn discard(&self, ids: &[String], reason: &str) -> Result<Vec<DeliveryId>, StoreError> {

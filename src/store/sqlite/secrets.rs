@@ -45,10 +45,3 @@ pub(super) fn session_revoked(conn: &Connection, id: &str) -> rusqlite::Result<b
     conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE id = ?1)")?
         .query_row(params![id], |row| row.get(0))
 }
-
-/// Forgets signed-out sessions issued more than `lasts_ms` ago: they
-/// would have ended anyway.
-pub(super) fn prune_sessions(tx: &Transaction<'_>, lasts_ms: i64) -> rusqlite::Result<()> {
-    tx.execute(concat!("DELETE FROM revoked_sessions WHERE issued_at < ", now!(), " - ?1"), params![lasts_ms])?;
-    Ok(())
-}
