@@ -3,7 +3,7 @@
 
 use super::raw::RawDigest;
 use super::types::{DestinationConfig, DigestConfig, WhenEmpty};
-use super::validate::condition;
+use super::values::condition;
 use crate::rules::Condition;
 use crate::schedule::Schedule;
 use std::collections::BTreeMap;

@@ -12,6 +12,7 @@ mod start_only;
 mod store;
 mod types;
 mod validate;
+mod values;
 
 pub use interpolate::{interpolate, InterpolateError};
 pub use public_url::PublicUrl;
@@ -19,7 +20,7 @@ pub use spans::KeyLines;
 pub use start_only::{keep_start_only, START_ONLY};
 pub use store::StoreLocation;
 pub use types::*;
-pub use validate::parse_duration;
+pub use values::parse_duration;
 
 use crate::problems::{Problem, Problems};
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! (routes, destinations, templates, tokens, retries, the auth allowances,
 //! trusted proxies, the TLS certificate and key files) applies on reload.
 
-use super::Config;
+use super::types::Config;
 
 /// Every start-only key, as docs/operations.md (Reloading) lists them.
 pub const START_ONLY: &[&str] = &[

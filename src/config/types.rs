@@ -1,7 +1,7 @@
 //! The configuration as the relay uses it: validated, with durations,
 //! rates, addresses and conditions parsed.
 
-use super::StoreLocation;
+use super::store::StoreLocation;
 use crate::rules::Condition;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,7 +32,7 @@ pub struct ServerConfig {
     /// TLS termination: the PEM certificate chain and private key.
     pub tls: Option<TlsFiles>,
     /// How the relay is reached through a reverse proxy.
-    pub public_url: Option<super::PublicUrl>,
+    pub public_url: Option<super::public_url::PublicUrl>,
 }
 
 /// Where the TLS certificate chain and key are (PEM files).

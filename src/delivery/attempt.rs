@@ -2,7 +2,7 @@
 //! are spent, wait for the destination's turn (or hand the delivery back
 //! for later), send, decide what follows from the answer, and record it.
 
-use super::{lease_for, Services, DRAIN_DEADLINE, MAX_PACE_WAIT, RECORD_RETRY};
+use super::services::{lease_for, Services, DRAIN_DEADLINE, MAX_PACE_WAIT, RECORD_RETRY};
 use crate::channels::{AttemptReport, Destination, Payload};
 use crate::loaded_config::LoadedConfig;
 use crate::pacing::Turn;

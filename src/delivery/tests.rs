@@ -2,10 +2,14 @@
 //! tokio's paused clock: every time below is exact.
 
 use super::*;
+use crate::alerts::Alerts;
 use crate::channels::{AttemptReport, Destination, Payload};
+use crate::metrics::Metrics;
+use crate::pacing::Pacer;
 use crate::retry::Outcome;
 use crate::store::memory::MemoryQueue;
 use crate::store::{Job, Queue, Status};
+use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio::time::{advance, Instant};

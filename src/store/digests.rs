@@ -2,7 +2,9 @@
 //! digest's last window, a window claimed once with its deliveries, and
 //! the stored digests an erasure writes again.
 
-use super::{DeliveryId, NewDelivery, StoreError};
+use super::error::StoreError;
+use super::ids::DeliveryId;
+use super::queue::NewDelivery;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;

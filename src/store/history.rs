@@ -2,7 +2,7 @@
 //! customer, flows newest first), and erasure: everything kept about a
 //! customer, found by id or by e-mail address, goes.
 
-use super::StoreError;
+use super::error::StoreError;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;

@@ -6,7 +6,8 @@
 //! (events by receipt time and outcome, deliveries by status and change,
 //! attempts by destination and time).
 
-use super::{DeliveryId, StoreError};
+use super::error::StoreError;
+use super::ids::DeliveryId;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};

@@ -16,7 +16,9 @@
 pub mod copy;
 pub mod dialect;
 pub mod digests;
+mod error;
 pub mod history;
+mod ids;
 pub mod inspect;
 #[cfg(test)]
 pub mod memory;
@@ -31,7 +33,9 @@ pub use digests::{
     quote_of, quotes_customer, quoting, DigestClaim, DigestRewrite, DigestWindow, Digests, NewDigest, StoredDigest,
     StoredEvent,
 };
+pub use error::StoreError;
 pub use history::{customer_history, names_email, typed_keys, EmailMatches, Forgotten, History};
+pub use ids::{new_id, DeliveryId};
 pub use inspect::{
     AttemptView, DeliveryDetail, DeliverySummary, DestinationStats, Inspect, ListFilter, Replayed, Status,
 };
@@ -40,61 +44,8 @@ pub use queue::{AttemptRecord, Enqueued, Job, NewDelivery, NewEvent, NewFlow, Ne
 use crate::config::StoreLocation;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Deliveries, events and attempts are named by lowercase ULIDs: unique
-/// across replicas and sorted by creation time.
-pub type DeliveryId = String;
-
-/// A fresh identifier.
-pub fn new_id() -> String {
-    ulid::Ulid::new().to_string().to_ascii_lowercase()
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The store cannot take or give work right now (unreachable, disk
-    /// full, a write refused). Ingest answers 503 so Raaft retries.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    /// Another `serve` holds the SQLite file.
-    #[error(
-        "the store \"{}\" is in use by another raaft-relay serve (one serve per SQLite file; \
-         several relays need PostgreSQL)",
-        .0.display()
-    )]
-    InUse(PathBuf),
-    /// A store command (or `serve` beside older replicas) found a schema
-    /// older than this release's: only `migrate` (or `serve`) changes it.
-    #[error(
-        "the store is at version {version}, this release needs version {latest}: run `raaft-relay migrate` \
-         (stop every replica first on PostgreSQL)"
-    )]
-    Outdated { version: usize, latest: usize },
-    /// The schema is newer than this release knows.
-    #[error(
-        "the store is at version {version}, newer than this release knows ({latest}): use the release that \
-         upgraded it, or a newer one"
-    )]
-    Newer { version: usize, latest: usize },
-    /// `serve` on PostgreSQL found an older schema while other clients of
-    /// the database, replicas of an older release by all signs, are
-    /// connected.
-    #[error(
-        "the store is at version {version}, this release needs version {latest}, and {connections} other \
-         connection(s) to the database look like raaft-relay replicas of an older release: stop every replica, \
-         then run `raaft-relay migrate` (or start this one again)"
-    )]
-    OlderReplicas { version: usize, latest: usize, connections: usize },
-    /// A store command found a database without the relay's tables.
-    #[error("the store has no raaft-relay tables yet: start `serve` on it, or run `raaft-relay migrate`")]
-    Empty,
-    /// A store command named an SQLite file that does not exist.
-    #[error("there is no store at \"{}\" yet (`serve` creates it): is `[store] url` the one `serve` uses?", .0.display())]
-    Missing(PathBuf),
-}
 
 /// What `raaft-relay migrate` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,8 @@
 //! the moment it is claimed, and a delivery whose attempt cannot be
 //! recorded is not handed out again while its worker keeps trying.
 
-use super::{DeliveryId, StoreError};
+use super::error::StoreError;
+use super::ids::DeliveryId;
 pub use crate::retry::NextStep;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -3,7 +3,10 @@
 //! passes `check`, or fails it when marked `toml,wrong`; every
 //! `raaft-relay` command it shows parses with the real command line; every
 //! URL path it sends `curl` to is one the relay serves; every relative link
-//! points at a file that exists.
+//! points at a file that exists. And the code keeps the layout
+//! docs/development.md draws: no import cycle in src ([`layers`]).
+
+mod layers;
 
 use clap::Parser;
 use raaft_relay::cli::Cli;
