@@ -4,10 +4,13 @@
 //! retrying with backoff.
 //!
 //! The path of an event: [`http`] (the edge and ingest) → [`routing`]
-//! (which destinations, by [`rules`]) → [`store`] (the delivery queue) →
-//! [`delivery`] (attempts and retries) → [`channels`] (render and send).
-//! [`startup`] wires these together around the [`state`] they share; the
-//! [`loaded_config`] is what a [`reload`] swaps.
+//! (which destinations, by [`rules`]) → [`store`] (the delivery
+//! [`store::Queue`]) → [`delivery`] (attempts and retries) → [`channels`]
+//! (render and send); [`digest_scheduler`] claims digests the same way.
+//! [`routes`] puts the HTTP routes and the [`console`] on each listener,
+//! and [`startup`] wires everything around the [`state`] they share; the
+//! [`loaded_config`] is what a [`reload`] swaps. Each module imports only
+//! those before it in docs/development.md's layout: no import cycle.
 
 pub mod alerts;
 pub mod auth;

@@ -86,7 +86,7 @@ pub(super) async fn digests_quoting(pool: &PgPool, customer: &str) -> Result<Vec
     Ok(quoting(rows, customer))
 }
 
-/// Writes a stored digest again ([`Store::rewrite_digest`]), in one
+/// Writes a stored digest again ([`Digests::rewrite_digest`]), in one
 /// transaction.
 pub(super) async fn rewrite_digest(pool: &PgPool, rewrite: &DigestRewrite) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;

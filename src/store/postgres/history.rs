@@ -54,7 +54,7 @@ async fn forget_events_in(
     Ok(Forgotten { flows: 0, events, deliveries, attempts, digests: 0 })
 }
 
-/// The events that name `email` (see [`Store::events_with_email`]):
+/// The events that name `email` (see [`History::events_with_email`]):
 /// events whose body holds the address (case folded), checked field by
 /// field.
 pub(super) async fn events_with_email(pool: &PgPool, email: &str) -> Result<EmailMatches, sqlx::Error> {

@@ -69,7 +69,7 @@ pub(super) fn forget_events(tx: &Transaction<'_>, ids: &[String]) -> rusqlite::R
     })
 }
 
-/// The events that name `email` (see [`Store::events_with_email`]):
+/// The events that name `email` (see [`History::events_with_email`]):
 /// events whose body holds the address (ASCII case folded), checked field
 /// by field.
 pub(super) fn events_with_email(conn: &Connection, email: &str) -> rusqlite::Result<EmailMatches> {
@@ -89,7 +89,7 @@ pub(super) fn events_with_email(conn: &Connection, email: &str) -> rusqlite::Res
     Ok(EmailMatches { customers: customers.into_iter().collect(), events: events.into_iter().collect() })
 }
 
-/// A customer's counts and newest flows (see [`Store::history`]).
+/// A customer's counts and newest flows (see [`History::history`]).
 fn read_history(conn: &Connection, customer: &str, recent: usize) -> rusqlite::Result<EarlierFlows> {
     let limit = i64::try_from(recent).unwrap_or(i64::MAX);
     let counts = conn
