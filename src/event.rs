@@ -60,13 +60,13 @@ impl Event {
         self.text(&["customer", "id"])
     }
 
-    /// A key that is the same for every retry of one event, and stable
-    /// across releases: the lowercase hex SHA-256 of the documented
-    /// identifying fields (`appId`, `flowId`, `customer.id`, `createdAt`,
-    /// `outcome`), or of the whole event (re-serialized as compact JSON,
+    /// The idempotency key (`dedup_key`): the same for every retry of one
+    /// event, and stable across releases: the lowercase hex SHA-256 of the
+    /// documented identifying fields (`appId`, `flowId`, `customer.id`,
+    /// `createdAt`, `outcome`), or of the whole event (re-serialized as compact JSON,
     /// keys in the order received) when one of them is missing. Every part
     /// is preceded by its length, so no value can pass for two.
-    pub fn idempotency_key(&self) -> String {
+    pub fn dedup_key(&self) -> String {
         let field = |name: &str| self.text(&[name]);
         match (field("appId"), field("flowId"), field("createdAt"), field("outcome")) {
             (Some(app), Some(flow), Some(created), Some(outcome)) => {
@@ -140,21 +140,21 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_key_is_pinned_for_the_documented_example() {
+    fn dedup_key_is_pinned_for_the_documented_example() {
         // The example of Raaft's webhook documentation. This constant must
         // never change: a Raaft retry after an upgrade would be delivered
         // again. docs/delivery.md shows how to compute it.
         let event = Event::parse(include_bytes!("../config/events/saved-switch-plan.json")).unwrap();
-        assert_eq!(event.idempotency_key(), "b4f5fee35bf160cf828564a48160b2b08fdd217c82de946803478b4eca33f1c5");
+        assert_eq!(event.dedup_key(), "b4f5fee35bf160cf828564a48160b2b08fdd217c82de946803478b4eca33f1c5");
         let same = Event::parse(include_bytes!("../config/events/saved-switch-plan.json")).unwrap();
-        assert_eq!(event.idempotency_key(), same.idempotency_key());
+        assert_eq!(event.dedup_key(), same.dedup_key());
     }
 
     #[test]
-    fn idempotency_key_parts_are_length_prefixed() {
+    fn dedup_key_parts_are_length_prefixed() {
         let fields = |app: &str, flow: &str| {
             let body = serde_json::json!({"appId": app, "flowId": flow, "createdAt": "t", "outcome": "saved"});
-            Event::from_value(body).unwrap().idempotency_key()
+            Event::from_value(body).unwrap().dedup_key()
         };
         // With a separator, both were "a|b|c|t|saved|".
         assert_ne!(fields("a|b", "c"), fields("a", "b|c"));
@@ -164,15 +164,15 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_key_falls_back_to_the_whole_event() {
+    fn dedup_key_falls_back_to_the_whole_event() {
         let bare = Event::parse(br#"{"outcome":"canceled","n":1}"#).unwrap();
         let spaced = Event::parse(br#"{ "outcome": "canceled", "n": 1 }"#).unwrap();
         let other = Event::parse(br#"{"outcome":"canceled","n":2}"#).unwrap();
-        assert_eq!(bare.idempotency_key(), spaced.idempotency_key());
-        assert_ne!(bare.idempotency_key(), other.idempotency_key());
-        assert_eq!(bare.idempotency_key(), key_of(&[KEY_OF_BODY, r#"{"outcome":"canceled","n":1}"#]));
+        assert_eq!(bare.dedup_key(), spaced.dedup_key());
+        assert_ne!(bare.dedup_key(), other.dedup_key());
+        assert_eq!(bare.dedup_key(), key_of(&[KEY_OF_BODY, r#"{"outcome":"canceled","n":1}"#]));
         // A body cannot pass for the fields of another event.
         let full = Event::parse(include_bytes!("../config/events/canceled.json")).unwrap();
-        assert_ne!(full.idempotency_key(), key_of(&[KEY_OF_BODY, &full.raw.to_string()]));
+        assert_ne!(full.dedup_key(), key_of(&[KEY_OF_BODY, &full.raw.to_string()]));
     }
 }

@@ -10,7 +10,7 @@ fuzz_target!(|body: &[u8]| {
     if let Ok(event) = Event::parse(body) {
         let _ = event.outcome();
         let _ = event.customer_id();
-        let key = event.idempotency_key();
+        let key = event.dedup_key();
         assert!(!key.is_empty());
     }
 });

@@ -87,7 +87,7 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
     let outcome = Metrics::outcome_label(event.outcome_field());
     let metrics = state.metrics().clone();
     let count = move |result: &str| metrics.events.with_label_values(&[outcome, result]).inc();
-    let dedup_key = event.idempotency_key();
+    let dedup_key = event.dedup_key();
     let customer = history::customer_key(&event.raw);
     let span = tracing::info_span!(
         "event",

@@ -130,7 +130,7 @@ async fn rekey_first_release(pool: &PgPool) -> Result<(), sqlx::Error> {
         return Ok(());
     }
     let (old, new): (Vec<String>, Vec<String>) =
-        rows.into_iter().filter_map(|(old, body)| Some((old, Event::parse(&body?).ok()?.idempotency_key()))).unzip();
+        rows.into_iter().filter_map(|(old, body)| Some((old, Event::parse(&body?).ok()?.dedup_key()))).unzip();
     sqlx::query(
         "INSERT INTO dedup (dedup_key, event_id, received_at) \
          SELECT n.new, l.event_id, l.received_at FROM unnest($1::text[], $2::text[]) AS n(old, new) \

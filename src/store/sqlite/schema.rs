@@ -84,7 +84,7 @@ fn rekey_first_release(tx: &Transaction<'_>) -> HookResult {
     let mut drop = tx.prepare("DELETE FROM dedup WHERE dedup_key = ?1")?;
     for (old, body) in rows {
         match body.and_then(|b| Event::parse(b.as_bytes()).ok()) {
-            Some(event) => rekey.execute(params![event.idempotency_key(), old])?,
+            Some(event) => rekey.execute(params![event.dedup_key(), old])?,
             None => drop.execute(params![old])?,
         };
     }
