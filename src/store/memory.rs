@@ -37,6 +37,27 @@ pub struct Kept {
     pub last_error: Option<String>,
 }
 
+impl Kept {
+    /// `delivery` of the event `event_id`, just queued: due now.
+    fn new(event_id: String, dedup_key: String, event: Arc<Value>, delivery: NewDelivery) -> Kept {
+        Kept {
+            id: new_id(),
+            event_id,
+            dedup_key,
+            event,
+            destination: delivery.destination,
+            routes: delivery.routes,
+            payload: delivery.payload,
+            status: Status::Pending,
+            attempts: 0,
+            due: Instant::now(),
+            lease: None,
+            log: Vec::new(),
+            last_error: None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Contents {
     deliveries: Vec<Kept>,
@@ -52,22 +73,10 @@ pub struct MemoryQueue {
 impl MemoryQueue {
     /// A delivery of `event` to `destination`, due now; its id.
     pub fn add(&self, destination: &str, event: Value) -> DeliveryId {
-        let id = new_id();
-        self.kept.lock().unwrap().deliveries.push(Kept {
-            id: id.clone(),
-            event_id: new_id(),
-            dedup_key: id.clone(),
-            event: Arc::new(event),
-            destination: destination.to_owned(),
-            routes: vec!["test".into()],
-            payload: None,
-            status: Status::Pending,
-            attempts: 0,
-            due: Instant::now(),
-            lease: None,
-            log: Vec::new(),
-            last_error: None,
-        });
+        let delivery = NewDelivery::rendered_later(destination.to_owned(), vec!["test".into()]);
+        let kept = Kept::new(new_id(), new_id(), Arc::new(event), delivery);
+        let id = kept.id.clone();
+        self.kept.lock().unwrap().deliveries.push(kept);
         id
     }
 
@@ -93,23 +102,9 @@ impl Queue for MemoryQueue {
         let body: Arc<Value> = Arc::new(serde_json::from_str(&event.body).unwrap_or(Value::Null));
         let mut ids = Vec::new();
         for d in deliveries {
-            let id = new_id();
-            ids.push(id.clone());
-            kept.deliveries.push(Kept {
-                id,
-                event_id: event_id.clone(),
-                dedup_key: event.dedup_key.clone(),
-                event: body.clone(),
-                destination: d.destination,
-                routes: d.routes,
-                payload: d.payload,
-                status: Status::Pending,
-                attempts: 0,
-                due: Instant::now(),
-                lease: None,
-                log: Vec::new(),
-                last_error: None,
-            });
+            let delivery = Kept::new(event_id.clone(), event.dedup_key.clone(), body.clone(), d);
+            ids.push(delivery.id.clone());
+            kept.deliveries.push(delivery);
         }
         Ok(Enqueued::Accepted { event_id, deliveries: ids })
     }
