@@ -112,7 +112,13 @@ pub fn attempt<R: Columns>(row: &R) -> Result<AttemptView, R::Error> {
     })
 }
 
-/// A delivery from a row of [`show`], and its attempts.
+/// `detail` with its attempts, the payload of the last one beside them.
+pub fn with_attempts(detail: DeliveryDetail, attempt_log: Vec<AttemptView>) -> DeliveryDetail {
+    DeliveryDetail { last_payload: attempt_log.iter().rev().find_map(|a| a.payload.clone()), attempt_log, ..detail }
+}
+
+/// A delivery from a row of [`show`], and its attempts (see
+/// [`with_attempts`]).
 pub fn detail<R: Columns>(row: &R, attempt_log: Vec<AttemptView>) -> Result<DeliveryDetail, R::Error> {
     let body = row.optional_bytes(12)?.unwrap_or_default();
     let facts = row.optional_text(13)?;

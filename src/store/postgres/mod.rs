@@ -585,10 +585,14 @@ impl Inspect for PostgresStore {
 
     async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
         let id = id.to_ascii_lowercase();
+        let shown = rows(&self.pool, &read::show(DIALECT, &id)).await.map_err(unavailable)?;
+        let Some(detail) = shown.first().map(|row| read::detail(row, Vec::new())).transpose().map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
         let attempts = rows(&self.pool, &read::attempts(DIALECT, &id)).await.map_err(unavailable)?;
         let attempts = attempts.iter().map(read::attempt).collect::<Result<Vec<_>, _>>().map_err(unavailable)?;
-        let shown = rows(&self.pool, &read::show(DIALECT, &id)).await.map_err(unavailable)?;
-        shown.first().map(|row| read::detail(row, attempts)).transpose().map_err(unavailable)
+        Ok(Some(read::with_attempts(detail, attempts)))
     }
 
     async fn replay(&self, ids: &[String]) -> Result<Vec<Replayed>, StoreError> {
