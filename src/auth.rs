@@ -218,7 +218,7 @@ impl AuthGuard {
     /// until the next attempt is allowed when this one is past the
     /// allowance: the client is then blocked until that time, whatever
     /// token it presents.
-    pub fn failed(&self, client: IpAddr) -> Result<(), Duration> {
+    fn failed(&self, client: IpAddr) -> Result<(), Duration> {
         let Some(limiter) = &self.failures else { return Ok(()) };
         let key = ClientKey::of(client);
         limiter.check_key(&key).map_err(|not_until| {

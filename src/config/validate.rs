@@ -32,13 +32,8 @@ struct Report<'a> {
 }
 
 impl Report<'_> {
-    fn problem(&self, key: &str, message: String) -> Problem {
-        Problem::new(self.path, message).at_line(self.lines.line_of(key)).with_key(key)
-    }
-
     fn push(&mut self, key: &str, message: String) {
-        let problem = self.problem(key, message);
-        self.problems.push(problem);
+        self.problems.push(Problem::new(self.path, message).at_line(self.lines.line_of(key)).with_key(key));
     }
 
     /// The duration at `key`, or `default` (also when it does not parse).

@@ -287,13 +287,18 @@ pub fn health_bounds(now: DateTime<Utc>) -> (i64, i64) {
     (ms - HEALTH_PERIOD.as_millis() as i64, ms - 3_600_000)
 }
 
+/// A destination's attempts over [`HEALTH_PERIOD`]: how many, how many
+/// delivered, the same over the last hour, and the times (ms) of the last
+/// success and the last failure.
+pub type HealthFigures = (i64, i64, i64, i64, Option<i64>, Option<i64>);
+
 /// A destination's health from its figures over the period: (attempts,
 /// delivered, attempts in the last hour, delivered in the last hour, last
 /// success and last failure in ms), the last failure's error and the
 /// failures since the last success.
 pub fn health(
     destination: &str,
-    figures: (i64, i64, i64, i64, Option<i64>, Option<i64>),
+    figures: HealthFigures,
     last_error: Option<String>,
     consecutive_failures: i64,
 ) -> DestinationHealth {

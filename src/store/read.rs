@@ -5,7 +5,7 @@
 //! stay their own, each built for its engine's strengths.
 
 use super::dialect::{Arg, Columns, Dialect, Statement};
-use super::inspect::{EventDetail, EventFilter, EventSummary};
+use super::inspect::{EventDetail, EventFilter, EventSummary, HealthFigures};
 use super::{policy, AttemptView, DeliveryDetail, DeliverySummary, ListFilter, Status};
 use serde_json::Value;
 
@@ -117,17 +117,17 @@ pub fn with_attempts(detail: DeliveryDetail, attempt_log: Vec<AttemptView>) -> D
     DeliveryDetail { last_payload: attempt_log.iter().rev().find_map(|a| a.payload.clone()), attempt_log, ..detail }
 }
 
-/// A delivery from a row of [`show`], and its attempts (see
-/// [`with_attempts`]).
-pub fn detail<R: Columns>(row: &R, attempt_log: Vec<AttemptView>) -> Result<DeliveryDetail, R::Error> {
+/// A delivery from a row of [`show`], its attempts still to add
+/// ([`with_attempts`]).
+pub fn detail<R: Columns>(row: &R) -> Result<DeliveryDetail, R::Error> {
     let body = row.optional_bytes(12)?.unwrap_or_default();
     let facts = row.optional_text(13)?;
     Ok(DeliveryDetail {
         summary: summary(row)?,
         event: serde_json::from_slice(&body).unwrap_or(Value::Null),
         facts: policy::stored_facts(&body, facts.as_deref()),
-        last_payload: attempt_log.iter().rev().find_map(|a| a.payload.clone()),
-        attempt_log,
+        last_payload: None,
+        attempt_log: Vec::new(),
     })
 }
 
@@ -205,8 +205,6 @@ pub fn health_figures(dialect: Dialect, destination: &str, day: i64, hour: i64) 
 }
 
 /// The figures of [`health_figures`].
-pub type HealthFigures = (i64, i64, i64, i64, Option<i64>, Option<i64>);
-
 pub fn health_row<R: Columns>(row: &R) -> Result<HealthFigures, R::Error> {
     Ok((row.int(0)?, row.int(1)?, row.int(2)?, row.int(3)?, row.optional_int(4)?, row.optional_int(5)?))
 }

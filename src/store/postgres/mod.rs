@@ -586,8 +586,7 @@ impl Inspect for PostgresStore {
     async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
         let id = id.to_ascii_lowercase();
         let shown = rows(&self.pool, &read::show(DIALECT, &id)).await.map_err(unavailable)?;
-        let Some(detail) = shown.first().map(|row| read::detail(row, Vec::new())).transpose().map_err(unavailable)?
-        else {
+        let Some(detail) = shown.first().map(read::detail).transpose().map_err(unavailable)? else {
             return Ok(None);
         };
         let attempts = rows(&self.pool, &read::attempts(DIALECT, &id)).await.map_err(unavailable)?;

@@ -843,7 +843,7 @@ impl Inspect for SqliteStore {
     async fn show(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
         let id = id.to_ascii_lowercase();
         self.read(move |conn| {
-            let Some(detail) = rows(conn, &read::show(DIALECT, &id), |row| read::detail(row, Vec::new()))?.pop() else {
+            let Some(detail) = rows(conn, &read::show(DIALECT, &id), |row| read::detail(row))?.pop() else {
                 return Ok(None);
             };
             let attempts = rows(conn, &read::attempts(DIALECT, &id), |row| read::attempt(row))?;
