@@ -77,7 +77,7 @@ impl Alerts {
                  See them with: raaft-relay deliveries list --status pending --destination {}",
                 s.destination,
                 s.pending,
-                humantime::format_duration(Duration::from_secs(s.oldest_pending_age.as_secs())),
+                crate::text::duration(Duration::from_secs(s.oldest_pending_age.as_secs())),
                 s.destination
             );
             self.send(loaded.clone(), "backlog", text);
@@ -90,7 +90,8 @@ impl Alerts {
             let Some(alerts) = &loaded.config.alerts else { return };
             let Some(dest) = loaded.destination(&alerts.destination) else { return };
             let payload = dest.notice(&text);
-            let report = dest.send(&payload, loaded.config.retry.attempt_timeout).await;
+            let key = crate::channels::MessageKey::once("alert");
+            let report = dest.send(&payload, loaded.config.retry.attempt_timeout, &key).await;
             match report.outcome {
                 Outcome::Delivered => {
                     metrics.alerts.with_label_values(&[reason]).inc();

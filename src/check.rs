@@ -85,8 +85,8 @@ fn short_retention(loaded: &LoadedConfig) -> Vec<String> {
                 format!(
                     "digest \"{}\" needs events from the last {} but store.retention is {}: raise store.retention",
                     d.config.name,
-                    humantime::format_duration(needed),
-                    humantime::format_duration(config.store.retention)
+                    crate::text::duration(needed),
+                    crate::text::duration(config.store.retention)
                 )
             })
         })

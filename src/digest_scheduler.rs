@@ -108,7 +108,7 @@ pub async fn advance(
                     digest = %name,
                     from = %window.start.to_rfc3339(),
                     to = %window.end.to_rfc3339(),
-                    catch_up = %humantime::format_duration(catch_up),
+                    catch_up = %crate::text::duration(catch_up),
                     "digest windows ended longer ago than [history] catch_up: skipped, not sent"
                 );
             }

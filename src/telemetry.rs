@@ -20,9 +20,22 @@ pub enum LogFormat {
     Json,
 }
 
+/// PostgreSQL's notices (`relation "_sqlx_migrations" already exists,
+/// skipping`) are the server talking to itself: shown only when asked for
+/// by name in `RUST_LOG`.
+const QUIET: &str = "sqlx::postgres::notice=warn";
+
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(asked) if asked.contains("sqlx") => EnvFilter::new(asked),
+        Ok(asked) => EnvFilter::new(format!("{asked},{QUIET}")),
+        Err(_) => EnvFilter::new(format!("info,{QUIET}")),
+    };
+    // Colour only for a person at a terminal: a file or a pipe gets plain
+    // text, and NO_COLOR (no-color.org) turns it off anywhere.
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match format {
         LogFormat::Pretty => builder.fmt_fields(EscapedFields).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

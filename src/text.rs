@@ -5,6 +5,33 @@
 /// The ellipsis that marks a cut.
 pub const ELLIPSIS: char = '…';
 
+/// A duration as people write it: whole days, hours, minutes, seconds
+/// and milliseconds, the zero ones left out ("400 days", "1 day 6 hours",
+/// "1.5 s" is "1 second 500 ms"), never months or years of a guessed
+/// length.
+pub fn duration(d: std::time::Duration) -> String {
+    const UNITS: [(u128, &str, &str); 5] = [
+        (86_400_000, "day", "days"),
+        (3_600_000, "hour", "hours"),
+        (60_000, "minute", "minutes"),
+        (1_000, "second", "seconds"),
+        (1, "ms", "ms"),
+    ];
+    let mut left = d.as_millis();
+    if left == 0 {
+        return "0 seconds".into();
+    }
+    let mut parts = Vec::new();
+    for (size, one, many) in UNITS {
+        let n = left / size;
+        left %= size;
+        if n > 0 {
+            parts.push(format!("{n} {}", if n == 1 { one } else { many }));
+        }
+    }
+    parts.join(" ")
+}
+
 /// `s` cut to at most `max` characters, the last being an ellipsis when
 /// anything was cut.
 pub fn truncate_chars(s: &str, max: usize) -> String {
@@ -143,5 +170,15 @@ mod tests {
     fn one_line_text_escapes_breaks_too() {
         assert_eq!(shown_on_one_line("cus_1 São Paulo"), "cus_1 São Paulo");
         assert_eq!(shown_on_one_line("a\nb\r\tc\u{1b}[31m"), "a\\nb\\r\\tc\\x1b[31m");
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        use std::time::Duration;
+        assert_eq!(super::duration(Duration::from_secs(400 * 86_400)), "400 days");
+        assert_eq!(super::duration(Duration::from_secs(86_400 + 6 * 3600)), "1 day 6 hours");
+        assert_eq!(super::duration(Duration::from_secs(60)), "1 minute");
+        assert_eq!(super::duration(Duration::from_millis(1500)), "1 second 500 ms");
+        assert_eq!(super::duration(Duration::ZERO), "0 seconds");
     }
 }

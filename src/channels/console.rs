@@ -33,7 +33,7 @@ impl Console {
             Ok(Err(e)) => Outcome::Retry { after: None, reason: format!("cannot write to stdout: {e}") },
             Err(_) => Outcome::Retry {
                 after: None,
-                reason: format!("stdout took more than {} to take the message", humantime::format_duration(timeout)),
+                reason: format!("stdout took more than {} to take the message", crate::text::duration(timeout)),
             },
         };
         AttemptReport::new(outcome, None, None, started)

@@ -359,14 +359,15 @@ impl Destination {
         }
     }
 
-    /// Sends one payload, once. Never panics; every failure is an outcome.
-    pub async fn send(&self, payload: &Payload, timeout: Duration) -> AttemptReport {
+    /// Sends one payload, once, as the message `key` names. Never panics;
+    /// every failure is an outcome.
+    pub async fn send(&self, payload: &Payload, timeout: Duration, key: &MessageKey) -> AttemptReport {
         let started = Instant::now();
         match (&self.channel, payload) {
             (Channel::Slack(s), Payload::Json(body)) => s.send(body, timeout).await,
             (Channel::Discord(d), Payload::Json(body)) => d.send(body, timeout).await,
             (Channel::Email(e), Payload::Email(mail)) => e.send(mail, timeout).await,
-            (Channel::Webhook(w), payload) => w.send(payload, timeout).await,
+            (Channel::Webhook(w), payload) => w.send(payload, timeout, key).await,
             (Channel::Console(c), Payload::Console(text)) => c.send(&self.name, text, timeout).await,
             _ => AttemptReport::new(
                 Outcome::Permanent { reason: "payload does not fit the destination kind".into() },
@@ -375,6 +376,27 @@ impl Destination {
                 started,
             ),
         }
+    }
+}
+
+/// What names one message on every attempt to send it: a delivery's
+/// retries and replays carry the same key, so a receiver can drop a
+/// message it has taken already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageKey {
+    /// The same for every attempt of one delivery (an event to one
+    /// destination): the delivery's id.
+    pub idempotency_key: String,
+    /// The event's id in the relay (as the console and the CLI show it).
+    pub event_id: String,
+}
+
+impl MessageKey {
+    /// The key of a message sent outside the queue (a test, an alert):
+    /// new each time.
+    pub fn once(what: &str) -> MessageKey {
+        let id = ulid::Ulid::new().to_string();
+        MessageKey { idempotency_key: format!("{what}-{id}"), event_id: format!("{what}-{id}") }
     }
 }
 

@@ -2,10 +2,16 @@
 //! `.json.hbs` templates, text otherwise), with configured extra headers.
 
 use super::http::{exchange, parse_http_url, report};
-use super::{AttemptReport, Payload, Rendered};
+use super::{AttemptReport, MessageKey, Payload, Rendered};
 use crate::config::DestinationConfig;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use std::time::{Duration, Instant};
+
+/// The header a receiver drops a repeated delivery by (the IETF draft's
+/// name, as Stripe and others use it).
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The header naming the event in the relay.
+pub const EVENT_ID: &str = "x-raaft-relay-event-id";
 
 pub struct Webhook {
     url: url::Url,
@@ -27,7 +33,9 @@ impl Webhook {
         Ok(Webhook { url, headers, http })
     }
 
-    pub async fn send(&self, payload: &Payload, timeout: Duration) -> AttemptReport {
+    /// Posts the payload with `Idempotency-Key` (the same on every retry
+    /// and replay of one delivery) and `X-Raaft-Relay-Event-Id`.
+    pub async fn send(&self, payload: &Payload, timeout: Duration, key: &MessageKey) -> AttemptReport {
         let started = Instant::now();
         let (body, content_type) = match payload {
             Payload::Json(v) => (v.to_string(), "application/json"),
@@ -39,6 +47,8 @@ impl Webhook {
             .post(self.url.clone())
             .header(CONTENT_TYPE, content_type)
             .headers(self.headers.clone())
+            .header(IDEMPOTENCY_KEY, &key.idempotency_key)
+            .header(EVENT_ID, &key.event_id)
             .body(body);
         report(exchange(request, timeout).await, started)
     }

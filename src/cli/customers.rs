@@ -18,7 +18,7 @@ pub(super) async fn history(config: &Path, customer: &str, json: bool) -> anyhow
             out,
             "no flows for customer \"{}\" in the last {}",
             shown(&key),
-            humantime::format_duration(loaded.config.history.retention)
+            crate::text::duration(loaded.config.history.retention)
         )?;
         return Ok(ExitCode::SUCCESS);
     }

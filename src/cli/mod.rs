@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `render` and `send-test`, the
+//! The command line: `serve`, `check`, `render`, `send-test` and `post`, the
 //! operators' `deliveries` ([`deliveries`]), `history` and `forget`
 //! ([`customers`]) and `digest` ([`digests`]), each working from the same
 //! config file.
@@ -6,6 +6,7 @@
 mod customers;
 mod deliveries;
 mod digests;
+mod post;
 
 use crate::check::check;
 use crate::event::Event;
@@ -63,6 +64,20 @@ pub enum Command {
         /// A Raaft event as JSON (default: a sample cancellation).
         #[arg(long)]
         event: Option<PathBuf>,
+    },
+    /// Post event files to the running relay as Raaft would (with the
+    /// config's token), saying what it answered for each.
+    Post {
+        /// Raaft events as JSON, e.g. config/events/*.json.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Post each as a new event (`createdAt` set to now): the relay
+        /// takes an event it has seen within `dedup_window` for a retry.
+        #[arg(long)]
+        fresh: bool,
+        /// Where to post (default: /webhooks/raaft on `server.listen`).
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Inspect and replay deliveries in the store a running relay uses.
     #[command(subcommand)]
@@ -181,6 +196,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Check => run_check(&config),
         Command::Render { event, destination } => render(&config, event, destination.as_deref()),
         Command::SendTest { destination, event } => send_test(&config, destination, event.as_deref()).await,
+        Command::Post { files, fresh, url } => {
+            post::run(&config, post::PostRequest { files, fresh: *fresh, url: url.as_deref() }).await
+        }
         Command::Deliveries(command) => deliveries::run(&config, command).await,
         Command::History { customer, json } => customers::history(&config, customer, *json).await,
         Command::Forget { customer } => customers::forget(&config, customer).await,

@@ -61,7 +61,19 @@ impl fmt::Display for StoreLocation {
                         if u.password().is_some() {
                             let _ = u.set_password(Some("***"));
                         }
+                        // The query may say where the server is (`host`,
+                        // `port`): kept, with any password in it masked.
+                        let query: Vec<(String, String)> = u
+                            .query_pairs()
+                            .map(|(k, v)| {
+                                let secret = k.contains("password");
+                                (k.into_owned(), if secret { "***".to_owned() } else { v.into_owned() })
+                            })
+                            .collect();
                         u.set_query(None);
+                        if !query.is_empty() {
+                            u.query_pairs_mut().extend_pairs(query);
+                        }
                         u.to_string()
                     })
                     .unwrap_or_else(|_| "postgres://(invalid url)".into());
@@ -126,6 +138,9 @@ mod tests {
         assert_eq!(pg, StoreLocation::Postgres("postgres://relay:s3cret@db:5432/relay".into()));
         assert_eq!(pg.to_string(), "postgres://relay:***@db:5432/relay");
         let local = StoreLocation::parse("postgres://postgres@127.0.0.1:5433/test?sslmode=disable", Path::new("/"));
-        assert_eq!(local.unwrap().to_string(), "postgres://postgres@127.0.0.1:5433/test");
+        assert_eq!(local.unwrap().to_string(), "postgres://postgres@127.0.0.1:5433/test?sslmode=disable");
+        // Where the server is, said in the query, stays; a password there does not.
+        let query = StoreLocation::parse("postgres:///ncux?host=127.0.0.1&port=5999&password=s3cret", Path::new("/"));
+        assert_eq!(query.unwrap().to_string(), "postgres:///ncux?host=127.0.0.1&port=5999&password=***");
     }
 }

@@ -3,7 +3,7 @@
 //! for later), send, decide what follows from the answer, and record it.
 
 use super::services::{lease_for, Services, DRAIN_DEADLINE, MAX_PACE_WAIT, RECORD_RETRY};
-use crate::channels::{AttemptReport, Destination, Payload};
+use crate::channels::{AttemptReport, Destination, MessageKey, Payload};
 use crate::loaded_config::LoadedConfig;
 use crate::pacing::Turn;
 use crate::retry::{capped_pause, next_step, NextStep, Outcome};
@@ -118,7 +118,8 @@ async fn send(
             match payload {
                 Ok(payload) => {
                     let timeout = loaded.config.retry.attempt_timeout;
-                    (services.transport.send(dest, &payload, timeout).await, Some(payload.display()))
+                    let key = MessageKey { idempotency_key: job.id.to_string(), event_id: job.event_id.clone() };
+                    (services.transport.send(dest, &payload, timeout, &key).await, Some(payload.display()))
                 }
                 Err(e) => (failed(e, started), None),
             }

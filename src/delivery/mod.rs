@@ -15,7 +15,7 @@ mod tests;
 pub use attempt::attempt;
 pub use services::{lease_for, Channels, Services, Transport, DRAIN_DEADLINE, LEASE_MARGIN};
 
-use crate::channels::AttemptReport;
+use crate::channels::{AttemptReport, MessageKey};
 use crate::loaded_config::LoadedConfig;
 use arc_swap::ArcSwap;
 use chrono::Utc;
@@ -121,7 +121,7 @@ pub async fn send_test(
     .await
     .and_then(|p| p);
     Some(match payload {
-        Ok(payload) => Ok(dest.send(&payload, loaded.config.retry.attempt_timeout).await),
+        Ok(payload) => Ok(dest.send(&payload, loaded.config.retry.attempt_timeout, &MessageKey::once("test")).await),
         Err(e) => Err(e),
     })
 }

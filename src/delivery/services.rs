@@ -3,7 +3,7 @@
 //! times a claim is given.
 
 use crate::alerts::Alerts;
-use crate::channels::{AttemptReport, Destination, Payload};
+use crate::channels::{AttemptReport, Destination, MessageKey, Payload};
 use crate::loaded_config::LoadedConfig;
 use crate::metrics::Metrics;
 use crate::pacing::Pacer;
@@ -54,7 +54,13 @@ impl Services {
 /// How an attempt reaches its destination.
 #[async_trait]
 pub trait Transport: Send + Sync {
-    async fn send(&self, destination: &Destination, payload: &Payload, timeout: Duration) -> AttemptReport;
+    async fn send(
+        &self,
+        destination: &Destination,
+        payload: &Payload,
+        timeout: Duration,
+        key: &MessageKey,
+    ) -> AttemptReport;
 }
 
 /// Through the destination's channel (Slack, Discord, e-mail, a webhook,
@@ -63,8 +69,14 @@ pub struct Channels;
 
 #[async_trait]
 impl Transport for Channels {
-    async fn send(&self, destination: &Destination, payload: &Payload, timeout: Duration) -> AttemptReport {
-        destination.send(payload, timeout).await
+    async fn send(
+        &self,
+        destination: &Destination,
+        payload: &Payload,
+        timeout: Duration,
+        key: &MessageKey,
+    ) -> AttemptReport {
+        destination.send(payload, timeout, key).await
     }
 }
 

@@ -34,7 +34,7 @@ impl Scripted {
 
 #[async_trait]
 impl Transport for Scripted {
-    async fn send(&self, destination: &Destination, _payload: &Payload, _timeout: Duration) -> AttemptReport {
+    async fn send(&self, destination: &Destination, _: &Payload, _: Duration, _: &MessageKey) -> AttemptReport {
         self.sent.lock().unwrap().push((Instant::now(), destination.name.clone()));
         self.answers.lock().unwrap().pop_front().unwrap_or_else(delivered)
     }

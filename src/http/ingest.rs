@@ -118,12 +118,12 @@ async fn ingest(state: AppState, body: Bytes) -> Result<warp::reply::Response, R
                     state.wake.notify_one();
                     info!(deliveries = deliveries.len(), "event accepted");
                 }
-                Ok(accepted(deliveries.len()))
+                Ok(answer("accepted", deliveries.len()))
             }
             Ok(Enqueued::Duplicate) => {
                 count("duplicate");
-                info!("duplicate event ignored");
-                Ok(accepted(0))
+                info!("duplicate event: delivered already or queued, not delivered again");
+                Ok(answer("duplicate", 0))
             }
             Err(e) => Err(unavailable(e)),
         }
@@ -169,6 +169,8 @@ async fn routed(
     Ok((new_event, deliveries, matched))
 }
 
-fn accepted(deliveries: usize) -> warp::reply::Response {
-    warp::reply::json(&json!({"status": "accepted", "deliveries": deliveries})).into_response()
+/// The 200 answer: `accepted` (stored, with the deliveries it queued) or
+/// `duplicate` (a retry of an event already stored: nothing queued).
+fn answer(status: &str, deliveries: usize) -> warp::reply::Response {
+    warp::reply::json(&json!({"status": status, "deliveries": deliveries})).into_response()
 }

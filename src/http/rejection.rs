@@ -86,7 +86,7 @@ pub async fn handle_rejection(err: Rejection) -> Result<warp::reply::Response, I
                 reply
             }
             ApiError::BodyTimeout(deadline) => {
-                let message = format!("body not received within {}", humantime::format_duration(*deadline));
+                let message = format!("body not received within {}", crate::text::duration(*deadline));
                 warn!("refused a request: {message}");
                 let mut reply = error_reply(StatusCode::REQUEST_TIMEOUT, &message);
                 reply.headers_mut().insert(warp::http::header::CONNECTION, "close".parse().expect("a valid header"));

@@ -33,7 +33,7 @@ impl std::fmt::Display for Exceeded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Exceeded::Time(limit) => {
-                write!(f, "render stopped: it ran longer than {}", humantime::format_duration(*limit))
+                write!(f, "render stopped: it ran longer than {}", crate::text::duration(*limit))
             }
             Exceeded::Output(limit) => write!(f, "render stopped: it wrote more than {limit} bytes"),
         }

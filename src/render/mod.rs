@@ -362,7 +362,7 @@ mod tests {
         let started = std::time::Instant::now();
         let budget = Budget { time: std::time::Duration::from_millis(100), output: RENDER_OUTPUT };
         let err = t.render_within(&EventContext::new(event.clone()), budget).unwrap_err();
-        assert!(err.reason.contains("render stopped: it ran longer than 100ms"), "{err}");
+        assert!(err.reason.contains("render stopped: it ran longer than 100 ms"), "{err}");
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "stopped after {:?}", started.elapsed());
 
         // The output limit, with time enough that only it can stop the

@@ -113,7 +113,15 @@ pub fn attempt<R: Columns>(row: &R) -> Result<AttemptView, R::Error> {
 }
 
 /// `detail` with its attempts, the payload of the last one beside them.
-pub fn with_attempts(detail: DeliveryDetail, attempt_log: Vec<AttemptView>) -> DeliveryDetail {
+/// Attempts are numbered in the order made, across replays (a replay
+/// starts the count that decides retries again, not the delivery's
+/// story), and the summary counts them all.
+pub fn with_attempts(mut detail: DeliveryDetail, mut attempt_log: Vec<AttemptView>) -> DeliveryDetail {
+    for (i, attempt) in attempt_log.iter_mut().enumerate() {
+        attempt.number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+    }
+    let made = u32::try_from(attempt_log.len()).unwrap_or(u32::MAX);
+    detail.summary.attempts = detail.summary.attempts.max(made);
     DeliveryDetail { last_payload: attempt_log.iter().rev().find_map(|a| a.payload.clone()), attempt_log, ..detail }
 }
 

@@ -83,7 +83,7 @@ async fn a_body_that_never_finishes_gets_408_and_a_closed_connection() {
     slow.write_all(&full[..full.len() - 200]).await.unwrap();
     let answer = read_until_closed(&mut slow, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("body not received within 1s"), "{answer}");
+    assert!(answer.contains("body not received within 1 second"), "{answer}");
     assert_eq!(app.stats().await.events, 0);
     assert_eq!(app.post_event(sample("canceled.json")).await.status(), 200);
 }

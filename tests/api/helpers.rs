@@ -810,7 +810,7 @@ impl RelayProcess {
     ) -> RelayProcess {
         let mut child = command
             .args(["--config", config.to_str().unwrap(), "--log-format", format, "serve"])
-            .env("NO_COLOR", "1")
+            .env_remove("NO_COLOR")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

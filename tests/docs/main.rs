@@ -259,6 +259,60 @@ async fn every_config_command_route_and_link_in_the_docs_is_real() {
     assert!(failures.is_empty(), "{} problem(s) in the docs:\n\n{}", failures.len(), failures.join("\n\n"));
 }
 
+/// Every file under config/ (recursively).
+fn config_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(config_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The relative file paths a text names, links or not: words with a `/`
+/// ending in a file type the project ships.
+fn named_paths(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || "_./-".contains(c)))
+        .filter(|w| w.contains('/') && !w.contains("//"))
+        .map(|w| w.trim_end_matches('.'))
+        .filter(|w| [".md", ".toml", ".hbs", ".json"].iter().any(|t| w.ends_with(t)))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_file_the_config_folder_names_exists() {
+    let mut failures = Vec::new();
+    let mut seen = 0;
+    for file in config_files(&repo("config")) {
+        if !file.extension().is_some_and(|e| e == "md" || e == "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut named = named_paths(&text);
+        named.extend(links(&text).into_iter().filter(|l| !l.starts_with("http") && !l.starts_with('#')));
+        for path in named {
+            seen += 1;
+            let path = path.split('#').next().unwrap();
+            // Beside the file, from the project's top, or a template name.
+            let found = [file.parent().unwrap().to_path_buf(), repo(""), repo("templates")]
+                .iter()
+                .any(|base| base.join(path).exists());
+            if !found {
+                failures.push(format!("{}: \"{path}\" points at nothing", file.display()));
+            }
+        }
+    }
+    assert!(seen >= 10, "only {seen} paths found");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(named_paths("see ../PLATFORMS.md. and [x](docs/a.md)"), ["../PLATFORMS.md", "docs/a.md"]);
+}
+
 #[tokio::test]
 async fn the_checker_finds_what_it_is_for() {
     assert_eq!(

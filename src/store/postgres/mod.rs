@@ -67,6 +67,27 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// How long opening the store waits for the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connection could not be made, as the OS or the server said it
+/// (connection refused, no such host, authentication failed, no such
+/// database).
+fn cannot_connect(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(match e {
+        sqlx::Error::Io(io) => format!("cannot connect: {}", lowercase_first(&io.to_string())),
+        sqlx::Error::Database(db) => format!("the server refused the connection: {}", db.message()),
+        sqlx::Error::Tls(tls) => format!("cannot connect over TLS: {tls}"),
+        other => format!("cannot connect: {other}"),
+    })
+}
+
+/// "Connection refused (os error 111)" as an error message reads it.
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
+}
+
 fn writer_stopped<T>(_: T) -> StoreError {
     StoreError::Unavailable("the store writer stopped".into())
 }
@@ -84,6 +105,18 @@ pub(super) async fn connect(url: &str, size: u32) -> Result<PgPool, StoreError> 
         .map_err(unavailable)?
         .options([("plan_cache_mode", "force_custom_plan")])
         .application_name(schema::APPLICATION_NAME);
+    // One connection first, on its own: a pool retries a refused
+    // connection until its timeout and then says only that it timed out.
+    let first = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::ConnectOptions::connect(&options))
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!(
+                "no answer from the server within {}",
+                crate::text::duration(CONNECT_TIMEOUT)
+            ))
+        })?
+        .map_err(cannot_connect)?;
+    let _ = sqlx::Connection::close(first).await;
     PgPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(Duration::from_secs(5))
