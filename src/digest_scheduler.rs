@@ -102,6 +102,7 @@ pub async fn advance(
                 end: window.end,
                 body: None,
                 deliveries: Vec::new(),
+                asked: false,
             };
             if store.claim_digest(claim).await? == DigestClaim::Skipped {
                 warn!(
@@ -160,6 +161,7 @@ pub async fn claim_off_workers(
                 start: window.start,
                 end: window.end,
                 body: Some(context.to_string()),
+                asked,
                 deliveries: to
                     .into_iter()
                     .map(|destination| NewDelivery {

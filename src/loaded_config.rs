@@ -89,7 +89,11 @@ impl LoadedConfig {
                 Ok(d) => {
                     destinations.insert(name.clone(), d);
                 }
-                Err(p) => problems.extend(p),
+                Err(p) => problems.extend(
+                    p.into_iter()
+                        .filter(|p| !p.key.as_deref().is_some_and(|k| crate::config::covers(&config.unresolved, k)))
+                        .collect(),
+                ),
             }
         }
         let mut digests = BTreeMap::new();

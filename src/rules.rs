@@ -126,6 +126,37 @@ impl Condition {
         }
     }
 
+    /// The names a CEL condition reads from the event: its identifiers but
+    /// those its macros bind (`p` in `path.exists(p, p.type == "offer")`).
+    /// None for the other forms.
+    pub fn cel_names(&self) -> Vec<String> {
+        match self {
+            Condition::Cel(c) => {
+                let mut names = std::collections::BTreeSet::new();
+                free_names(c.program.expression(), &mut Vec::new(), &mut names);
+                names.into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Each path of a table condition with the value it is compared with.
+    pub fn table_values(&self) -> Vec<(&str, &Value)> {
+        match self {
+            Condition::Table(eqs) => eqs.iter().map(|e| (e.path.as_str(), &e.expected)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The paths a table condition compares (`customer.id`); none for the
+    /// other forms.
+    pub fn table_paths(&self) -> Vec<&str> {
+        match self {
+            Condition::Table(eqs) => eqs.iter().map(|e| e.path.as_str()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether the condition holds for `event`.
     pub fn matches(&self, event: &Value, ctx: &mut EvalContext) -> bool {
         match self {
@@ -198,6 +229,59 @@ fn depth(e: &cel::IdedExpr) -> usize {
         Expr::Struct(s) => s.entries.iter().map(entry).max().unwrap_or(0),
         Expr::Select(s) => depth(&s.operand),
         Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => 0,
+    }
+}
+
+/// The identifiers of `e` not bound by an enclosing macro.
+fn free_names(e: &cel::IdedExpr, bound: &mut Vec<String>, out: &mut std::collections::BTreeSet<String>) {
+    use cel::common::ast::{EntryExpr, Expr};
+    let mut entry = |e: &cel::common::ast::IdedEntryExpr, bound: &mut Vec<String>| match &e.expr {
+        EntryExpr::StructField(f) => free_names(&f.value, bound, out),
+        EntryExpr::MapEntry(m) => {
+            free_names(&m.key, bound, out);
+            free_names(&m.value, bound, out);
+        }
+    };
+    match &e.expr {
+        Expr::Ident(name) if !bound.contains(name) => {
+            out.insert(name.clone());
+        }
+        Expr::Call(c) => {
+            for t in c.target.iter() {
+                free_names(t, bound, out);
+            }
+            for a in &c.args {
+                free_names(a, bound, out);
+            }
+        }
+        Expr::Comprehension(c) => {
+            free_names(&c.iter_range, bound, out);
+            let before = bound.len();
+            bound.push(c.iter_var.clone());
+            bound.extend(c.iter_var2.clone());
+            bound.push(c.accu_var.clone());
+            for inner in [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                free_names(inner, bound, out);
+            }
+            bound.truncate(before);
+        }
+        Expr::List(l) => {
+            for item in &l.elements {
+                free_names(item, bound, out);
+            }
+        }
+        Expr::Map(m) => {
+            for item in &m.entries {
+                entry(item, bound);
+            }
+        }
+        Expr::Struct(st) => {
+            for item in &st.entries {
+                entry(item, bound);
+            }
+        }
+        Expr::Select(sel) => free_names(&sel.operand, bound, out),
+        _ => {}
     }
 }
 
@@ -545,6 +629,15 @@ mod tests {
             ),
             Verdict::Matched
         );
+    }
+
+    #[test]
+    fn the_names_a_condition_reads_leave_out_what_its_macros_bind() {
+        let names = |src: &str| Condition::cel(src).unwrap().cel_names();
+        assert_eq!(names("outcome == canceled"), ["canceled", "outcome"]);
+        assert_eq!(names(r#"path.exists(p, p.type == "offer") && has(customer.email)"#), ["customer", "path"]);
+        assert!(table(r#"{ outcome = "saved" }"#).cel_names().is_empty());
+        assert_eq!(table(r#"{ outcomes = "saved" }"#).table_paths(), ["outcomes"]);
     }
 
     #[test]

@@ -14,8 +14,48 @@ pub const SAMPLE_EVENTS: &[(&str, &str)] = &[
     ("error.json", include_str!("../config/events/error.json")),
 ];
 
-/// The event `send-test` sends when given none.
+/// The event `send-test` sends when no route to the destination matches
+/// any sample.
 pub const DEFAULT_TEST_EVENT: &str = include_str!("../config/events/canceled.json");
+
+/// A sample chosen for a test message.
+#[derive(Debug, Clone)]
+pub struct TestSample {
+    /// Its file name under `config/events/`.
+    pub name: &'static str,
+    pub event: serde_json::Value,
+    /// A route to the destination matches it (else it is the default).
+    pub routed: bool,
+}
+
+impl TestSample {
+    /// How the CLI and the console say which sample went.
+    pub fn describe(&self, destination: &str) -> String {
+        if self.routed {
+            format!("sample event {} (the first a route to \"{destination}\" matches)", self.name)
+        } else {
+            format!("sample event {} (no route to \"{destination}\" matches any sample)", self.name)
+        }
+    }
+}
+
+/// The sample a test message to `destination` sends: the first sample (a
+/// customer's first flow) that the routes send there, so that `wins` gets
+/// a save and `churn` a cancellation; `canceled.json` when none is.
+pub fn for_destination(router: &crate::routing::Router, destination: &str) -> TestSample {
+    let now = chrono::Utc::now();
+    let parsed = |json: &str| serde_json::from_str::<serde_json::Value>(json).expect("shipped samples are JSON");
+    let routed = SAMPLE_EVENTS.iter().find(|(_, json)| {
+        let event = parsed(json);
+        let facts = crate::history::first_flow_facts(&event, now);
+        let event = crate::history::with_facts(event, Some(&facts));
+        router.route(&event).iter().any(|t| t.destination == destination)
+    });
+    match routed {
+        Some((name, json)) => TestSample { name, event: parsed(json), routed: true },
+        None => TestSample { name: "canceled.json", event: parsed(DEFAULT_TEST_EVENT), routed: false },
+    }
+}
 
 #[cfg(test)]
 mod tests {

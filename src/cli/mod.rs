@@ -61,7 +61,8 @@ pub enum Command {
     SendTest {
         #[arg(long)]
         destination: String,
-        /// A Raaft event as JSON (default: a sample cancellation).
+        /// A Raaft event as JSON (default: the first sample event a route to
+        /// the destination matches, else a sample cancellation).
         #[arg(long)]
         event: Option<PathBuf>,
     },
@@ -366,7 +367,15 @@ async fn copy_store(path: &Path, to: &str) -> anyhow::Result<ExitCode> {
 
 fn run_check(path: &Path) -> anyhow::Result<ExitCode> {
     match check(path) {
-        Ok(report) => {
+        Ok((report, problems)) if !problems.is_empty() => {
+            for w in &report.warnings {
+                println!("warning: {w}");
+            }
+            eprintln!("{problems}");
+            eprintln!("{}: {} problem(s) found", path.display(), problems.len());
+            Ok(ExitCode::FAILURE)
+        }
+        Ok((report, _)) => {
             for w in &report.warnings {
                 println!("warning: {w}");
             }
@@ -453,11 +462,20 @@ fn describe_route(report: &RouteReport, loaded: &LoadedConfig) -> String {
 
 async fn send_test(config: &Path, name: &str, event_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let loaded = std::sync::Arc::new(load(config)?);
-    let event = match event_path {
-        Some(p) => read_event(p)?,
-        None => Event::parse(crate::samples::DEFAULT_TEST_EVENT.as_bytes()).expect("the sample is an event"),
+    if loaded.destination(name).is_none() {
+        bail!("unknown destination \"{name}\"");
+    }
+    let raw = match event_path {
+        Some(p) => {
+            println!("sending {}", p.display());
+            std::sync::Arc::unwrap_or_clone(read_event(p)?.raw)
+        }
+        None => {
+            let sample = crate::samples::for_destination(&loaded.router, name);
+            println!("sending {}", sample.describe(name));
+            sample.event
+        }
     };
-    let raw = std::sync::Arc::unwrap_or_clone(event.raw);
     let Some(report) = crate::delivery::send_test(&loaded, name, raw).await else {
         bail!("unknown destination \"{name}\"");
     };

@@ -47,7 +47,7 @@ pub(super) async fn run(config: &Path, request: PostRequest<'_>) -> anyhow::Resu
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
-                println!("{shown}: not sent: {url} did not answer: {}", format!("{:#}", anyhow::Error::new(e)));
+                println!("{shown}: not sent: {url} did not answer: {:#}", anyhow::Error::new(e));
                 failed = true;
                 continue;
             }
@@ -93,7 +93,9 @@ impl Fresh {
     fn apply(&mut self, body: &[u8]) -> anyhow::Result<Vec<u8>> {
         let mut event: serde_json::Value = serde_json::from_slice(body).context("not JSON")?;
         let object = event.as_object_mut().context("not a JSON object")?;
-        let mut now = chrono::Utc::now();
+        // As sent: to the millisecond.
+        let mut now =
+            chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis()).unwrap_or_default();
         if let Some(last) = self.last.filter(|l| *l >= now) {
             now = last + chrono::Duration::milliseconds(1);
         }

@@ -1,9 +1,9 @@
 //! `[digests.NAME]`: a schedule in a time zone, which events count, where
 //! the summary goes and how it is written.
 
-use super::raw::RawDigest;
-use super::types::{DestinationConfig, DigestConfig, WhenEmpty};
-use super::values::condition;
+use super::raw::{RawDigest, RawDigestTemplate};
+use super::types::{DestinationKind, DigestConfig, DigestTemplates, WhenEmpty};
+use super::values::{condition, template_fits};
 use crate::rules::Condition;
 use crate::schedule::Schedule;
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 pub(super) fn build(
     name: &str,
     raw: RawDigest,
-    destinations: &BTreeMap<String, DestinationConfig>,
+    destinations: &BTreeMap<String, Option<DestinationKind>>,
     problem: &mut dyn FnMut(&str, String),
 ) -> Option<DigestConfig> {
     let mut ok = true;
@@ -42,9 +42,33 @@ pub(super) fn build(
             fail(&format!("to[{i}]"), format!("digest \"{name}\": unknown destination \"{dest}\""));
         }
     }
-    let template = raw.template.unwrap_or_default();
-    if template.trim().is_empty() {
+    let template = match raw.template {
+        Some(RawDigestTemplate::One(t)) => DigestTemplates::One(t),
+        Some(RawDigestTemplate::Each(by)) => DigestTemplates::Each(by),
+        None => DigestTemplates::One(String::new()),
+    };
+    if template.all().iter().all(|t| t.trim().is_empty()) {
         fail("template", format!("digest \"{name}\": `template` is required (e.g. \"slack/digest.json.hbs\")"));
+    } else {
+        // Each destination gets a template written for its kind.
+        for dest in &raw.to {
+            let Some(Some(kind)) = destinations.get(dest) else { continue };
+            match template.for_destination(dest, *kind) {
+                None => fail(
+                    "template",
+                    format!(
+                        "digest \"{name}\": `template` names none for destination \"{dest}\" ({}): add {dest} = \"...\" or {} = \"...\"",
+                        kind.as_str(),
+                        kind.as_str()
+                    ),
+                ),
+                Some(rel) => {
+                    if let Err(e) = template_fits(*kind, rel) {
+                        fail("template", format!("digest \"{name}\" to destination \"{dest}\": {e}"));
+                    }
+                }
+            }
+        }
     }
     let empty = match raw.empty.as_deref() {
         None | Some("skip") => WhenEmpty::Skip,

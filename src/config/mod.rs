@@ -110,9 +110,12 @@ impl Config {
             "",
             &base_dir,
             env,
-            &mut |key, problem| match scope {
-                Scope::Store if key != "store" && !key.starts_with("store.") => unset.push(key.to_owned()),
-                _ => problems.push(problem.at_line(lines.line_of(key)).with_key(key)),
+            &mut |key, problem| {
+                unset.push(key.to_owned());
+                match scope {
+                    Scope::Store if key != "store" && !key.starts_with("store.") => {}
+                    _ => problems.push(problem.at_line(lines.line_of(key)).with_key(key)),
+                }
             },
             path,
         );
@@ -136,7 +139,12 @@ impl Config {
             }
         };
 
-        let mut config = validate::build(path, &base_dir, raw, &lines, env, &mut problems);
+        // A value that could not be interpolated was reported: what is
+        // wrong with it as written (`${X}` is no URL) is not another problem.
+        let mut later = Problems::default();
+        let mut config = validate::build(path, &base_dir, raw, &lines, env, &mut later);
+        problems.extend(later.into_iter().filter(|p| !p.key.as_deref().is_some_and(|k| covers(&unset, k))).collect());
+        config.unresolved = unset.clone();
         config.files_read = interpolate::file_references(text, &base_dir);
         for destination in config.destinations.values_mut() {
             if unset.contains(&format!("destinations.{}.url", destination.name)) {
@@ -145,6 +153,12 @@ impl Config {
         }
         (Some(config), problems)
     }
+}
+
+/// Whether `key` is one of `unresolved`, or inside or around one
+/// (`destinations.x.to` and `destinations.x.to[0]`).
+pub fn covers(unresolved: &[String], key: &str) -> bool {
+    unresolved.iter().any(|u| u == key || u.starts_with(&format!("{key}[")) || key.starts_with(&format!("{u}.")))
 }
 
 /// What a command needs of the config.

@@ -85,7 +85,7 @@ pub(super) struct RawDigest {
     pub(super) when: Option<toml::Value>,
     #[serde(default)]
     pub(super) to: Vec<String>,
-    pub(super) template: Option<String>,
+    pub(super) template: Option<RawDigestTemplate>,
     pub(super) html_template: Option<String>,
     pub(super) subject: Option<String>,
     pub(super) empty: Option<String>,
@@ -154,4 +154,13 @@ pub(super) struct RawRoute {
     pub(super) to: Vec<String>,
     #[serde(default)]
     pub(super) stop: bool,
+}
+
+/// A digest's `template`: one for every destination, or a table of them
+/// by destination name or kind.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawDigestTemplate {
+    One(String),
+    Each(BTreeMap<String, String>),
 }

@@ -115,13 +115,40 @@ pub struct DigestConfig {
     /// Which events it counts (default every event).
     pub when: Condition,
     pub to: Vec<String>,
-    /// Path under `templates_dir`.
-    pub template: String,
+    /// Paths under `templates_dir`, by destination.
+    pub template: DigestTemplates,
     /// For e-mail destinations: the HTML part and the subject.
     pub html_template: Option<String>,
     pub subject: Option<String>,
     pub empty: WhenEmpty,
     pub line: Option<usize>,
+}
+
+/// A digest's body templates: one for every destination, or one per
+/// destination name or kind (`{ slack = "slack/digest.json.hbs", email =
+/// "email/digest.hbs" }`; a name wins over a kind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestTemplates {
+    One(String),
+    Each(BTreeMap<String, String>),
+}
+
+impl DigestTemplates {
+    /// The template for the destination `name` of `kind`.
+    pub fn for_destination(&self, name: &str, kind: DestinationKind) -> Option<&str> {
+        match self {
+            DigestTemplates::One(t) => Some(t),
+            DigestTemplates::Each(by) => by.get(name).or_else(|| by.get(kind.as_str())).map(String::as_str),
+        }
+    }
+
+    /// Every template named.
+    pub fn all(&self) -> Vec<&str> {
+        match self {
+            DigestTemplates::One(t) => vec![t.as_str()],
+            DigestTemplates::Each(by) => by.values().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// Where deliveries are kept.
@@ -275,6 +302,9 @@ pub struct Config {
     pub digests: BTreeMap<String, DigestConfig>,
     /// Files read through `${file:PATH}`.
     pub files_read: Vec<PathBuf>,
+    /// Keys whose `${...}` could not be interpolated (reported once, as
+    /// such: what they hold as written is not another problem).
+    pub unresolved: Vec<String>,
 }
 
 impl Config {

@@ -8,7 +8,7 @@ use super::raw::*;
 use super::spans::KeyLines;
 use super::store::StoreLocation;
 use super::types::*;
-use super::values::{check_name, condition, parse_duration};
+use super::values::{check_name, condition, parse_duration, template_fits};
 use crate::problems::{Problem, Problems};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -92,21 +92,28 @@ pub(super) fn build(
     let store = store(&mut report, &raw.store, base_dir, env);
     let (admin_auth_failures, admin_session) = admin(&mut report, &raw.admin);
     let retry = retry(&mut report, &raw.retry);
+    // A destination that is declared but wrong is reported as such: the
+    // routes and digests naming it are not wrong too.
+    let declared: BTreeMap<String, Option<DestinationKind>> = raw
+        .destinations
+        .iter()
+        .map(|(name, d)| (name.clone(), d.kind.as_deref().and_then(DestinationKind::parse)))
+        .collect();
     let destinations = destinations(&mut report, raw.destinations, base_dir);
     let alerts = raw.alerts.map(|a| {
-        if !destinations.contains_key(&a.destination) {
+        if !declared.contains_key(&a.destination) {
             report.push("alerts.destination", format!("unknown destination \"{}\"", a.destination));
         }
         let backlog_after = report.duration("alerts.backlog_after", &a.backlog_after, Duration::from_secs(600));
         AlertsConfig { destination: a.destination, backlog_after }
     });
-    let routes = routes(&mut report, raw.routes, &destinations);
+    let routes = routes(&mut report, raw.routes, &declared);
     let defaults = HistoryConfig::default();
     let history = HistoryConfig {
         retention: report.duration("history.retention", &raw.history.retention, defaults.retention),
         catch_up: report.duration("history.catch_up", &raw.history.catch_up, defaults.catch_up),
     };
-    let digests = digests(&mut report, raw.digests, &destinations);
+    let digests = digests(&mut report, raw.digests, &declared);
     Config {
         path: path.to_path_buf(),
         templates_dir,
@@ -127,6 +134,7 @@ pub(super) fn build(
         history,
         digests,
         files_read: Vec::new(),
+        unresolved: Vec::new(),
     }
 }
 
@@ -151,6 +159,7 @@ fn server(report: &mut Report<'_>, raw: &RawServer, base_dir: &Path) -> ServerCo
             .as_deref()
             .and_then(|text| PublicUrl::parse(text).map_err(|e| report.push("server.public_url", e)).ok()),
     };
+    listen_address(report, "server.listen", &server.listen);
     if server.max_body_bytes == 0 {
         report.push("server.max_body_bytes", "must be greater than 0".into());
     }
@@ -164,6 +173,28 @@ fn server(report: &mut Report<'_>, raw: &RawServer, base_dir: &Path) -> ServerCo
         report.push("server.max_connections", "must be greater than 0".into());
     }
     server
+}
+
+/// An address to listen on: `host:port` (`127.0.0.1:8080`,
+/// `[::]:8080`, `localhost:8080`), the port a number. A host name is
+/// resolved when `serve` binds it.
+fn listen_address(report: &mut Report<'_>, key: &str, listen: &str) {
+    if listen.parse::<std::net::SocketAddr>().is_ok() {
+        return;
+    }
+    let well_formed = listen
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.trim().is_empty() && !host.contains(' ') && port.parse::<u16>().is_ok());
+    if well_formed {
+        return;
+    }
+    let port = listen.trim().trim_start_matches(':');
+    let example = if !port.is_empty() && port.parse::<u16>().is_ok() {
+        format!("\"127.0.0.1:{port}\" (this machine only) or \"0.0.0.0:{port}\" (every interface)")
+    } else {
+        "\"127.0.0.1:8080\" (this machine only) or \"0.0.0.0:8080\" (every interface)".to_owned()
+    };
+    report.push(key, format!("\"{listen}\" is not an address to listen on: write host:port, e.g. {example}"));
 }
 
 /// `server.trusted_proxies`: addresses and networks.
@@ -249,6 +280,9 @@ fn admin(report: &mut Report<'_>, raw: &RawAdmin) -> (Option<Rate>, Duration) {
         report.push("admin.metrics_auth", "needs at least one admin token".into());
     }
     report.blank_tokens("admin.tokens", &raw.tokens);
+    if let Some(listen) = &raw.listen {
+        listen_address(report, "admin.listen", listen);
+    }
     (auth_failures, session)
 }
 
@@ -294,7 +328,7 @@ fn destinations(
 fn routes(
     report: &mut Report<'_>,
     raw: Vec<RawRoute>,
-    destinations: &BTreeMap<String, DestinationConfig>,
+    destinations: &BTreeMap<String, Option<DestinationKind>>,
 ) -> Vec<RouteConfig> {
     let mut routes = Vec::new();
     let mut names = BTreeSet::new();
@@ -330,7 +364,7 @@ fn routes(
 fn digests(
     report: &mut Report<'_>,
     raw: BTreeMap<String, RawDigest>,
-    destinations: &BTreeMap<String, DestinationConfig>,
+    destinations: &BTreeMap<String, Option<DestinationKind>>,
 ) -> BTreeMap<String, DigestConfig> {
     let mut digests = BTreeMap::new();
     for (name, d) in raw {
@@ -446,10 +480,9 @@ fn needs_met(report: &mut Report<'_>, name: &str, d: &RawDestination, kind: Dest
         if d.to.as_ref().is_none_or(Vec::is_empty) {
             missing(report, &format!("{key}.to"), "`to` lists no address".into());
         }
-        if d.template.as_deref().is_some_and(|t| t.ends_with(".json.hbs")) {
-            let message = "an e-mail body template cannot be a .json.hbs template".into();
-            missing(report, &format!("{key}.template"), message);
-        }
+    }
+    if let Some(Err(e)) = d.template.as_deref().map(|t| template_fits(kind, t)) {
+        missing(report, &format!("{key}.template"), e);
     }
     ok
 }

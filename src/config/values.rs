@@ -1,5 +1,6 @@
 //! Single values of the file, parsed: durations, conditions, names.
 
+use super::types::DestinationKind;
 use crate::rules::Condition;
 use std::time::Duration;
 
@@ -20,6 +21,25 @@ pub(super) fn condition(when: Option<&toml::Value>) -> Result<Condition, String>
             Err(format!("`when` must be a table of field = value or a CEL expression string, not {}", other.type_str()))
         }
     }
+}
+
+/// Whether the template `rel` (a path under `templates_dir`) can be the
+/// body of a `kind` destination: JSON is no e-mail body, and a template in
+/// the folder of another of Slack, Discord and e-mail is written in that
+/// one's markup (mrkdwn is not Discord's markdown).
+pub fn template_fits(kind: DestinationKind, rel: &str) -> Result<(), String> {
+    let kind_name = kind.as_str();
+    if kind == DestinationKind::Email && rel.ends_with(".json.hbs") {
+        return Err(format!(
+            "\"{rel}\" is JSON, which an e-mail would show as its text: use a text template (e.g. email/canceled.hbs)"
+        ));
+    }
+    let marked = ["slack", "discord", "email"];
+    let folder = rel.split(['/', '\\']).next().unwrap_or("");
+    if marked.contains(&kind_name) && marked.contains(&folder) && folder != kind_name {
+        return Err(format!("\"{rel}\" is written for {folder} destinations, not {kind_name} ones"));
+    }
+    Ok(())
 }
 
 /// Destination and route names appear in logs, metric labels and the

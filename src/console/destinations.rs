@@ -73,25 +73,27 @@ async fn page(ctx: Ctx, tested: Option<Tested>) -> Response {
                 }
             }
         } }
-        p.hint { "Success rates count attempts (a retried delivery counts each try). “Send test” sends the sample cancellation "
-            code { "canceled.json" } " to the destination now, outside the queue, as " code { "raaft-relay send-test" } " does." }
+        p.hint { "Success rates count attempts (a retried delivery counts each try). “Send test” sends the first sample event of "
+            code { "config/events/" } " that a route to the destination matches (else " code { "canceled.json" } ") now, \
+            outside the queue, as " code { "raaft-relay send-test" } " does." }
     };
     ok_page(layout::page("Destinations", "destinations", &ctx, None, body))
 }
 
 async fn send_test(ctx: Ctx, name: String) -> Response {
     let loaded = ctx.state.loaded.load_full();
-    let event: serde_json::Value =
-        serde_json::from_str(crate::samples::DEFAULT_TEST_EVENT).expect("the sample is JSON");
-    let tested = match crate::delivery::send_test(&loaded, &name, event).await {
+    let sample = crate::samples::for_destination(&loaded.router, &name);
+    let sent = sample.describe(&name);
+    let tested = match crate::delivery::send_test(&loaded, &name, sample.event).await {
         None => return super::not_found(&ctx.base, "destination", &name),
-        Some(Err(e)) => (name, false, format!("cannot render: {e}")),
+        Some(Err(e)) => (name, false, format!("cannot render {sent}: {e}")),
         Some(Ok(report)) => {
             let status = report.status.map(|s| format!(" ({s})")).unwrap_or_default();
+            let latency = report.latency.as_millis();
             match report.outcome {
-                Outcome::Delivered => (name, true, format!("delivered{status} in {} ms", report.latency.as_millis())),
-                Outcome::Retry { reason, .. } => (name, false, format!("transient failure{status}: {reason}")),
-                Outcome::Permanent { reason } => (name, false, format!("permanent failure{status}: {reason}")),
+                Outcome::Delivered => (name, true, format!("{sent}: delivered{status} in {latency} ms")),
+                Outcome::Retry { reason, .. } => (name, false, format!("{sent}: transient failure{status}: {reason}")),
+                Outcome::Permanent { reason } => (name, false, format!("{sent}: permanent failure{status}: {reason}")),
             }
         }
     };

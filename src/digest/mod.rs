@@ -55,8 +55,8 @@ impl Digest {
         let key = |field: &str| format!("digests.{}.{field}", config.name);
         let at =
             |field: &str, message: String| Problem::new(config_file, message).at_line(config.line).with_key(key(field));
-        let named = [Some(("template", &config.template)), config.html_template.as_ref().map(|t| ("html_template", t))];
-        for (field, rel) in named.into_iter().flatten() {
+        let bodies = config.template.all().into_iter().map(|t| ("template", t));
+        for (field, rel) in bodies.chain(config.html_template.as_deref().map(|t| ("html_template", t))) {
             if !templates.exists(rel) {
                 problems.push(at(field, format!("template \"{rel}\" not found in \"{}\"", templates.dir().display())));
             }
@@ -68,7 +68,9 @@ impl Digest {
         for name in &config.to {
             let Some(dest) = destination(name) else { continue };
             let kind = dest.kind;
-            let body = Template::load(templates, &config.template, |json| escape_for(kind, json));
+            // Validation made sure each destination has one.
+            let Some(rel) = config.template.for_destination(name, kind) else { continue };
+            let body = Template::load(templates, rel, |json| escape_for(kind, json));
             let email = kind == DestinationKind::Email;
             let html = match (&config.html_template, email) {
                 (Some(t), true) => Some(Template::load(templates, t, |_| Escape::Html)),
@@ -111,7 +113,7 @@ impl Digest {
                 let payload = destination(name)
                     .ok_or_else(|| {
                         RenderError::new(
-                            self.config.template.clone(),
+                            self.config.name.clone(),
                             format!("destination \"{name}\" is no longer configured"),
                         )
                     })
@@ -196,6 +198,7 @@ impl Digest {
             end: window.end,
             body: (!empty).then(|| context.to_string()),
             deliveries,
+            asked,
         }
     }
 }

@@ -9,6 +9,36 @@ use handlebars::{Context, Handlebars, Helper, HelperDef, RenderContext, RenderEr
 use serde_json::Value;
 
 /// Registers every relay helper on `registry`.
+/// The helpers templates can call: the relay's own and Handlebars'
+/// built-in ones.
+pub const NAMES: [&str; 25] = [
+    "money",
+    "monthly",
+    "interval",
+    "date",
+    "html_to_text",
+    "truncate",
+    "default",
+    "json",
+    "percent",
+    "if",
+    "unless",
+    "each",
+    "with",
+    "lookup",
+    "log",
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "and",
+    "or",
+    "not",
+    "len",
+];
+
 pub fn register(registry: &mut Handlebars<'static>) {
     registry.register_helper("money", Box::new(ValueHelper(money_helper)));
     registry.register_helper("monthly", Box::new(ValueHelper(monthly_helper)));

@@ -11,13 +11,16 @@
 
 mod budget;
 mod escape;
+mod fields;
 mod files;
 pub mod helpers;
 mod inline;
 mod structure;
+mod syntax;
 
 pub use budget::{Budget, RENDER_OUTPUT, RENDER_TIME};
 pub use escape::{discord_markdown, json_string, slack_mrkdwn, Escape};
+pub use fields::FieldUse;
 use files::PartialSource;
 pub use files::TemplateFiles;
 pub use structure::MAX_NESTING;
@@ -149,8 +152,15 @@ impl Template {
                 in_file(Problem::new(&file, format!("invalid template: {reason}")).at_line(Some(line)))
             })?;
             registry.register_template_string(ROOT, source).map_err(|e| {
-                let reason = e.reason().to_string();
-                let (line, col) = e.pos().unzip();
+                // The tags say more than the parser's grammar rules do.
+                let (reason, line, col) = match syntax::explain(source) {
+                    // Its reason names the line; the column adds nothing.
+                    Some((reason, line, _)) => (reason, Some(line), None),
+                    None => {
+                        let (line, col) = e.pos().unzip();
+                        (syntax::plain(&e.reason().to_string()), line, col)
+                    }
+                };
                 let at = col.map(|c| format!(" (column {c})")).unwrap_or_default();
                 in_file(Problem::new(&file, format!("invalid template: {reason}{at}")).at_line(line))
             })?;
@@ -196,6 +206,16 @@ impl Template {
         })
     }
 
+    /// The fields the template reads, from the root of what it renders
+    /// (see [`fields`]).
+    pub fn fields(&self) -> Vec<FieldUse> {
+        let Some(root) = self.registry.get_template(ROOT) else { return Vec::new() };
+        fields::fields(root, &|name| name == budget::CHECK_HELPER || helpers::NAMES.contains(&name))
+            .into_iter()
+            .filter(|f| f.written != budget::CHECK_HELPER)
+            .collect()
+    }
+
     /// Renders with `event` as the root context. A missing field renders
     /// empty.
     pub fn render(&self, event: &Value) -> Result<String, RenderError> {
@@ -219,7 +239,16 @@ impl Template {
         };
         let out = match (result, exceeded) {
             (_, Some(why)) => return Err(RenderError { over_budget: true, ..failed(why.to_string(), None) }),
-            (Err(e), None) => return Err(failed(e.reason().to_string(), e.line_no)),
+            (Err(e), None) => {
+                let reason = match e.reason() {
+                    handlebars::RenderErrorReason::HelperNotFound(name) => format!(
+                        "unknown helper \"{name}\" (the helpers are {}; see docs/templates.md)",
+                        helpers::NAMES.join(", ")
+                    ),
+                    other => other.to_string(),
+                };
+                return Err(failed(reason, e.line_no));
+            }
             (Ok(()), None) => out,
         };
         String::from_utf8(out).map_err(|e| failed(format!("output is not UTF-8: {e}"), None))

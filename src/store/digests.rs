@@ -63,6 +63,9 @@ pub struct NewDigest {
     pub end: DateTime<Utc>,
     /// The digest's figures as JSON; `None` records the window as skipped.
     pub body: Option<String>,
+    /// Asked for (`digest send`): a window recorded as skipped is taken
+    /// and sent all the same.
+    pub asked: bool,
     pub deliveries: Vec<NewDelivery>,
 }
 

@@ -202,7 +202,7 @@ fn check_renders_templates_against_the_sample_events() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr.contains("bad-output.json.hbs")
-            && stderr.contains("sample event canceled.json")
+            && stderr.contains("every sample event (8)")
             && stderr.contains("not valid JSON"),
         "{stderr}"
     );
@@ -386,4 +386,39 @@ fn check_names_template_loops_computed_partials_deep_nesting_and_renders_past_th
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let slow = stderr.lines().find(|l| l.contains("render stopped")).unwrap_or_else(|| panic!("{stderr}"));
     assert!(slow.contains("slow.hbs") && slow.contains("ran longer than 1 second"), "{slow}");
+}
+
+#[tokio::test]
+async fn send_test_sends_a_sample_the_destinations_routes_match_and_says_which() {
+    let hook = Receiver::start(Answer::new(200, "")).await;
+    let cfg = ConfigDir::new(&format!(
+        "[destinations.wins]\nkind = \"webhook\"\nurl = \"{0}\"\ntemplate = \"webhook/event.json.hbs\"\n\
+         [destinations.churn]\nkind = \"webhook\"\nurl = \"{0}\"\ntemplate = \"webhook/event.json.hbs\"\n\
+         [destinations.spare]\nkind = \"webhook\"\nurl = \"{0}\"\ntemplate = \"webhook/event.json.hbs\"\n\
+         [[routes]]\nname = \"saves\"\nwhen = {{ outcome = \"saved\" }}\nto = [\"wins\"]\n\
+         [[routes]]\nname = \"aborts\"\nwhen = {{ outcome = \"aborted\" }}\nto = [\"churn\"]\n",
+        hook.url("/hook")
+    ));
+    let config = cfg.path();
+    let sent = |destination: &'static str| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            relay()
+                .args(["--config", config.to_str().unwrap(), "send-test", "--destination", destination])
+                .output()
+                .unwrap()
+        })
+    };
+    for (destination, first_line, outcome) in [
+        ("wins", "sending sample event saved-switch-plan.json (the first a route to \"wins\" matches)", "saved"),
+        ("churn", "sending sample event aborted.json (the first a route to \"churn\" matches)", "aborted"),
+        ("spare", "sending sample event canceled.json (no route to \"spare\" matches any sample)", "canceled"),
+    ] {
+        let out = sent(destination).await.unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert_eq!(stdout.lines().next(), Some(first_line));
+        let last = hook.received().pop().unwrap();
+        assert_eq!(last.json()["type"], format!("raaft.{outcome}"), "{destination}");
+    }
 }

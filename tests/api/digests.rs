@@ -170,3 +170,35 @@ async fn two_replicas_send_one_digest_per_window() {
     assert_eq!((events, deliveries), (sent, sent));
     assert!(sent as usize >= got.len());
 }
+
+on_both_stores! {
+    async fn digest_send_sends_a_window_the_scheduler_skipped_as_empty(store) {
+        let digests = Receiver::start(Answer::new(200, "")).await;
+        let cfg = digest_config(&digests, "0 * * * *", "skip", &store).await;
+        let config = cfg.path();
+        let config = config.to_str().unwrap();
+        let migrated = relay_command().args(["--config", config, "migrate"]).output().unwrap();
+        assert!(migrated.status.success(), "{}", said(&migrated));
+        let (store, loaded) = store_of(&cfg).await;
+        // The scheduler reaches the last hour: no event, so it is skipped.
+        let now = store.now().await.unwrap();
+        let digest = loaded.digest("often").unwrap();
+        while raaft_relay::digest_scheduler::advance(store.as_ref(), &loaded, digest, now).await.unwrap().is_none() {}
+        let skipped = store.last_digest_window("often").await.unwrap().unwrap();
+        assert_eq!(skipped.event_id, None, "{skipped:?}");
+
+        // Asked for, it is sent all the same.
+        let out = relay_command().args(["--config", config, "digest", "send", "often"]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{}", said(&out));
+        let span = format!("{} to {}", skipped.start.to_rfc3339(), skipped.end.to_rfc3339());
+        assert!(stdout.starts_with(&format!("queued digest \"often\" of {span}: ")), "{stdout}");
+        let taken = store.last_digest_window("often").await.unwrap().unwrap();
+        assert_eq!((taken.start, taken.end), (skipped.start, skipped.end));
+        assert!(taken.event_id.is_some(), "{taken:?}");
+        // Once.
+        let again = relay_command().args(["--config", config, "digest", "send", "often"]).output().unwrap();
+        assert_eq!(again.status.code(), Some(1), "{}", said(&again));
+        assert!(String::from_utf8_lossy(&again.stdout).contains("was sent already"), "{}", said(&again));
+    }
+}

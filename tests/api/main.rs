@@ -5,6 +5,7 @@
 mod helpers;
 
 mod answers;
+mod check;
 mod cli;
 mod container;
 mod delivery;

@@ -119,7 +119,7 @@ browser_test! {
         }
         b.goto(&format!("{}destinations", console.url)).await;
         b.click("tr[data-destination=hook] button").await;
-        b.wait_for_text("#test-result", "delivered").await;
+        b.wait_for_text("#test-result", "sample event canceled.json (the first a route to \"hook\" matches): delivered").await;
         b.finish().await;
     }
 

@@ -19,12 +19,17 @@ pub(super) async fn claim_digest(pool: &PgPool, digest: &NewDigest) -> Result<Di
     let claimed = sqlx::query(concat!(
         "INSERT INTO digest_windows (digest, window_start, window_end, event_id, claimed_at) VALUES ($1, $2, $3, $4, ",
         now!(),
-        ") ON CONFLICT (digest, window_start) DO NOTHING"
+        // A window skipped (no event) is taken when the digest is asked
+        // for: there is nothing to send or replay otherwise.
+        ") ON CONFLICT (digest, window_start) DO UPDATE SET event_id = EXCLUDED.event_id, \
+         claimed_at = EXCLUDED.claimed_at WHERE digest_windows.event_id IS NULL AND EXCLUDED.event_id IS NOT NULL \
+         AND $5"
     ))
     .bind(&digest.digest)
     .bind(start)
     .bind(end)
     .bind(&event_id)
+    .bind(digest.asked)
     .execute(&mut *tx)
     .await?
     .rows_affected();

@@ -5,7 +5,8 @@ use super::*;
 
 /// Claims a digest's window and queues its deliveries, or records it
 /// skipped; the primary key on (digest, window start) makes a second claim
-/// find the first.
+/// find the first (but for a window skipped, which a digest asked for
+/// takes).
 pub(super) fn claim_digest(tx: &Transaction<'_>, digest: &NewDigest) -> rusqlite::Result<DigestClaim> {
     let (start, end) = (digest.start.timestamp_millis(), digest.end.timestamp_millis());
     let event_id = digest.body.as_ref().map(|_| new_id());
@@ -13,9 +14,13 @@ pub(super) fn claim_digest(tx: &Transaction<'_>, digest: &NewDigest) -> rusqlite
         .prepare_cached(concat!(
             "INSERT INTO digest_windows (digest, window_start, window_end, event_id, claimed_at) VALUES (?1, ?2, ?3, ?4, ",
             now!(),
-            ") ON CONFLICT (digest, window_start) DO NOTHING RETURNING digest"
+            // A window skipped (no event) is taken when the digest is
+            // asked for: there is nothing to send or replay otherwise.
+            ") ON CONFLICT (digest, window_start) DO UPDATE SET event_id = excluded.event_id, \
+             claimed_at = excluded.claimed_at WHERE digest_windows.event_id IS NULL AND excluded.event_id IS NOT NULL \
+             AND ?5 RETURNING digest"
         ))?
-        .query_row(params![digest.digest, start, end, event_id], |_| Ok(()))
+        .query_row(params![digest.digest, start, end, event_id, digest.asked], |_| Ok(()))
         .optional()?
         .is_none();
     if taken {

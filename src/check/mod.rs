@@ -1,10 +1,14 @@
 //! `check`: load everything, then render every destination against every
 //! sample event, so template mistakes surface before an event does.
 
-use crate::event::Event;
+mod fields;
+mod routes;
+
 use crate::loaded_config::LoadedConfig;
 use crate::problems::{Problem, Problems};
-use crate::samples::SAMPLE_EVENTS;
+use crate::render::Template;
+use fields::KnownFields;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// What a successful check covered.
@@ -21,10 +25,18 @@ pub struct CheckReport {
     pub console: Option<String>,
 }
 
-/// Checks the config at `path`.
-pub fn check(path: &Path) -> Result<CheckReport, Problems> {
+/// Checks the config at `path`: the problems that stop it from loading,
+/// or what the check covered and what it found (warnings are found either
+/// way).
+pub fn check(path: &Path) -> Result<(CheckReport, Problems), Problems> {
     let loaded = LoadedConfig::load(path)?;
-    check_loaded(&loaded)
+    Ok(check_all(&loaded))
+}
+
+/// Checks a loaded config: `Ok` when nothing is wrong.
+pub fn check_loaded(loaded: &LoadedConfig) -> Result<CheckReport, Problems> {
+    let (report, problems) = check_all(loaded);
+    problems.into_result(report)
 }
 
 /// Tokens shorter than this can be guessed within the failed-attempt
@@ -93,6 +105,36 @@ fn short_retention(loaded: &LoadedConfig) -> Vec<String> {
         .collect()
 }
 
+/// A warning per field `templates` read that no sample has, once per
+/// template and field, with the nearest known one.
+fn unknown_fields<'a>(
+    templates: impl Iterator<Item = &'a Template>,
+    known: &KnownFields,
+    whose: &str,
+    loaded: &LoadedConfig,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for template in templates {
+        for field in template.fields() {
+            let dotted = field.dotted();
+            if known.has(&dotted) || !seen.insert((template.name.clone(), dotted.clone())) {
+                continue;
+            }
+            let file =
+                if template.file.as_os_str().is_empty() { loaded.config.path.clone() } else { template.file.clone() };
+            let at = field.line.map(|l| format!(":{l}")).unwrap_or_default();
+            let hint = known.nearest(&dotted).map(|n| format!(" (did you mean {n}?)")).unwrap_or_default();
+            warnings.push(format!(
+                "{}{at}: {whose}: {{{{{}}}}} is not a field of any sample event: it renders empty{hint}",
+                file.display(),
+                field.written
+            ));
+        }
+    }
+    warnings
+}
+
 /// The file of the template named `name` among `templates` (an inline
 /// template's is the config file).
 fn template_file<'a>(
@@ -103,21 +145,32 @@ fn template_file<'a>(
     templates.find(|t| t.name == name).map(|t| t.file.clone()).unwrap_or_else(|| loaded.config.path.clone())
 }
 
-pub fn check_loaded(loaded: &LoadedConfig) -> Result<CheckReport, Problems> {
+/// One render failure and the sample events it happened on.
+struct Failure {
+    file: std::path::PathBuf,
+    samples: Vec<&'static str>,
+}
+
+/// What the check covered, with its warnings, and the problems found.
+pub fn check_all(loaded: &LoadedConfig) -> (CheckReport, Problems) {
     let mut problems = Problems::default();
+    let mut warnings = Vec::new();
     let mut renders = 0;
-    let now = chrono::Utc::now();
+    let samples = fields::samples_with_facts();
+    let first_flows: Vec<&(&str, serde_json::Value)> = samples.iter().step_by(2).collect();
     for dest in loaded.destinations() {
-        for (sample, json) in SAMPLE_EVENTS {
-            let event = Event::parse(json.as_bytes()).expect("shipped samples are events");
-            let facts = crate::history::first_flow_facts(&event.raw, now);
-            match dest.payload(&crate::history::with_facts((*event.raw).clone(), Some(&facts))) {
+        // The same mistake on several samples is one problem.
+        let mut failures: BTreeMap<String, Failure> = BTreeMap::new();
+        for (sample, event) in &first_flows {
+            match dest.payload(event) {
                 Ok(_) => renders += 1,
                 Err(e) => {
-                    problems.push(Problem::new(
-                        template_file(dest.templates(), &e.template, loaded),
-                        format!("destination \"{}\", sample event {sample}: {}", dest.name, e.reason),
-                    ));
+                    let file = template_file(dest.templates(), &e.template, loaded);
+                    failures
+                        .entry(e.reason.clone())
+                        .or_insert(Failure { file, samples: Vec::new() })
+                        .samples
+                        .push(sample);
                     // Past its budget on one sample, it would be on the
                     // next: one such problem says it, a second costs time.
                     if e.over_budget {
@@ -126,11 +179,23 @@ pub fn check_loaded(loaded: &LoadedConfig) -> Result<CheckReport, Problems> {
                 }
             }
         }
+        for (reason, failure) in failures {
+            let on = match failure.samples.as_slice() {
+                [one] => format!("sample event {one}"),
+                all if all.len() == first_flows.len() => format!("every sample event ({})", all.len()),
+                some => format!("{} sample events ({})", some.len(), some.join(", ")),
+            };
+            problems.push(Problem::new(failure.file, format!("destination \"{}\", {on}: {reason}", dest.name)));
+        }
     }
+    let known = KnownFields::of_events();
+    for dest in loaded.destinations() {
+        warnings.extend(unknown_fields(dest.templates(), &known, &format!("destination \"{}\"", dest.name), loaded));
+    }
+    routes::check_routes(loaded, &known, &samples, &mut problems, &mut warnings);
     for digest in loaded.digests() {
-        for (dest, payload) in
-            digest.payloads(|n| loaded.destination(n), &crate::digest::sample_context(&digest.config.name))
-        {
+        let context = crate::digest::sample_context(&digest.config.name);
+        for (dest, payload) in digest.payloads(|n| loaded.destination(n), &context) {
             match payload {
                 Ok(_) => renders += 1,
                 Err(e) => {
@@ -144,22 +209,31 @@ pub fn check_loaded(loaded: &LoadedConfig) -> Result<CheckReport, Problems> {
                 }
             }
         }
+        let known = KnownFields::of(&[context]);
+        warnings.extend(unknown_fields(
+            digest.templates(),
+            &known,
+            &format!("digest \"{}\"", digest.config.name),
+            loaded,
+        ));
     }
-    let mut warnings: Vec<String> = loaded
-        .destinations()
-        .filter(|d| !loaded.config.routes.iter().any(|r| r.to.contains(&d.name)))
-        .filter(|d| !loaded.config.digests.values().any(|g| g.to.contains(&d.name)))
-        .map(|d| format!("destination \"{}\" is not used by any route or digest", d.name))
-        .collect();
+    warnings.extend(
+        loaded
+            .destinations()
+            .filter(|d| !loaded.config.routes.iter().any(|r| r.to.contains(&d.name)))
+            .filter(|d| !loaded.config.digests.values().any(|g| g.to.contains(&d.name)))
+            .map(|d| format!("destination \"{}\" is not used by any route or digest", d.name)),
+    );
     warnings.extend(short_tokens(&loaded.config));
     warnings.extend(unscraped_metrics(&loaded.config));
     warnings.extend(short_retention(loaded));
-    problems.into_result(CheckReport {
+    let report = CheckReport {
         destinations: loaded.destinations().count(),
         routes: loaded.config.routes.len(),
         renders,
         warnings,
         store: loaded.config.store.location.to_string(),
         console: loaded.config.console_url(None),
-    })
+    };
+    (report, problems)
 }
