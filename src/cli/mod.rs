@@ -35,6 +35,12 @@ pub struct Cli {
     /// /etc/raaft-relay/relay.toml where that is and the other is not].
     #[arg(long, global = true, env = "RAAFT_RELAY_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Variables for `${VAR}` in the config, in the format of systemd's
+    /// `EnvironmentFile=` (`KEY=VALUE` lines): read again at every reload,
+    /// and over the process environment [default: /etc/raaft-relay/env
+    /// when the config is the installed one and the file is there].
+    #[arg(long, global = true, env = "RAAFT_RELAY_ENV_FILE")]
+    pub env_file: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -181,7 +187,7 @@ pub enum DeliveriesCommand {
 /// clone), else the one the package and the image install.
 pub fn default_config() -> PathBuf {
     let here = PathBuf::from("config/relay.toml");
-    let installed = PathBuf::from("/etc/raaft-relay/relay.toml");
+    let installed = PathBuf::from(INSTALLED_CONFIG);
     if !here.exists() && installed.exists() {
         installed
     } else {
@@ -189,9 +195,27 @@ pub fn default_config() -> PathBuf {
     }
 }
 
+/// The env file of an installed relay (the one the package's unit gives
+/// `serve` through `EnvironmentFile=`), so that every command sees the
+/// variables `serve` sees: used when the config is the installed one and
+/// the file can be read (a file only root reads leaves `serve` with what
+/// systemd gave it at start).
+fn default_env_file(config: &Path) -> Option<PathBuf> {
+    let installed = Path::new(INSTALLED_ENV_FILE);
+    (config == Path::new(INSTALLED_CONFIG) && std::fs::File::open(installed).is_ok()).then(|| installed.to_path_buf())
+}
+
+/// Where the package and the image install the config.
+const INSTALLED_CONFIG: &str = "/etc/raaft-relay/relay.toml";
+/// Where the package's unit reads the secrets from.
+const INSTALLED_ENV_FILE: &str = "/etc/raaft-relay/env";
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
     let config = cli.config.clone().unwrap_or_else(default_config);
+    if let Some(file) = cli.env_file.clone().or_else(|| default_env_file(&config)) {
+        crate::config::use_env_file(file);
+    }
     let result = match &cli.command {
         Command::Serve => serve(&config).await,
         Command::Check => run_check(&config),

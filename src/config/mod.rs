@@ -4,6 +4,7 @@
 //! instead of at 3 a.m. when the first event arrives.
 
 mod digests;
+mod environment;
 mod interpolate;
 mod public_url;
 mod raw;
@@ -14,6 +15,7 @@ mod types;
 mod validate;
 mod values;
 
+pub use environment::{env_file, read_env_file, use_env_file, Environment};
 pub use interpolate::{interpolate, InterpolateError};
 pub use public_url::PublicUrl;
 pub use spans::KeyLines;
@@ -26,10 +28,11 @@ use crate::problems::{Problem, Problems};
 use std::path::{Path, PathBuf};
 
 impl Config {
-    /// Reads, interpolates from the process environment and validates the
+    /// Reads, interpolates from the env file and the process environment ([`Environment`]) and validates the
     /// config file at `path`.
     pub fn load(path: &Path) -> Result<Config, Problems> {
-        Self::load_with_env(path, &|name| std::env::var(name).ok())
+        let env = Environment::current().map_err(Problems::one)?;
+        Self::load_with_env(path, &|name| env.get(name))
     }
 
     /// As [`Config::load`], with variables looked up through `env`.
@@ -51,8 +54,12 @@ impl Config {
     /// the config (when its structure could be read) and every problem, so
     /// later stages can report theirs too.
     pub fn load_partial(path: &Path) -> (Option<Config>, Problems) {
+        let env = match Environment::current() {
+            Ok(env) => env,
+            Err(problem) => return (None, Problems::one(problem)),
+        };
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse_partial(path, &text, &|name| std::env::var(name).ok(), Scope::Everything),
+            Ok(text) => Self::parse_partial(path, &text, &|name| env.get(name), Scope::Everything),
             Err(e) => (None, Problems::one(Problem::new(path, format!("cannot read config file: {e}")))),
         }
     }
@@ -65,7 +72,8 @@ impl Config {
     /// elsewhere is left for `check` and `serve` to report. Returns the
     /// config and the problems set aside.
     pub fn load_for_store(path: &Path) -> Result<(Config, Problems), Problems> {
-        Self::load_for_store_with_env(path, &|name| std::env::var(name).ok())
+        let env = Environment::current().map_err(Problems::one)?;
+        Self::load_for_store_with_env(path, &|name| env.get(name))
     }
 
     /// As [`Config::load_for_store`], with variables looked up through `env`.
@@ -146,6 +154,8 @@ impl Config {
         problems.extend(later.into_iter().filter(|p| !p.key.as_deref().is_some_and(|k| covers(&unset, k))).collect());
         config.unresolved = unset.clone();
         config.files_read = interpolate::file_references(text, &base_dir);
+        // A reload follows a change of the env file too.
+        config.files_read.extend(env_file().map(Path::to_path_buf));
         for destination in config.destinations.values_mut() {
             if unset.contains(&format!("destinations.{}.url", destination.name)) {
                 destination.url = Some(destination.kind.stand_in_url().to_owned());

@@ -132,3 +132,55 @@ async fn only_the_running_sets_files_reload_it_and_a_busy_folder_delays_neither_
     let _ = child.wait();
     assert_eq!(reloads(&logs()), (2, 1), "one reload per edit and one per SIGHUP");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_env_file_is_read_by_every_command_and_again_at_every_reload() {
+    let (first, second) = (Receiver::start(Answer::new(200, "")).await, Receiver::start(Answer::new(200, "")).await);
+    let cfg = ConfigDir::new(
+        "[destinations.hook]\nkind = \"webhook\"\nurl = \"${HOOK_URL}\"\ntemplate = \"webhook/event.json.hbs\"\n\
+         [[routes]]\nname = \"all\"\nto = [\"hook\"]\n",
+    );
+    let env_file = cfg.dir.path().join("env");
+    std::fs::write(
+        &env_file,
+        format!("# what the unit's EnvironmentFile= holds\nHOOK_URL=\"{}\"\n", first.url("/first")),
+    )
+    .unwrap();
+    let config = cfg.path();
+    let config = config.to_str().unwrap();
+
+    // check and the store commands see the file's variables, given the file.
+    let without = relay_command().args(["--config", config, "check"]).output().unwrap();
+    assert!(said(&without).contains("environment variable `HOOK_URL` is not set"), "{}", said(&without));
+    let with =
+        relay_command().args(["--config", config, "--env-file", env_file.to_str().unwrap(), "check"]).output().unwrap();
+    assert!(with.status.success(), "{}", said(&with));
+    let migrated = relay_command().args(["--config", config, "migrate"]).output().unwrap();
+    assert!(migrated.status.success(), "{}", said(&migrated));
+    let listed = relay_command()
+        .args(["--config", config, "deliveries", "list"])
+        .env("RAAFT_RELAY_ENV_FILE", &env_file)
+        .output()
+        .unwrap();
+    assert_eq!(said(&listed), "no deliveries\n");
+    // A line that is not KEY=VALUE is named.
+    let broken = cfg.dir.path().join("broken-env");
+    std::fs::write(&broken, "HOOK_URL=x\nnot a variable\n").unwrap();
+    let out =
+        relay_command().args(["--config", config, "--env-file", broken.to_str().unwrap(), "check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(said(&out).contains("cannot read env file: not KEY=VALUE"), "{}", said(&out));
+
+    // serve reads it again when it changes: the next event goes where it says now.
+    let mut command = relay_command();
+    command.env("RAAFT_RELAY_ENV_FILE", &env_file);
+    let relay = RelayProcess::start_with(command, &cfg.path()).await;
+    relay.post(sample("canceled.json")).await;
+    first.wait_for(1, Duration::from_secs(10)).await;
+    std::fs::write(&env_file, format!("HOOK_URL={}\n", second.url("/second"))).unwrap();
+    wait_until(Duration::from_secs(10), "the reload after the env file changed", || reloads(&relay.logs()).0 >= 1)
+        .await;
+    relay.post(sample("canceled.json")).await;
+    second.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(first.count(), 1);
+}
