@@ -1,5 +1,8 @@
 //! `check`: load everything, then render every destination against every
-//! sample event, so template mistakes surface before an event does.
+//! sample event, so template mistakes surface before an event does; read
+//! the routes and templates against the fields events have
+//! ([`fields`], [`routes`]), so that what would silently never match or
+//! never fill is said; and warn about settings that look unintended.
 
 mod fields;
 mod routes;
@@ -25,10 +28,16 @@ pub struct CheckReport {
     pub console: Option<String>,
 }
 
-/// Checks the config at `path`: the problems that stop it from loading,
-/// or what the check covered and what it found (warnings are found either
-/// way).
-pub fn check(path: &Path) -> Result<(CheckReport, Problems), Problems> {
+/// Checks the config at `path`: what the check covered, or every problem.
+pub fn check(path: &Path) -> Result<CheckReport, Problems> {
+    let loaded = LoadedConfig::load(path)?;
+    check_loaded(&loaded)
+}
+
+/// As [`check`], keeping the warnings when problems are found too: the
+/// problems that stop the config from loading, or what the check covered
+/// and the problems it found.
+pub fn check_with_warnings(path: &Path) -> Result<(CheckReport, Problems), Problems> {
     let loaded = LoadedConfig::load(path)?;
     Ok(check_all(&loaded))
 }
@@ -107,12 +116,7 @@ fn short_retention(loaded: &LoadedConfig) -> Vec<String> {
 
 /// A warning per field `templates` read that no sample has, once per
 /// template and field, with the nearest known one.
-fn unknown_fields<'a>(
-    templates: impl Iterator<Item = &'a Template>,
-    known: &KnownFields,
-    whose: &str,
-    loaded: &LoadedConfig,
-) -> Vec<String> {
+fn unknown_fields<'a>(templates: impl Iterator<Item = &'a Template>, known: &KnownFields, whose: &str) -> Vec<String> {
     let mut warnings = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for template in templates {
@@ -121,13 +125,11 @@ fn unknown_fields<'a>(
             if known.has(&dotted) || !seen.insert((template.name.clone(), dotted.clone())) {
                 continue;
             }
-            let file =
-                if template.file.as_os_str().is_empty() { loaded.config.path.clone() } else { template.file.clone() };
             let at = field.line.map(|l| format!(":{l}")).unwrap_or_default();
             let hint = known.nearest(&dotted).map(|n| format!(" (did you mean {n}?)")).unwrap_or_default();
             warnings.push(format!(
                 "{}{at}: {whose}: {{{{{}}}}} is not a field of any sample event: it renders empty{hint}",
-                file.display(),
+                template.file.display(),
                 field.written
             ));
         }
@@ -151,15 +153,43 @@ struct Failure {
     samples: Vec<&'static str>,
 }
 
-/// What the check covered, with its warnings, and the problems found.
-pub fn check_all(loaded: &LoadedConfig) -> (CheckReport, Problems) {
-    let mut problems = Problems::default();
-    let mut warnings = Vec::new();
+/// Renders every digest for each of its destinations against a sample
+/// window; how many rendered. Its templates' unknown fields are warnings.
+fn digest_renders(loaded: &LoadedConfig, problems: &mut Problems, warnings: &mut Vec<String>) -> usize {
     let mut renders = 0;
-    let samples = fields::samples_with_facts();
+    for digest in loaded.digests() {
+        let context = crate::digest::sample_context(&digest.config.name);
+        for (dest, payload) in digest.payloads(|n| loaded.destination(n), &context) {
+            match payload {
+                Ok(_) => renders += 1,
+                Err(e) => {
+                    problems.push(Problem::new(
+                        template_file(digest.templates(), &e.template, loaded),
+                        format!(
+                            "digest \"{}\" for destination \"{dest}\", sample window: {}",
+                            digest.config.name, e.reason
+                        ),
+                    ));
+                }
+            }
+        }
+        let known = KnownFields::of(&[context]);
+        warnings.extend(unknown_fields(digest.templates(), &known, &format!("digest \"{}\"", digest.config.name)));
+    }
+    renders
+}
+
+/// Renders each destination against every sample (a customer's first
+/// flow); how many rendered. A failure found on several samples is one
+/// problem, with their count.
+fn destination_renders(
+    loaded: &LoadedConfig,
+    samples: &[(&'static str, serde_json::Value)],
+    problems: &mut Problems,
+) -> usize {
+    let mut renders = 0;
     let first_flows: Vec<&(&str, serde_json::Value)> = samples.iter().step_by(2).collect();
     for dest in loaded.destinations() {
-        // The same mistake on several samples is one problem.
         let mut failures: BTreeMap<String, Failure> = BTreeMap::new();
         for (sample, event) in &first_flows {
             match dest.payload(event) {
@@ -188,35 +218,21 @@ pub fn check_all(loaded: &LoadedConfig) -> (CheckReport, Problems) {
             problems.push(Problem::new(failure.file, format!("destination \"{}\", {on}: {reason}", dest.name)));
         }
     }
+    renders
+}
+
+/// What the check covered, with its warnings, and the problems found.
+pub fn check_all(loaded: &LoadedConfig) -> (CheckReport, Problems) {
+    let mut problems = Problems::default();
+    let mut warnings = Vec::new();
+    let samples = fields::samples_with_facts();
+    let mut renders = destination_renders(loaded, &samples, &mut problems);
     let known = KnownFields::of_events();
     for dest in loaded.destinations() {
-        warnings.extend(unknown_fields(dest.templates(), &known, &format!("destination \"{}\"", dest.name), loaded));
+        warnings.extend(unknown_fields(dest.templates(), &known, &format!("destination \"{}\"", dest.name)));
     }
     routes::check_routes(loaded, &known, &samples, &mut problems, &mut warnings);
-    for digest in loaded.digests() {
-        let context = crate::digest::sample_context(&digest.config.name);
-        for (dest, payload) in digest.payloads(|n| loaded.destination(n), &context) {
-            match payload {
-                Ok(_) => renders += 1,
-                Err(e) => {
-                    problems.push(Problem::new(
-                        template_file(digest.templates(), &e.template, loaded),
-                        format!(
-                            "digest \"{}\" for destination \"{dest}\", sample window: {}",
-                            digest.config.name, e.reason
-                        ),
-                    ));
-                }
-            }
-        }
-        let known = KnownFields::of(&[context]);
-        warnings.extend(unknown_fields(
-            digest.templates(),
-            &known,
-            &format!("digest \"{}\"", digest.config.name),
-            loaded,
-        ));
-    }
+    renders += digest_renders(loaded, &mut problems, &mut warnings);
     warnings.extend(
         loaded
             .destinations()

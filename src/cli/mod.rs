@@ -8,7 +8,7 @@ mod deliveries;
 mod digests;
 mod post;
 
-use crate::check::check;
+use crate::check::check_with_warnings;
 use crate::event::Event;
 use crate::loaded_config::LoadedConfig;
 use crate::routing::RouteReport;
@@ -390,7 +390,7 @@ async fn copy_store(path: &Path, to: &str) -> anyhow::Result<ExitCode> {
 }
 
 fn run_check(path: &Path) -> anyhow::Result<ExitCode> {
-    match check(path) {
+    match check_with_warnings(path) {
         Ok((report, problems)) if !problems.is_empty() => {
             for w in &report.warnings {
                 println!("warning: {w}");

@@ -42,21 +42,29 @@ pub fn explain(source: &str) -> Option<(String, usize, usize)> {
             let name = closed.trim();
             match open.pop() {
                 Some((opened, ..)) if opened == name => {}
-                Some((opened, l, _)) => {
+                Some((opened, l, c)) => {
                     return Some((
-                        format!("`{{{{/{name}}}}}` at line {line} closes `{{{{#{opened}}}}}`, opened at line {l}: close it with `{{{{/{opened}}}}}` first"),
+                        format!("`{{{{/{name}}}}}` at line {line}, column {column} closes `{{{{#{opened}}}}}`, opened at line {l}, column {c}: close it with `{{{{/{opened}}}}}` first"),
                         line,
                         column,
                     ));
                 }
                 None => {
-                    return Some((format!("`{{{{/{name}}}}}` at line {line} closes no open block"), line, column));
+                    return Some((
+                        format!("`{{{{/{name}}}}}` at line {line}, column {column} closes no open block"),
+                        line,
+                        column,
+                    ));
                 }
             }
         }
     }
     open.pop().map(|(name, line, column)| {
-        (format!("`{{{{#{name}}}}}` opened at line {line} is never closed (add `{{{{/{name}}}}}`)"), line, column)
+        (
+            format!("`{{{{#{name}}}}}` opened at line {line}, column {column} is never closed (add `{{{{/{name}}}}}`)"),
+            line,
+            column,
+        )
     })
 }
 
@@ -77,13 +85,13 @@ mod tests {
     fn blocks_never_closed_or_closed_by_another_are_named_with_their_line() {
         assert_eq!(
             explain("line1\n{{#if customer}}\nx\n").unwrap(),
-            ("`{{#if}}` opened at line 2 is never closed (add `{{/if}}`)".into(), 2, 1)
+            ("`{{#if}}` opened at line 2, column 1 is never closed (add `{{/if}}`)".into(), 2, 1)
         );
         assert_eq!(
             explain("{{#each path}}\n  {{#if type}}x{{/each}}").unwrap().0,
-            "`{{/each}}` at line 2 closes `{{#if}}`, opened at line 2: close it with `{{/if}}` first"
+            "`{{/each}}` at line 2, column 16 closes `{{#if}}`, opened at line 2, column 3: close it with `{{/if}}` first"
         );
-        assert_eq!(explain("a {{/if}}").unwrap().0, "`{{/if}}` at line 1 closes no open block");
+        assert_eq!(explain("a {{/if}}").unwrap().0, "`{{/if}}` at line 1, column 3 closes no open block");
         assert_eq!(
             explain("a\n  {{customer.name").unwrap(),
             ("`{{` at line 2, column 3 is never closed with `}}`".into(), 2, 3)

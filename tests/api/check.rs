@@ -101,15 +101,15 @@ fn a_block_never_closed_is_named_with_the_line_it_opened_on() {
     let (_, stderr, _) = check(&cfg, &[]);
     assert_eq!(
         stderr,
-        "DIR/templates/open.hbs:3: invalid template: `{{#if}}` opened at line 3 is never closed (add `{{/if}}`)\n\
+        "DIR/templates/open.hbs:3: invalid template: `{{#if}}` opened at line 3, column 1 is never closed (add `{{/if}}`)\n\
          DIR/relay.toml: 1 problem(s) found\n"
     );
     cfg.write_template("open.hbs", "{{#each path}}\n{{#if stepType}}{{stepType}}{{/each}}\n{{/if}}\n");
     let (_, stderr, _) = check(&cfg, &[]);
     assert_eq!(
         stderr,
-        "DIR/templates/open.hbs:2: invalid template: `{{/each}}` at line 2 closes `{{#if}}`, opened at line 2: \
-         close it with `{{/if}}` first\nDIR/relay.toml: 1 problem(s) found\n"
+        "DIR/templates/open.hbs:2: invalid template: `{{/each}}` at line 2, column 29 closes `{{#if}}`, opened at line 2, \
+         column 1: close it with `{{/if}}` first\nDIR/relay.toml: 1 problem(s) found\n"
     );
 }
 
