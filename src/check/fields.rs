@@ -37,10 +37,14 @@ pub fn samples_with_facts() -> Vec<(&'static str, Value)> {
     out
 }
 
-/// Paths (`customer.name`, `path.[].type`) and string values seen.
+/// Paths (`customer.name`, `path.[].type`), the JSON types each holds,
+/// and string values seen.
 #[derive(Debug, Default)]
 pub struct KnownFields {
     paths: BTreeSet<String>,
+    /// The types (`string`, `number`, ...) each path holds where it is not
+    /// null.
+    types: std::collections::BTreeMap<String, BTreeSet<&'static str>>,
     /// Short string values (`canceled`, `discount`): what an unquoted
     /// word in a condition most likely meant.
     values: BTreeSet<String>,
@@ -65,7 +69,11 @@ impl KnownFields {
 
     fn collect(&mut self, value: &Value, at: &mut Vec<String>) {
         if !at.is_empty() {
-            self.paths.insert(at.join("."));
+            let path = at.join(".");
+            if !value.is_null() {
+                self.types.entry(path.clone()).or_default().insert(type_name(value));
+            }
+            self.paths.insert(path);
         }
         match value {
             Value::Object(map) => {
@@ -101,6 +109,12 @@ impl KnownFields {
         self.paths.contains(path)
     }
 
+    /// The types the field at `path` holds in the samples (none when it is
+    /// always null or unknown).
+    pub fn types(&self, path: &str) -> Option<&BTreeSet<&'static str>> {
+        self.types.get(path)
+    }
+
     /// Whether `word` is a string value some event has (`canceled`).
     pub fn is_value(&self, word: &str) -> bool {
         self.values.contains(word)
@@ -123,6 +137,18 @@ impl KnownFields {
     /// `event` (the whole event).
     pub fn has_top_level(&self, name: &str) -> bool {
         name == "event" || self.has(name)
+    }
+}
+
+/// The name of `value`'s JSON type.
+pub fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "table",
     }
 }
 

@@ -38,11 +38,7 @@ pub fn check_routes(
             refused.push(i);
         }
         for path in route.when.table_paths() {
-            let dotted = crate::rules::parse_path(path)
-                .into_iter()
-                .map(|s| if s.chars().all(|c| c.is_ascii_digit()) { "[]".to_owned() } else { s })
-                .collect::<Vec<_>>()
-                .join(".");
+            let dotted = dotted(path);
             if known.has(&dotted) {
                 continue;
             }
@@ -50,6 +46,10 @@ pub fn check_routes(
             warnings.push(format!("route \"{}\": `{path}` is not a field of any sample event{hint}", route.name));
         }
         for (path, expected) in route.when.table_values() {
+            if let Some(warning) = wrong_shape(known, &route.name, path, expected) {
+                warnings.push(warning);
+                continue;
+            }
             if let Some(text) = expected.as_str().filter(|t| t.contains(',') && !known.is_value(t)) {
                 let list: Vec<String> = text.split(',').map(|v| format!("\"{}\"", v.trim())).collect();
                 warnings.push(format!(
@@ -61,6 +61,42 @@ pub fn check_routes(
         }
     }
     unmatched_routes(loaded, samples, &refused, warnings);
+}
+
+/// A warning when `path = expected` can never hold for the type the
+/// field has in every sample (`amount = "49"` for a number, `outcome = {
+/// ... }` for a string).
+fn wrong_shape(known: &KnownFields, route: &str, path: &str, expected: &Value) -> Option<String> {
+    let dotted = dotted(path);
+    let field_types = known.types(&dotted)?;
+    let wanted: Vec<&Value> = match expected {
+        Value::Array(options) if !field_types.contains("list") => options.iter().collect(),
+        one => vec![one],
+    };
+    if wanted.iter().any(|w| field_types.contains(super::fields::type_name(w))) {
+        return None;
+    }
+    let holds: Vec<&str> = field_types.iter().copied().collect();
+    let given: Vec<&str> = wanted.iter().map(|w| super::fields::type_name(w)).collect();
+    let hint = match (holds.as_slice(), expected) {
+        (["number"], Value::String(s)) if s.trim().parse::<f64>().is_ok() => format!(": write {path} = {}", s.trim()),
+        (["string"], Value::Number(n)) => format!(": write {path} = \"{n}\""),
+        _ => String::new(),
+    };
+    Some(format!(
+        "route \"{route}\": `{path}` is a {} in every sample event, and the condition compares it with a {}, which never matches{hint}",
+        holds.join(" or "),
+        given.join(" or ")
+    ))
+}
+
+/// `path` as [`KnownFields`] spells it: array indexes as `[]`.
+fn dotted(path: &str) -> String {
+    crate::rules::parse_path(path)
+        .into_iter()
+        .map(|s| if s.chars().all(|c| c.is_ascii_digit()) { "[]".to_owned() } else { s })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// A warning per route no sample event reaches, with why for the first.

@@ -28,8 +28,8 @@ use crate::problems::{Problem, Problems};
 use std::path::{Path, PathBuf};
 
 impl Config {
-    /// Reads, interpolates from the env file and the process environment ([`Environment`]) and validates the
-    /// config file at `path`.
+    /// Reads, interpolates (from the env file and the process environment:
+    /// [`Environment`]) and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, Problems> {
         let env = Environment::current().map_err(Problems::one)?;
         Self::load_with_env(path, &|name| env.get(name))

@@ -119,7 +119,8 @@ fn what_would_never_match_or_never_fill_is_found() {
         "[destinations.out]\nkind = \"console\"\ntemplate = \"typo.hbs\"\n\
          [[routes]]\nname = \"saves\"\nwhen = { outcomes = \"saved\" }\nto = [\"out\"]\n\
          [[routes]]\nname = \"several\"\nwhen = { outcome = \"saved,canceled\" }\nto = [\"out\"]\n\
-         [[routes]]\nname = \"ok\"\nwhen = { outcome = [\"saved\", \"canceled\"] }\nto = [\"out\"]\n",
+         [[routes]]\nname = \"ok\"\nwhen = { outcome = [\"saved\", \"canceled\"] }\nto = [\"out\"]\n\
+         [[routes]]\nname = \"amount\"\nwhen = { subscription.plan.amount = \"49\" }\nto = [\"out\"]\n",
     );
     cfg.write_template("typo.hbs", "{{customer.nmae}} left\n{{#each path}}{{stepType}} {{type}}{{/each}}\n");
     let (stdout, stderr, ok) = check(&cfg, &[]);
@@ -135,8 +136,10 @@ fn what_would_never_match_or_never_fill_is_found() {
             "warning: DIR/templates/typo.hbs:2: destination \"out\": {{type}} is not a field of any sample event: it renders empty",
             "warning: route \"saves\": `outcomes` is not a field of any sample event (did you mean `outcome`?)",
             "warning: route \"several\": `outcome = \"saved,canceled\"` compares with that one value; for any of several, write a list: outcome = [\"saved\", \"canceled\"]",
+            "warning: route \"amount\": `subscription.plan.amount` is a number in every sample event, and the condition compares it with a string, which never matches: write subscription.plan.amount = 49",
             "warning: route \"saves\" matches none of the 8 sample events in config/events/: `outcomes = \"saved\"` did not hold (saw missing)",
             "warning: route \"several\" matches none of the 8 sample events in config/events/: `outcome = \"saved,canceled\"` did not hold (saw \"canceled\")",
+            "warning: route \"amount\" matches none of the 8 sample events in config/events/: `subscription.plan.amount = \"49\"` did not hold (saw 49)",
         ]
     );
 
