@@ -69,7 +69,8 @@ fn describe(status: u16, answer: &str, fresh: bool) -> String {
         (200, Some("accepted")) if deliveries == 0 => {
             "accepted: no route matched it, nothing will be sent (`raaft-relay render --event FILE` says why)".into()
         }
-        (200, Some("accepted")) => format!("accepted: {deliveries} delivery(ies) queued"),
+        (200, Some("accepted")) if deliveries == 1 => "accepted: 1 delivery queued".into(),
+        (200, Some("accepted")) => format!("accepted: {deliveries} deliveries queued"),
         (200, Some("duplicate")) if fresh => "duplicate: the relay has this event already".into(),
         (200, Some("duplicate")) => {
             "duplicate: the relay received this event before and sends nothing again (post it with --fresh to send it as a new event)"

@@ -46,7 +46,7 @@ async fn every_sample_is_a_new_event_a_repeat_is_called_a_duplicate_and_post_fre
     let out = post(&files);
     let (stdout, stderr) = said_by(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
-    let expected: String = samples.iter().map(|f| format!("{f}: accepted: 1 delivery(ies) queued\n")).collect();
+    let expected: String = samples.iter().map(|f| format!("{f}: accepted: 1 delivery queued\n")).collect();
     assert_eq!(stdout, expected);
 
     // The same file again is Raaft's retry of it: said so, with the way out.
@@ -63,7 +63,7 @@ async fn every_sample_is_a_new_event_a_repeat_is_called_a_duplicate_and_post_fre
 
     // --fresh makes each a new event, even two posted in one go.
     let out = post(&["--fresh", "config/events/canceled.json", "config/events/canceled.json"]);
-    assert_eq!(said_by(&out).0, "config/events/canceled.json: accepted: 1 delivery(ies) queued\n".repeat(2));
+    assert_eq!(said_by(&out).0, "config/events/canceled.json: accepted: 1 delivery queued\n".repeat(2));
 
     // A refusal says why, and the command fails.
     let wrong = cfg.dir.path().join("wrong.toml");
