@@ -1,7 +1,8 @@
 //! What `check` finds in routes that would never work as meant: a CEL
 //! condition reading a name events do not have (an unquoted value, a
-//! misspelt field), a table comparing a field no event has or one value
-//! where a list was meant, and a route that matches none of the samples.
+//! misspelt field), a table comparing a field no event has, a value of a
+//! type the field never has, or one value where a list was meant, and a
+//! route that matches none of the samples.
 
 use super::fields::KnownFields;
 use crate::loaded_config::LoadedConfig;
