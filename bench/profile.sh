@@ -23,12 +23,9 @@ done
 SECONDS_SAMPLED=15
 TOP=12
 TOKEN=bench-token
+ADMIN_TOKEN=bench-admin-token
 
-need() {
-    command -v "$1" >/dev/null 2>&1 && return
-    echo "installing $2 from Debian" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-}
+source bench/common.sh
 need wrk wrk
 need perf linux-perf
 
@@ -36,26 +33,9 @@ echo "building release binaries" >&2
 cargo build --release --quiet --bin raaft-relay --examples
 BIN="$PWD/target/release"
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 1 500); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.01
-    done
-    echo "nothing listens on $1" >&2; return 1
-}
-
-sed -e 's/"flowId": "your-flow-id"/"flowId": "__FLOW__"/' -e 's/"id": "customer-id"/"id": "__CUSTOMER__"/' \
-    config/events/saved-switch-plan.json >"$WORK/body.json"
-export BENCH_BODY="$WORK/body.json" BENCH_TOKEN="$TOKEN" BENCH_PATH=/webhooks/raaft BENCH_RUN="$RANDOM$RANDOM"
+make_work_dir
+write_body
+export BENCH_PATH=/webhooks/raaft BENCH_RUN="$RANDOM$RANDOM"
 if ((ONE_CUSTOMER)); then export BENCH_ONE_CUSTOMER=1; fi
 
 SINK_PORT=$(free_port)
@@ -64,33 +44,8 @@ PIDS+=($!)
 wait_port "$SINK_PORT"
 
 PORT=$(free_port)
-mkdir -p "$WORK/relay"
-cp -r templates "$WORK/relay/templates"
-printf '{"flow": "{{flowId}}", "sentAt": "{{sentAt}}"}' >"$WORK/relay/templates/bench.json.hbs"
-cat >"$WORK/relay/relay.toml" <<TOML
-templates_dir = "templates"
-[server]
-listen = "127.0.0.1:$PORT"
-[raaft]
-tokens = ["$TOKEN"]
-[store]
-url = "sqlite://$WORK/relay/relay.db"
-[retry]
-max_attempts = 1000
-initial_backoff = "100ms"
-max_backoff = "1s"
-[destinations.sink]
-kind = "webhook"
-url = "http://127.0.0.1:$SINK_PORT/in"
-template = "bench.json.hbs"
-[[routes]]
-name = "saves"
-when = { outcome = "saved" }
-to = ["sink"]
-TOML
-RUST_LOG=warn "$BIN/raaft-relay" --config "$WORK/relay/relay.toml" serve >"$WORK/relay.out" 2>&1 &
-RELAY_PID=$!
-PIDS+=("$RELAY_PID")
+relay_config "$WORK/relay" "127.0.0.1:$PORT" "http://127.0.0.1:$SINK_PORT/in" "sqlite://$WORK/relay/relay.db"
+start_relay "$WORK/relay/relay.toml"
 wait_port "$PORT"
 
 # Warm up, then sample while the load runs.
