@@ -39,20 +39,32 @@ impl TestSample {
     }
 }
 
+/// Every sample as routes and templates see it when it is a customer's
+/// first flow (with the relay's facts as of now): (file name, event).
+pub fn first_flows() -> Vec<(&'static str, serde_json::Value)> {
+    let now = chrono::Utc::now();
+    SAMPLE_EVENTS
+        .iter()
+        .map(|(name, json)| {
+            let event: serde_json::Value = serde_json::from_str(json).expect("shipped samples are JSON");
+            let facts = crate::history::first_flow_facts(&event, now);
+            (*name, crate::history::with_facts(event, Some(&facts)))
+        })
+        .collect()
+}
+
 /// The sample a test message to `destination` sends: the first sample (a
 /// customer's first flow) that the routes send there, so that `wins` gets
 /// a save and `churn` a cancellation; `canceled.json` when none is.
 pub fn for_destination(router: &crate::routing::Router, destination: &str) -> TestSample {
-    let now = chrono::Utc::now();
     let parsed = |json: &str| serde_json::from_str::<serde_json::Value>(json).expect("shipped samples are JSON");
-    let routed = SAMPLE_EVENTS.iter().find(|(_, json)| {
-        let event = parsed(json);
-        let facts = crate::history::first_flow_facts(&event, now);
-        let event = crate::history::with_facts(event, Some(&facts));
-        router.route(&event).iter().any(|t| t.destination == destination)
-    });
+    // Routed as received; sent as Raaft sends it (`send_test` adds the facts).
+    let routed = SAMPLE_EVENTS
+        .iter()
+        .zip(first_flows())
+        .find(|(_, (_, event))| router.route(event).iter().any(|t| t.destination == destination));
     match routed {
-        Some((name, json)) => TestSample { name, event: parsed(json), routed: true },
+        Some(((name, json), _)) => TestSample { name, event: parsed(json), routed: true },
         None => TestSample { name: "canceled.json", event: parsed(DEFAULT_TEST_EVENT), routed: false },
     }
 }

@@ -28,10 +28,9 @@ pub fn samples_with_facts() -> Vec<(&'static str, Value)> {
         .collect();
     let returning = History { now, earlier: EarlierFlows::from_flows(earlier) };
     let mut out = Vec::new();
-    for (name, event) in events {
-        let first = crate::history::first_flow_facts(&event, now);
+    for ((name, event), (_, first)) in events.into_iter().zip(crate::samples::first_flows()) {
         let again = crate::history::facts(Mrr::of(&event).as_ref(), Some(&returning));
-        out.push((name, crate::history::with_facts(event.clone(), Some(&first))));
+        out.push((name, first));
         out.push((name, crate::history::with_facts(event, Some(&again))));
     }
     out

@@ -182,13 +182,9 @@ fn digest_renders(loaded: &LoadedConfig, problems: &mut Problems, warnings: &mut
 /// Renders each destination against every sample (a customer's first
 /// flow); how many rendered. A failure found on several samples is one
 /// problem, with their count.
-fn destination_renders(
-    loaded: &LoadedConfig,
-    samples: &[(&'static str, serde_json::Value)],
-    problems: &mut Problems,
-) -> usize {
+fn destination_renders(loaded: &LoadedConfig, problems: &mut Problems) -> usize {
     let mut renders = 0;
-    let first_flows: Vec<&(&str, serde_json::Value)> = samples.iter().step_by(2).collect();
+    let first_flows = crate::samples::first_flows();
     for dest in loaded.destinations() {
         let mut failures: BTreeMap<String, Failure> = BTreeMap::new();
         for (sample, event) in &first_flows {
@@ -226,7 +222,7 @@ pub fn check_all(loaded: &LoadedConfig) -> (CheckReport, Problems) {
     let mut problems = Problems::default();
     let mut warnings = Vec::new();
     let samples = fields::samples_with_facts();
-    let mut renders = destination_renders(loaded, &samples, &mut problems);
+    let mut renders = destination_renders(loaded, &mut problems);
     let known = KnownFields::of_events();
     for dest in loaded.destinations() {
         warnings.extend(unknown_fields(dest.templates(), &known, &format!("destination \"{}\"", dest.name)));

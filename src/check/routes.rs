@@ -123,7 +123,7 @@ fn unmatched_routes(loaded: &LoadedConfig, samples: &[(&str, Value)], refused: &
             warnings.push(format!(
                 "route \"{}\" matches none of the {} sample events in config/events/: {why}",
                 route.name,
-                samples.len() / 2
+                crate::samples::SAMPLE_EVENTS.len()
             ));
         }
     }

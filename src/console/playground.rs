@@ -95,13 +95,11 @@ fn template_files(dir: &Path) -> Vec<String> {
 /// of a first flow) or a stored event (with the facts of its receipt).
 async fn event_of(ctx: &Ctx, pick: &str) -> Result<Value, String> {
     if let Some(name) = pick.strip_prefix("sample:") {
-        let (_, json) = crate::samples::SAMPLE_EVENTS
-            .iter()
+        return crate::samples::first_flows()
+            .into_iter()
             .find(|(n, _)| *n == name)
-            .ok_or_else(|| format!("no sample \"{name}\""))?;
-        let event: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        let facts = crate::history::first_flow_facts(&event, chrono::Utc::now());
-        return Ok(crate::history::with_facts(event, Some(&facts)));
+            .map(|(_, event)| event)
+            .ok_or_else(|| format!("no sample \"{name}\""));
     }
     let id = pick.strip_prefix("event:").unwrap_or(pick);
     match ctx.state.store().event(id).await {
@@ -333,10 +331,8 @@ async fn save(ctx: Ctx, form: Form) -> Response {
 fn check_edit(loaded: &LoadedConfig, picked: &str, rel: &str, source: &str) -> Result<(), Vec<String>> {
     let dest = loaded.destination(picked).ok_or_else(|| vec![format!("no destination \"{picked}\"")])?;
     let template = dest.compile_body(&loaded.config.templates_dir, rel, source).map_err(|p| vec![p.to_string()])?;
-    for (name, json) in crate::samples::SAMPLE_EVENTS {
-        let event: Value = serde_json::from_str(json).expect("samples are JSON");
-        let facts = crate::history::first_flow_facts(&event, chrono::Utc::now());
-        let context = EventContext::new(crate::history::with_facts(event, Some(&facts)));
+    for (name, event) in crate::samples::first_flows() {
+        let context = EventContext::new(event);
         if let Err(e) = dest.render_with(&template, &context).and_then(|r| dest.wrap(r, rel)) {
             return Err(vec![format!("destination \"{picked}\", sample event {name}: {e}")]);
         }

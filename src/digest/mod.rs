@@ -207,14 +207,7 @@ impl Digest {
 /// renders every digest template against.
 pub fn sample_context(name: &str) -> Value {
     let now = chrono::Utc::now();
-    let events: Vec<Value> = crate::samples::SAMPLE_EVENTS
-        .iter()
-        .filter_map(|(_, json)| serde_json::from_str::<Value>(json).ok())
-        .map(|e| {
-            let facts = crate::history::first_flow_facts(&e, now);
-            crate::history::with_facts(e, Some(&facts))
-        })
-        .collect();
+    let events: Vec<Value> = crate::samples::first_flows().into_iter().map(|(_, e)| e).collect();
     let refs: Vec<&Value> = events.iter().collect();
     let window = Window { start: now - chrono::Duration::days(1), end: now };
     let before = Window { start: now - chrono::Duration::days(2), end: window.start };
